@@ -1,0 +1,40 @@
+"""varinf: approximate inference in latent-variable models.
+
+The public surface: objectives (ELBO estimators and bounds), models, training,
+evaluation and the data layer. Classical models live in ``varinf.classical``.
+"""
+
+from varinf.config import TrainConfig, make_config
+from varinf.errors import CheckpointError, ConfigError, ConvergenceWarning, DataError, DatasetNotFoundError, VarinfError
+from varinf.models import VAE, LinearGaussian, VAEConfig
+from varinf.objectives import (elbo_and_log_marginal, iwae_bound, kl_to_prior, log_marginal_estimate, log_weights,
+                               logmeanexp, score_function_surrogate, sgvb_a, sgvb_b)
+
+__version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # Heavier pieces (data loaders, training loop, plotting) are imported on first use.
+    lazy = {
+        "load_dataset": ("varinf.data", "load_dataset"),
+        "Dataset": ("varinf.data", "Dataset"),
+        "train": ("varinf.training", "train"),
+        "load_model": ("varinf.training", "load_model"),
+        "evaluate_run": ("varinf.evaluate", "evaluate_run"),
+        "evaluate_model": ("varinf.evaluate", "evaluate_model"),
+        "plot_run": ("varinf.plotting", "plot_run"),
+    }
+    if name in lazy:
+        import importlib
+        module, attr = lazy[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'varinf' has no attribute {name!r}")
+
+
+__all__ = [
+    "TrainConfig", "make_config", "VAE", "VAEConfig", "LinearGaussian",
+    "sgvb_a", "sgvb_b", "kl_to_prior", "iwae_bound", "log_weights", "logmeanexp", "log_marginal_estimate",
+    "elbo_and_log_marginal", "score_function_surrogate",
+    "load_dataset", "Dataset", "train", "load_model", "evaluate_run", "evaluate_model", "plot_run",
+    "VarinfError", "DataError", "DatasetNotFoundError", "CheckpointError", "ConfigError", "ConvergenceWarning",
+]

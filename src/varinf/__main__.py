@@ -1,0 +1,5 @@
+import sys
+
+from varinf.cli import main
+
+sys.exit(main())

@@ -1,0 +1,127 @@
+"""Command-line interface: ``varinf train``, ``varinf eval``, ``varinf plot``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from varinf.errors import VarinfError
+
+
+def _int_tuple(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(t) for t in text.replace(" ", "").split(",") if t)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 500 or 500,500; got {text!r}")
+
+
+def _patience(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("patience must be >= 0 (0 disables early stopping)")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="varinf", description="Approximate inference in latent-variable models.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train a model; settings from --config (TOML) overridden by flags")
+    t.add_argument("--config", help="TOML file of settings (top level or a [train] table)")
+    t.add_argument("--out", required=True, help="run directory for checkpoints, metrics, eval and figures")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    t.add_argument("--dataset", help="digits | binarized-mnist | mnist | path to .npy/.npz (default digits)")
+    t.add_argument("--data-dir", help="data directory (default $VARINF_DATA_DIR, else ~/.cache/varinf)")
+    t.add_argument("--binarize", action="store_true", default=None,
+                   help="dynamic binarization of grey-level data (mnist): a fresh Bernoulli draw every epoch")
+    t.add_argument("--model", choices=["mlp", "cnn"], help="encoder/decoder architecture (default mlp)")
+    t.add_argument("--latent-dim", type=int, help="number of latent variables K (default 200)")
+    t.add_argument("--hidden", type=_int_tuple, help="hidden widths, e.g. 500 or 500,500 (default 500)")
+    t.add_argument("--activation", help="softplus | relu | tanh | elu (default softplus)")
+    t.add_argument("--method", help="training method (default vae)")
+    t.add_argument("--estimator", choices=["A", "B", "a", "b"], help="SGVB estimator A or B (default B)")
+    t.add_argument("--samples", type=int, help="samples per datapoint L (default 1)")
+    t.add_argument("--optimizer", choices=["adam", "rmsprop"], help="optimizer (default adam)")
+    t.add_argument("--lr", type=float, help="learning rate (default 1e-3)")
+    t.add_argument("--batch-size", type=int, help="minibatch size (default 100)")
+    t.add_argument("--epochs", type=int, help="maximum number of epochs (default 100)")
+    t.add_argument("--patience", type=_patience, help="early-stopping patience in epochs; 0 disables (default 20)")
+    t.add_argument("--seed", type=int, help="random seed (default 0)")
+    t.add_argument("--device", help="cpu | cuda (default cpu)")
+    t.add_argument("--threads", type=int, help="torch intra-op threads")
+    t.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+
+    e = sub.add_parser("eval", help="test ELBO and importance-sampled NLL of a trained run -> RUN_DIR/eval.json")
+    e.add_argument("run_dir")
+    e.add_argument("--nll-samples", type=int, default=5000, help="importance samples per datapoint k (default 5000)")
+    e.add_argument("--subset", type=int, help="evaluate on a uniform random subset of this many test points")
+    e.add_argument("--batch-size", type=int, default=100)
+    e.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    e.add_argument("--device", default="cpu")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--data-dir")
+    e.add_argument("--quiet", action="store_true")
+
+    p = sub.add_parser("plot", help="figures of a trained run -> RUN_DIR/figures/*.png")
+    p.add_argument("run_dir")
+    p.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    p.add_argument("--data-dir")
+    p.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def _train(args) -> int:
+    from varinf.config import make_config
+    from varinf.training import train
+
+    overrides = dict(dataset=args.dataset, data_dir=args.data_dir, binarize=args.binarize, model=args.model,
+                     latent_dim=args.latent_dim, hidden=args.hidden, activation=args.activation,
+                     method=args.method, estimator=args.estimator, samples=args.samples,
+                     optimizer=args.optimizer, lr=args.lr, batch_size=args.batch_size, epochs=args.epochs,
+                     seed=args.seed, device=args.device, threads=args.threads)
+    if args.patience is not None:
+        overrides["patience"] = args.patience or None
+    cfg = make_config(args.config, **overrides)
+    if args.patience == 0:
+        cfg.patience = None
+    result = train(cfg, args.out, resume=args.resume, progress=not args.quiet)
+    print(json.dumps({"run_dir": str(result.run_dir), "epochs": result.epochs_run, "best_epoch": result.best_epoch,
+                      "best_valid_elbo": result.best_valid_elbo, "stopped_early": result.stopped_early}))
+    return 0
+
+
+def _eval(args) -> int:
+    from varinf.evaluate import evaluate_run
+
+    result = evaluate_run(args.run_dir, nll_samples=args.nll_samples, subset=args.subset,
+                          batch_size=args.batch_size, checkpoint=args.checkpoint, device=args.device,
+                          seed=args.seed, data_dir=args.data_dir, progress=not args.quiet)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def _plot(args) -> int:
+    from varinf.plotting import plot_run
+
+    for path in plot_run(args.run_dir, checkpoint=args.checkpoint, data_dir=args.data_dir, seed=args.seed):
+        print(path)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = {"train": _train, "eval": _eval, "plot": _plot}[args.command]
+    try:
+        return handler(args)
+    except VarinfError as exc:
+        print(f"varinf {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"varinf {args.command}: interrupted; checkpoints written so far are intact "
+              "(continue with varinf train --resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,220 @@
+"""Variational autoencoder with diagonal-Gaussian q(z|x), N(0, I) prior and Bernoulli p(x|z).
+
+Kingma & Welling (2014); seeds 000 (§III-D, CNN VAE), 002 (§IV) and 003 (§3, §7.1: one hidden
+layer of 500 softplus units each side, 200 latents — the default here).
+
+The encoder returns the variational parameters as plain tensors ``(mu, log_std)`` so that
+they can be optimised per datapoint (iterative refinement, seed 003 §2); ``VAE.q`` turns
+them into a torch.distributions object. The generative model exposes ``prior()``,
+``log_likelihood(x, z)`` and ``log_joint(x, z)``, the interface every estimator in
+``varinf.objectives`` uses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import distributions as D
+from torch import nn
+
+from varinf.errors import ConfigError
+
+ACTIVATIONS = {"softplus": nn.Softplus, "relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU}
+ARCHITECTURES = ("mlp", "cnn")
+
+
+@dataclass
+class VAEConfig:
+    """Architecture of a VAE. Defaults: seed 003 Table 1 (784-500-200, softplus)."""
+
+    data_dim: int = 784
+    latent_dim: int = 200
+    architecture: str = "mlp"
+    hidden: tuple[int, ...] = (500,)
+    activation: str = "softplus"
+    image_shape: tuple[int, int] | None = None
+    channels: tuple[int, ...] = (32, 64)
+
+    def __post_init__(self):
+        self.hidden = tuple(int(h) for h in self.hidden)
+        self.channels = tuple(int(c) for c in self.channels)
+        if self.image_shape is not None:
+            self.image_shape = tuple(int(s) for s in self.image_shape)
+        if self.architecture not in ARCHITECTURES:
+            raise ConfigError(f"unknown model architecture {self.architecture!r}; choose one of {ARCHITECTURES}")
+        if self.activation not in ACTIVATIONS:
+            raise ConfigError(f"unknown activation {self.activation!r}; choose one of {tuple(ACTIVATIONS)}")
+        if self.latent_dim < 1:
+            raise ConfigError(f"latent_dim must be >= 1, got {self.latent_dim}")
+        if self.architecture == "cnn":
+            if self.image_shape is None:
+                raise ConfigError("the cnn architecture needs image data (an image_shape such as (28, 28)); "
+                                  "this dataset is flat vectors: use --model mlp")
+            if self.image_shape[0] * self.image_shape[1] != self.data_dim:
+                raise ConfigError(f"image_shape {self.image_shape} does not match data_dim {self.data_dim}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _mlp(sizes: list[int], activation: str) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(ACTIVATIONS[activation]())
+    return nn.Sequential(*layers)
+
+
+class MLPEncoder(nn.Module):
+    """x (B, D) -> (mu, log_std), each (B, K)."""
+
+    def __init__(self, cfg: VAEConfig):
+        super().__init__()
+        self.net = _mlp([cfg.data_dim, *cfg.hidden, 2 * cfg.latent_dim], cfg.activation)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, log_std = self.net(x).chunk(2, dim=-1)
+        return mu, log_std
+
+
+class MLPDecoder(nn.Module):
+    """z (..., K) -> Bernoulli logits (..., D)."""
+
+    def __init__(self, cfg: VAEConfig):
+        super().__init__()
+        self.net = _mlp([cfg.latent_dim, *reversed(cfg.hidden), cfg.data_dim], cfg.activation)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)
+
+
+def _downsamplings(size: int) -> int:
+    """Number of stride-2 halvings that keep the side integral and ≥ 4 (28→14→7: 2; 8→4: 1)."""
+    n = 0
+    while size % 2 == 0 and size // 2 >= 4 and n < 2:
+        size //= 2
+        n += 1
+    return n
+
+
+class ConvEncoder(nn.Module):
+    """Convolutional encoder (seeds 000 §III-D, 002 §V): 3×3 conv, then stride-2 4×4 convs, then MLP."""
+
+    def __init__(self, cfg: VAEConfig):
+        super().__init__()
+        h, w = cfg.image_shape
+        n_down = min(_downsamplings(h), _downsamplings(w))
+        act = ACTIVATIONS[cfg.activation]
+        chans = list(cfg.channels)
+        layers: list[nn.Module] = [nn.Conv2d(1, chans[0], 3, 1, 1), act()]
+        c = chans[0]
+        for i in range(n_down):
+            c_out = chans[min(i + 1, len(chans) - 1)]
+            layers += [nn.Conv2d(c, c_out, 4, 2, 1), act()]
+            c = c_out
+        self.image_shape = (h, w)
+        self.conv = nn.Sequential(*layers)
+        flat = c * (h >> n_down) * (w >> n_down)
+        self.head = _mlp([flat, *cfg.hidden, 2 * cfg.latent_dim], cfg.activation)
+        self.head_act = act()
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        feats = self.conv(x.reshape(-1, 1, *self.image_shape)).flatten(1)
+        mu, log_std = self.head(feats).chunk(2, dim=-1)
+        return mu, log_std
+
+
+class ConvDecoder(nn.Module):
+    """Mirror of ConvEncoder with transposed convolutions: z (..., K) -> logits (..., D)."""
+
+    def __init__(self, cfg: VAEConfig):
+        super().__init__()
+        h, w = cfg.image_shape
+        n_down = min(_downsamplings(h), _downsamplings(w))
+        act = ACTIVATIONS[cfg.activation]
+        chans = list(cfg.channels)
+        widths = [chans[min(i + 1, len(chans) - 1)] for i in range(n_down)]
+        c = widths[-1] if widths else chans[0]
+        self.start = (c, h >> n_down, w >> n_down)
+        self.head = nn.Sequential(_mlp([cfg.latent_dim, *reversed(cfg.hidden), c * self.start[1] * self.start[2]],
+                                       cfg.activation), act())
+        layers: list[nn.Module] = []
+        for i in reversed(range(n_down)):
+            c_out = chans[i]
+            layers += [nn.ConvTranspose2d(c, c_out, 4, 2, 1), act()]
+            c = c_out
+        layers.append(nn.Conv2d(c, 1, 3, 1, 1))
+        self.deconv = nn.Sequential(*layers)
+        self.data_dim = h * w
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        lead = z.shape[:-1]
+        feats = self.head(z.reshape(-1, z.shape[-1])).reshape(-1, *self.start)
+        return self.deconv(feats).reshape(*lead, self.data_dim)
+
+
+class VAE(nn.Module):
+    """Generative model p(x, z) = p(z) p(x|z) with an amortised Gaussian encoder q_φ(z|x).
+
+    Code name ↔ paper symbol: ``x`` = v (seed 001) = x (seed 003); ``z`` = h; encoder = q_φ
+    (recognition network); decoder = p_θ(x|h) (generation network); ``(mu, log_std)`` = the
+    variational parameters z of seed 003 Eq. 2 (there written z = (μ, σ)).
+    """
+
+    def __init__(self, cfg: VAEConfig):
+        super().__init__()
+        self.config = cfg
+        if cfg.architecture == "mlp":
+            self.encoder, self.decoder = MLPEncoder(cfg), MLPDecoder(cfg)
+        else:
+            self.encoder, self.decoder = ConvEncoder(cfg), ConvDecoder(cfg)
+        self.register_buffer("_prior_loc", torch.zeros(cfg.latent_dim), persistent=False)
+
+    @property
+    def latent_dim(self) -> int:
+        return self.config.latent_dim
+
+    # ---- inference network q_φ(z|x) -------------------------------------------------
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Variational parameters (mu, log_std), each (B, K), as plain tensors."""
+        return self.encoder(x)
+
+    @staticmethod
+    def q(mu: torch.Tensor, log_std: torch.Tensor) -> D.Distribution:
+        """q(z|x) = N(mu, diag(exp(log_std)²)): batch (B,), event (K,)."""
+        return D.Independent(D.Normal(mu, log_std.exp(), validate_args=False), 1, validate_args=False)
+
+    # ---- generative model p_θ(x, z) -------------------------------------------------
+    def prior(self) -> D.Distribution:
+        """p(z) = N(0, I_K)."""
+        loc = self._prior_loc
+        return D.Independent(D.Normal(loc, torch.ones_like(loc), validate_args=False), 1, validate_args=False)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Bernoulli logits of p(x|z): z (..., K) -> (..., D)."""
+        return self.decoder(z)
+
+    def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """log p(x|z) = Σ_d x_d log σ(η_d) + (1 − x_d) log(1 − σ(η_d)): x (B, D), z (S, B, K) -> (S, B)."""
+        logits = self.decode(z)                                                   # (S, B, D)
+        return D.Bernoulli(logits=logits, validate_args=False).log_prob(x).sum(-1)
+
+    def log_joint(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """log p(x, z) = log p(x|z) + log p(z): (S, B)."""
+        return self.log_likelihood(x, z) + self.prior().log_prob(z)
+
+    @torch.no_grad()
+    def sample(self, num: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Decoder means E[x|z] for z ~ p(z): (num, D)."""
+        z = torch.randn(num, self.latent_dim, generator=generator, device=self._prior_loc.device)
+        return torch.sigmoid(self.decode(z))
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+__all__ = ["VAE", "VAEConfig", "MLPEncoder", "MLPDecoder", "ConvEncoder", "ConvDecoder", "ACTIVATIONS",
+           "ARCHITECTURES", "count_parameters"]

@@ -1,0 +1,168 @@
+"""Variational objectives as small pure functions returning per-datapoint tensors.
+
+Every estimator takes ``(model, q, x, num_samples, generator)`` and returns a tensor of
+shape ``(B,)``: one bound (or surrogate) per datapoint. Averaging over a batch and
+negating for a loss is the caller's business.
+
+Symbols (seed 001 §19.1, seed 003 §2):
+    x : visible data v,                 shape (B, D)
+    z : latent h, drawn from q,         shape (S, B, K)   (S = samples per datapoint)
+    q : q(z|x), a torch.distributions object with batch_shape (B,) and event_shape (K,)
+    model.log_joint(x, z)      = log p(x, z)          -> (S, B)
+    model.log_likelihood(x, z) = log p(x | z)         -> (S, B)
+    model.prior()              = p(z), batch_shape (), event_shape (K,)
+
+The ELBO (seed 001 Eq. 19.1–19.3; seed 000 Eq. 7):
+    L(x, θ, q) = log p(x) − KL(q(z|x) ‖ p(z|x)) = E_q[log p(x, z)] + H(q).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import distributions as D
+
+from varinf.sampling import draw
+
+__all__ = [
+    "log_weights",
+    "sgvb_a",
+    "sgvb_b",
+    "kl_to_prior",
+    "iwae_bound",
+    "log_marginal_estimate",
+    "elbo_and_log_marginal",
+    "score_function_surrogate",
+    "logmeanexp",
+]
+
+
+def logmeanexp(a: torch.Tensor, dim: int = 0) -> torch.Tensor:
+    """log( (1/n) Σ_i exp a_i ) along ``dim``, computed stably."""
+    return torch.logsumexp(a, dim=dim) - math.log(a.shape[dim])
+
+
+def log_weights(model, q: D.Distribution, x: torch.Tensor, num_samples: int = 1,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """Log importance weights log w = log p(x, z) − log q(z|x), z ~ q: shape (S, B).
+
+    The per-sample quantity that SGVB-A, the IWAE bound and the marginal-likelihood
+    estimate are all built on (seed 003 Eq. 1, the summand).
+    """
+    z = draw(q, num_samples, generator)                       # (S, B, K)
+    return model.log_joint(x, z) - q.log_prob(z)              # (S, B)
+
+
+def sgvb_a(model, q: D.Distribution, x: torch.Tensor, num_samples: int = 1,
+           generator: torch.Generator | None = None) -> torch.Tensor:
+    """SGVB estimator A (seed 002 §IV; Kingma & Welling 2014, Eq. 6): shape (B,).
+
+        L̂ᴬ(x) = (1/L) Σ_l [ log p(x, z⁽ˡ⁾) − log q(z⁽ˡ⁾|x) ],   z⁽ˡ⁾ = g(ε⁽ˡ⁾, x), ε⁽ˡ⁾ ~ p(ε).
+
+    Unbiased for the ELBO; differentiable in q's parameters through the
+    reparameterisation (``varinf.sampling.draw``).
+    """
+    return log_weights(model, q, x, num_samples, generator).mean(0)
+
+
+def kl_to_prior(q: D.Distribution, prior: D.Distribution, num_samples: int = 1,
+                generator: torch.Generator | None = None) -> torch.Tensor:
+    """KL(q(z|x) ‖ p(z)) per datapoint, shape (B,).
+
+    Closed form from ``torch.distributions.kl_divergence`` where a rule is registered
+    (diagonal Gaussians: −½ Σ_j (1 + log σ_j² − μ_j² − σ_j²), Kingma & Welling App. B);
+    otherwise the Monte Carlo estimate (1/L) Σ_l [log q(z⁽ˡ⁾) − log p(z⁽ˡ⁾)].
+    """
+    try:
+        return D.kl_divergence(q, prior)
+    except NotImplementedError:
+        z = draw(q, num_samples, generator)
+        return (q.log_prob(z) - prior.log_prob(z)).mean(0)
+
+
+def sgvb_b(model, q: D.Distribution, x: torch.Tensor, num_samples: int = 1,
+           generator: torch.Generator | None = None) -> torch.Tensor:
+    """SGVB estimator B (seed 002 §IV; Kingma & Welling 2014, Eq. 7): shape (B,).
+
+        L̂ᴮ(x) = (1/L) Σ_l log p(x | z⁽ˡ⁾) − KL(q(z|x) ‖ p(z)).
+
+    The expected reconstruction term is estimated by sampling; the KL term is exact
+    when torch.distributions knows it (lower variance than estimator A).
+    """
+    z = draw(q, num_samples, generator)                                  # (S, B, K)
+    reconstruction = model.log_likelihood(x, z).mean(0)                  # E_q[log p(x|z)]  (B,)
+    kl = kl_to_prior(q, model.prior(), num_samples, generator)           # KL(q ‖ p(z))     (B,)
+    return reconstruction - kl
+
+
+def iwae_bound(model, q: D.Distribution, x: torch.Tensor, num_samples: int = 5,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+    """Importance-weighted bound L_k (Burda et al. 2016, Eq. 8): shape (B,).
+
+        L_k(x) = E[ log (1/k) Σ_i p(x, z⁽ⁱ⁾) / q(z⁽ⁱ⁾|x) ],   z⁽ⁱ⁾ ~ q.
+
+    L_1 is the ELBO; L_k ≤ L_{k+1} ≤ log p(x) and L_k → log p(x) as k → ∞ (Thm. 1).
+    """
+    return logmeanexp(log_weights(model, q, x, num_samples, generator), dim=0)
+
+
+@torch.no_grad()
+def elbo_and_log_marginal(model, q: D.Distribution, x: torch.Tensor, num_samples: int = 5000,
+                          chunk_size: int = 500, generator: torch.Generator | None = None
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """ELBO and importance-sampling log p(x) from the same k draws z⁽ⁱ⁾ ~ q(z|x): two (B,) tensors.
+
+        ELBO     ≈ (1/k) Σ_i log w⁽ⁱ⁾                      (SGVB-A with L = k)
+        log p̂(x) = log (1/k) Σ_i w⁽ⁱ⁾,  w⁽ⁱ⁾ = p(x, z⁽ⁱ⁾) / q(z⁽ⁱ⁾|x)   (L_k, Burda et al. 2016 Eq. 8)
+
+    Samples are drawn ``chunk_size`` at a time and combined by a running sum and a
+    running log-sum-exp, so memory is O(chunk_size · B · D) whatever k is.
+    """
+    if num_samples < 1:
+        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    lse, total, done = None, None, 0
+    while done < num_samples:
+        s = min(chunk_size, num_samples - done)
+        lw = log_weights(model, q, x, s, generator)                           # (s, B)
+        chunk_lse, chunk_sum = torch.logsumexp(lw, dim=0), lw.sum(0)
+        lse = chunk_lse if lse is None else torch.logaddexp(lse, chunk_lse)
+        total = chunk_sum if total is None else total + chunk_sum
+        done += s
+    return total / num_samples, lse - math.log(num_samples)
+
+
+def log_marginal_estimate(model, q: D.Distribution, x: torch.Tensor, num_samples: int = 5000,
+                          chunk_size: int = 500, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Importance-sampling estimate of log p(x) with proposal q, shape (B,).
+
+        log p̂(x) = log (1/k) Σ_{i=1..k} p(x, z⁽ⁱ⁾) / q(z⁽ⁱ⁾|x),   z⁽ⁱ⁾ ~ q(z|x),
+
+    i.e. L_k with k = ``num_samples`` (5000 by default, the protocol of Burda et al.
+    2016 §5.2; report NLL = −log p̂(x)), computed in chunks (see ``elbo_and_log_marginal``).
+    """
+    return elbo_and_log_marginal(model, q, x, num_samples, chunk_size, generator)[1]
+
+
+def score_function_surrogate(model, q: D.Distribution, x: torch.Tensor, num_samples: int = 1,
+                             generator: torch.Generator | None = None,
+                             baseline: torch.Tensor | float | None = None) -> torch.Tensor:
+    """Score-function (REINFORCE) surrogate of the ELBO, shape (B,) (seed 002 Eq. 1–2).
+
+        ∇_φ L = E_q[ ∇_φ log q(z|x) (log p(x, z) − log q(z|x) − b) ] + E_q[∇ log p(x,z) − ∇_φ log q]
+
+    with z drawn *without* reparameterisation, so it works for discrete latents. The
+    returned tensor's value equals the plain ELBO estimate (1/S) Σ_s f_s with
+    f_s = log p(x, z_s) − log q(z_s|x); its gradient is the estimator above.
+    ``baseline`` b (a scalar or a (B,) tensor, e.g. an input-dependent learned
+    baseline as in NVIL) is treated as a constant: it leaves the estimator unbiased
+    because E_q[∇ log q] = 0 and only changes its variance.
+    """
+    z = draw(q, num_samples, generator, reparameterize=False).detach()  # (S, B, K)
+    log_q = q.log_prob(z)                                                # (S, B)
+    f = model.log_joint(x, z) - log_q                                   # (S, B)
+    signal = f.detach()
+    if baseline is not None:
+        signal = signal - (baseline.detach() if torch.is_tensor(baseline) else baseline)
+    score_term = signal * log_q                                          # ∇ gives (f − b) ∇ log q
+    return (f + score_term - score_term.detach()).mean(0)

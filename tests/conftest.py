@@ -1,0 +1,18 @@
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+# Tests and CI read real data from ../shared/data unless VARINF_DATA_DIR says otherwise.
+os.environ.setdefault("VARINF_DATA_DIR", str(SHARED_DATA))
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir() -> Path:
+    path = Path(os.environ["VARINF_DATA_DIR"])
+    assert (path / "binarized_mnist.npz").exists(), (
+        f"binarized_mnist.npz not found in {path}; set VARINF_DATA_DIR to the shared data directory")
+    return path

@@ -1,0 +1,213 @@
+"""End-to-end: varinf train → eval → plot on digits, resume after a kill, and every bad input."""
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from varinf import make_config, train
+from varinf.cli import main
+from varinf.errors import CheckpointError
+
+FAST = ["--dataset", "digits", "--hidden", "64", "--latent-dim", "2", "--quiet"]
+
+
+def run_cli(*args) -> int:
+    return main([str(a) for a in args])
+
+
+def model_tensors(run_dir: Path, which: str = "last") -> dict:
+    return {k: v for k, v in load_file(str(run_dir / "checkpoints" / f"{which}.safetensors")).items()}
+
+
+def assert_identical(a: dict, b: dict):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def digest(path: Path) -> dict:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def test_train_eval_plot_on_digits(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert run_cli("train", *FAST, "--epochs", 8, "--seed", 1, "--out", run) == 0
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in lines] == list(range(1, 9))
+    assert {"train_elbo", "valid_elbo", "seconds"} <= set(lines[0])
+    assert lines[-1]["valid_elbo"] > lines[0]["valid_elbo"]            # it learns
+    for name in ("best", "last"):
+        assert (run / "checkpoints" / f"{name}.safetensors").exists()
+        meta = json.loads((run / "checkpoints" / f"{name}.json").read_text())
+        assert {"config", "epoch", "history", "rng_state", "weights_sha256"} <= set(meta)
+    assert run_cli("eval", run, "--nll-samples", 200, "--quiet") == 0
+    result = json.loads((run / "eval.json").read_text())
+    assert result["test_elbo"] < 0 < result["test_nll"]
+    assert -result["test_nll"] >= result["test_elbo"]                  # log p̂(x) ≥ ELBO (same draws)
+    assert result["test_points"] == 300
+    assert run_cli("plot", run) == 0
+    figures = {p.name for p in (run / "figures").iterdir()}
+    assert {"manifold.png", "samples.png", "reconstructions.png", "curves.png", "latent.png"} <= figures
+    for p in (run / "figures").iterdir():
+        assert p.stat().st_size > 5000
+
+
+def test_cnn_trains_on_8x8_images(tmp_path):
+    run = tmp_path / "cnn"
+    assert run_cli("train", "--dataset", "digits", "--model", "cnn", "--hidden", "32", "--latent-dim", 2,
+                   "--epochs", 2, "--quiet", "--out", run) == 0
+    assert run_cli("eval", run, "--nll-samples", 10, "--quiet") == 0
+
+
+def test_config_file_and_flags(tmp_path):
+    cfg_file = tmp_path / "c.toml"
+    cfg_file.write_text('[train]\ndataset = "digits"\nlatent_dim = 3\nhidden = [32]\noptimizer = "rmsprop"\n'
+                        'lr = 0.003\nepochs = 2\nestimator = "A"\nsamples = 2\n')
+    run = tmp_path / "r"
+    assert run_cli("train", "--config", cfg_file, "--epochs", 1, "--quiet", "--out", run) == 0
+    saved = json.loads((run / "config.json").read_text())["train"]
+    assert saved["latent_dim"] == 3 and saved["optimizer"] == "rmsprop" and saved["estimator"] == "A"
+    assert saved["epochs"] == 1                                           # the flag wins over the file
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_resume_through_the_api_is_bit_identical(tmp_path):
+    cfg = make_config(dataset="digits", hidden=(32,), latent_dim=2, epochs=5, seed=3, patience=None)
+    train(cfg, tmp_path / "full", progress=False)
+    part = make_config(dataset="digits", hidden=(32,), latent_dim=2, epochs=2, seed=3, patience=None)
+    train(part, tmp_path / "split", progress=False)
+    train(cfg, tmp_path / "split", resume=True, progress=False)
+    assert_identical(model_tensors(tmp_path / "full"), model_tensors(tmp_path / "split"))
+    full = [json.loads(x) for x in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    split = [json.loads(x) for x in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["train_elbo"] for r in full] == [r["train_elbo"] for r in split]
+
+
+def test_killed_run_resumes_to_the_same_parameters(tmp_path):
+    """SIGKILL a real training process mid-run, resume it, compare with an uninterrupted run."""
+    args = [*FAST, "--hidden", "200", "--epochs", "60", "--patience", "0", "--seed", "7"]
+    assert run_cli("train", *args, "--out", tmp_path / "ref") == 0
+    run = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "varinf", "train", *args, "--out", str(run)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    last = run / "checkpoints" / "last.json"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if last.exists():
+            try:
+                if json.loads(last.read_text())["epoch"] >= 2:
+                    break
+            except (json.JSONDecodeError, KeyError):
+                pass
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = json.loads(last.read_text())["epoch"]
+    assert killed_at < 59, "the run finished before it could be killed"
+    assert run_cli("train", *args, "--resume", "--out", run) == 0
+    assert_identical(model_tensors(tmp_path / "ref"), model_tensors(run))
+    assert len((run / "metrics.jsonl").read_text().splitlines()) == 60
+
+
+# ---- bad input: a clear error naming the problem, nothing lost ----------------------------------
+
+def error_of(capsys, *args) -> str:
+    assert run_cli(*args) == 2
+    return capsys.readouterr().err
+
+
+@pytest.mark.parametrize("array, needle", [
+    (np.zeros((4, 3, 2, 2)), "shape"),
+    (np.array([[0.0, np.nan], [1.0, 0.0]] * 10), "NaN"),
+    (np.array([[0.0, np.inf], [1.0, 0.0]] * 10), "inf"),
+    (np.full((20, 4), 1.5), "[0, 1]"),
+    (np.full((20, 4), 0.5), "binar"),
+    (np.array([["a", "b"]] * 20), "dtype"),
+])
+def test_bad_user_data(tmp_path, capsys, array, needle):
+    path = tmp_path / "data.npy"
+    np.save(path, array)
+    err = error_of(capsys, "train", "--dataset", path, "--epochs", 1, "--quiet", "--out", tmp_path / "r")
+    assert needle.lower() in err.lower(), err
+    assert "Traceback" not in err
+
+
+def test_unknown_dataset_and_missing_files(tmp_path, capsys):
+    err = error_of(capsys, "train", "--dataset", "cifar-11", "--epochs", 1, "--out", tmp_path / "r")
+    assert "cifar-11" in err and "digits" in err
+    err = error_of(capsys, "train", "--dataset", tmp_path / "nope.npy", "--epochs", 1, "--out", tmp_path / "r")
+    assert "nope.npy" in err
+    corrupt = tmp_path / "bad.npz"
+    corrupt.write_bytes(b"PK\x03\x04 this is not a zip archive")
+    err = error_of(capsys, "train", "--dataset", corrupt, "--epochs", 1, "--out", tmp_path / "r")
+    assert "bad.npz" in err
+    # MNIST: only the test files are on these machines; training needs the train split
+    err = error_of(capsys, "train", "--dataset", "mnist", "--binarize", "--epochs", 1, "--out", tmp_path / "r")
+    assert "train-images-idx3-ubyte.gz" in err
+
+
+def test_grey_levels_need_binarization(tmp_path, capsys):
+    path = tmp_path / "grey.npy"
+    np.save(path, np.random.default_rng(0).random((50, 16)))
+    err = error_of(capsys, "train", "--dataset", path, "--epochs", 1, "--quiet", "--out", tmp_path / "r")
+    assert "binar" in err.lower()
+
+
+def test_bad_settings(tmp_path, capsys):
+    err = error_of(capsys, "train", "--dataset", "digits", "--method", "magic", "--out", tmp_path / "r")
+    assert "magic" in err and "vae" in err
+    cfg_file = tmp_path / "c.toml"
+    cfg_file.write_text("latnt_dim = 3\n")
+    err = error_of(capsys, "train", "--config", cfg_file, "--out", tmp_path / "r")
+    assert "latnt_dim" in err
+    err = error_of(capsys, "train", "--dataset", "digits", "--samples", "0", "--out", tmp_path / "r")
+    assert "samples" in err
+
+
+def test_checkpoints_are_protected(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert run_cli("train", *FAST, "--epochs", 2, "--out", run) == 0
+    before = digest(run)
+    # training again into the same directory without --resume refuses and overwrites nothing
+    err = error_of(capsys, "train", *FAST, "--epochs", 2, "--out", run)
+    assert "--resume" in err
+    # resuming with another architecture refuses
+    err = error_of(capsys, "train", *FAST, "--latent-dim", 3, "--epochs", 4, "--resume", "--out", run)
+    assert "another config" in err and "latent_dim" in err
+    assert digest(run) == before
+    # a corrupt weights file is detected, by eval and by resume
+    weights = run / "checkpoints" / "best.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-7])
+    err = error_of(capsys, "eval", run, "--nll-samples", 5)
+    assert "corrupt" in err and "best.safetensors" in err
+    (run / "checkpoints" / "last.json").write_text("{ not json")
+    err = error_of(capsys, "train", *FAST, "--epochs", 4, "--resume", "--out", run)
+    assert "last.json" in err and "corrupt" in err
+    err = error_of(capsys, "eval", tmp_path / "no-such-run")
+    assert "no-such-run" in err
+
+
+def test_checkpoint_of_another_model_is_refused(tmp_path):
+    from varinf.checkpoint import read_checkpoint, restore
+    from varinf.models import VAE, VAEConfig
+    run = tmp_path / "run"
+    assert run_cli("train", *FAST, "--epochs", 1, "--out", run) == 0
+    tensors, meta = read_checkpoint(run / "checkpoints", "last")
+    with pytest.raises(CheckpointError, match="another configuration"):
+        restore(tensors, meta, model=VAE(VAEConfig(data_dim=64, latent_dim=5, hidden=(64,))))
+
+
+def test_python_module_entry_point():
+    out = subprocess.run([sys.executable, "-m", "varinf", "--help"], capture_output=True, text=True,
+                         env={**os.environ})
+    assert out.returncode == 0 and "train" in out.stdout

@@ -1,0 +1,184 @@
+"""The estimators of varinf.objectives against closed forms on a linear-Gaussian model.
+
+Factor analysis (varinf.models.LinearGaussian) has exact log p(x), exact posterior and a
+closed-form ELBO for any diagonal-Gaussian q, so every Monte Carlo estimator can be checked
+in value and gradient against truth, with tolerances set by the estimator's own standard error.
+"""
+
+import math
+
+import pytest
+import torch
+from scipy import integrate, stats
+from torch import distributions as D
+
+from varinf.models import LinearGaussian
+from varinf.objectives import (elbo_and_log_marginal, iwae_bound, kl_to_prior, log_marginal_estimate,
+                               log_weights, logmeanexp, score_function_surrogate, sgvb_a, sgvb_b)
+
+torch.set_default_dtype(torch.float64)
+
+
+def diag_q(mean, log_std):
+    return D.Independent(D.Normal(mean, log_std.exp()), 1)
+
+
+@pytest.fixture
+def setup():
+    g = torch.Generator().manual_seed(0)
+    model = LinearGaussian.random(data_dim=5, latent_dim=3, generator=g)
+    x = model.marginal().sample((4,))                                  # (B=4, D=5)
+    mean = torch.randn(4, 3, generator=g)
+    log_std = 0.3 * torch.randn(4, 3, generator=g) - 0.5
+    return model, x, mean, log_std, g
+
+
+def ppca_with_diagonal_posterior(g):
+    """PPCA with orthogonal columns and isotropic noise: the exact posterior is diagonal."""
+    q_mat, _ = torch.linalg.qr(torch.randn(6, 3, generator=g))
+    w = q_mat * torch.tensor([2.0, 1.0, 0.5])
+    return LinearGaussian(w, torch.randn(6, generator=g), torch.full((6,), 0.3))
+
+
+def test_elbo_never_exceeds_log_marginal_for_arbitrary_q(setup):
+    model, x, _, _, g = setup
+    log_px = model.log_marginal(x)
+    for _ in range(50):
+        mean = 3 * torch.randn(4, 3, generator=g)
+        log_std = torch.randn(4, 3, generator=g)
+        assert torch.all(model.exact_elbo(x, mean, log_std) <= log_px + 1e-10)
+
+
+def test_closed_form_elbo_matches_log_p_minus_kl(setup):
+    """ELBO = log p(x) − KL(q ‖ p(z|x)) (seed 001 Eq. 19.1), with KL from torch.distributions."""
+    model, x, mean, log_std, _ = setup
+    post = model.posterior(x)
+    q_full = D.MultivariateNormal(mean, scale_tril=torch.diag_embed(log_std.exp()))
+    expected = model.log_marginal(x) - D.kl_divergence(q_full, post)
+    torch.testing.assert_close(model.exact_elbo(x, mean, log_std), expected, rtol=1e-10, atol=1e-10)
+
+
+def test_elbo_equals_log_marginal_at_exact_posterior():
+    g = torch.Generator().manual_seed(1)
+    model = ppca_with_diagonal_posterior(g)
+    x = model.marginal().sample((7,))
+    post = model.posterior(x)
+    var = torch.diagonal(post.covariance_matrix, dim1=-2, dim2=-1)
+    assert torch.allclose(post.covariance_matrix, torch.diag_embed(var), atol=1e-12)   # really diagonal
+    q = diag_q(post.mean, 0.5 * var.log())
+    # log p(x, z) − log q(z|x) = log p(x) for every z when q is the posterior: zero-variance estimator.
+    lw = log_weights(model, q, x, 64, g)
+    torch.testing.assert_close(lw, model.log_marginal(x).expand_as(lw), rtol=1e-9, atol=1e-9)
+    # estimator B is not zero-variance there (log p(x|z) varies with z) but unbiased
+    torch.testing.assert_close(sgvb_b(model, q, x, 20000, g), model.log_marginal(x), rtol=0, atol=0.05)
+    # and with a full-covariance posterior on a generic model (rsample path)
+    model2 = LinearGaussian.random(5, 3, generator=g)
+    x2 = model2.marginal().sample((3,))
+    lw2 = log_weights(model2, model2.posterior(x2), x2, 32)
+    torch.testing.assert_close(lw2, model2.log_marginal(x2).expand_as(lw2), rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("estimator", [sgvb_a, sgvb_b])
+def test_sgvb_estimators_are_unbiased_for_the_elbo(setup, estimator):
+    model, x, mean, log_std, g = setup
+    draws = torch.stack([estimator(model, diag_q(mean, log_std), x, 10, g) for _ in range(400)])  # (R, B)
+    se = draws.std(0) / math.sqrt(draws.shape[0])
+    err = (draws.mean(0) - model.exact_elbo(x, mean, log_std)).abs()
+    assert torch.all(err < 4 * se + 1e-9), (err, se)
+
+
+def _grads(fn, params):
+    for p in params:
+        p.grad = None
+    fn().sum().backward()
+    return torch.cat([p.grad.flatten() for p in params])
+
+
+@pytest.mark.parametrize("estimator", [sgvb_a, sgvb_b, score_function_surrogate])
+def test_gradients_match_closed_form(setup, estimator):
+    """∇ of each estimator, averaged over draws, equals ∇ of the closed-form ELBO (q and model parameters)."""
+    model, x, mean0, log_std0, g = setup
+    mean, log_std = mean0.clone().requires_grad_(), log_std0.clone().requires_grad_()
+    params = [mean, log_std, model.weight, model.bias, model.log_noise]
+    exact = _grads(lambda: model.exact_elbo(x, mean, log_std), params)
+    reps, samples = (300, 20) if estimator is not score_function_surrogate else (400, 200)
+    draws = torch.stack([_grads(lambda: estimator(model, diag_q(mean, log_std), x, samples, g), params)
+                         for _ in range(reps)])
+    se = draws.std(0) / math.sqrt(reps)
+    z = (draws.mean(0) - exact).abs() / (se + 1e-12)
+    # ~90 coordinates: allow the largest |z| to reach 4.5 (p ≈ 6e-4 per test under the null)
+    assert z.max() < 4.5, (z.max(), exact, draws.mean(0))
+
+
+def test_score_function_value_is_the_elbo_estimate_and_baseline_keeps_it_unbiased(setup):
+    model, x, mean0, log_std0, g = setup
+    q = diag_q(mean0, log_std0)
+    state = g.get_state()
+    surrogate = score_function_surrogate(model, q, x, 8, g)
+    g.set_state(state)
+    z = torch.randn(8, *mean0.shape, generator=g) * log_std0.exp() + mean0
+    direct = (model.log_joint(x, z) - q.log_prob(z)).mean(0)
+    torch.testing.assert_close(surrogate, direct)
+    # a baseline changes the variance, not the mean, of the gradient
+    mean, log_std = mean0.clone().requires_grad_(), log_std0.clone().requires_grad_()
+    exact = _grads(lambda: model.exact_elbo(x, mean, log_std), [mean, log_std])
+    baseline = model.exact_elbo(x, mean0, log_std0)          # a good constant baseline per datapoint
+    draws = torch.stack([_grads(lambda: score_function_surrogate(model, diag_q(mean, log_std), x, 20, g,
+                                                                 baseline=baseline), [mean, log_std])
+                         for _ in range(400)])
+    no_base = torch.stack([_grads(lambda: score_function_surrogate(model, diag_q(mean, log_std), x, 20, g),
+                                  [mean, log_std]) for _ in range(400)])
+    se = draws.std(0) / math.sqrt(400)
+    assert ((draws.mean(0) - exact).abs() / se).max() < 4.5
+    assert draws.var(0).sum() < no_base.var(0).sum()
+
+
+def test_importance_weighted_bound_rises_with_k_towards_log_marginal(setup):
+    model, x, _, _, g = setup
+    q = diag_q(torch.zeros(4, 3), torch.zeros(4, 3))                  # the prior as proposal: a loose q
+    log_px = model.log_marginal(x)
+    means = [torch.stack([iwae_bound(model, q, x, k, g) for _ in range(300)]).mean(0) for k in (1, 10, 100, 1000)]
+    for lo, hi in zip(means[:-1], means[1:]):
+        assert torch.all(hi > lo)
+    assert torch.all(means[-1] <= log_px + 0.02)
+    assert (log_px - means[-1]).abs().max() < (log_px - means[0]).abs().min()
+    torch.testing.assert_close(iwae_bound(model, q, x, 1, g.manual_seed(3)),
+                               sgvb_a(model, q, x, 1, g.manual_seed(3)))
+
+
+def test_log_marginal_estimate_converges_and_chunking_keeps_the_answer(setup):
+    model, x, mean, log_std, g = setup
+    post = model.posterior(x)
+    var = torch.diagonal(post.covariance_matrix, dim1=-2, dim2=-1)
+    q = diag_q(post.mean, 0.5 * var.log() + 0.2)                      # a slightly broad proposal
+    log_px = model.log_marginal(x)
+    one_chunk = log_marginal_estimate(model, q, x, 5000, chunk_size=5000, generator=g)
+    many_chunks = log_marginal_estimate(model, q, x, 5000, chunk_size=37, generator=g)
+    assert (one_chunk - log_px).abs().max() < 0.1      # log k = 8.5: any slip in normalisation shows
+    assert (many_chunks - log_px).abs().max() < 0.1
+    elbo, lpx = elbo_and_log_marginal(model, q, x, 20000, chunk_size=999, generator=g)
+    assert (elbo - model.exact_elbo(x, post.mean, 0.5 * var.log() + 0.2)).abs().max() < 0.05
+    assert torch.all(lpx >= elbo)
+
+
+def test_kl_closed_form_and_monte_carlo_fallback():
+    g = torch.Generator().manual_seed(5)
+    q = diag_q(torch.tensor([[0.3, -1.0]]), torch.tensor([[-0.2, 0.1]]))
+    prior = diag_q(torch.zeros(2), torch.zeros(2))
+    closed = kl_to_prior(q, prior)
+    mc = kl_to_prior(D.Independent(D.Normal(q.base_dist.loc, q.base_dist.scale), 1),
+                     D.Independent(D.StudentT(1e6 * torch.ones(2)), 1), 200000, g)   # no registered rule
+    torch.testing.assert_close(mc, closed, rtol=0, atol=0.01)
+    # 1-D Normal vs Student-t(3) by quadrature
+    qn, pt = D.Normal(torch.tensor([0.5]), torch.tensor([0.7])), D.StudentT(torch.tensor([3.0]))
+    with pytest.raises(NotImplementedError):
+        D.kl_divergence(qn, pt)
+    ref = integrate.quad(lambda t: stats.norm.pdf(t, 0.5, 0.7) * (stats.norm.logpdf(t, 0.5, 0.7)
+                                                                   - stats.t.logpdf(t, 3)), -20, 20)[0]
+    est = kl_to_prior(D.Independent(qn, 1), D.Independent(pt, 1), 400000, g)
+    assert abs(est.item() - ref) < 0.005
+
+
+def test_logmeanexp_is_stable():
+    a = torch.tensor([[1000.0, 1000.0], [1000.0, -1000.0]])
+    torch.testing.assert_close(logmeanexp(a, 0), torch.tensor([1000.0, 1000.0 - math.log(2)]))
