@@ -70,7 +70,11 @@ def load_training_data(cfg: TrainConfig, device: torch.device) -> Dataset:
     for split in ("train", "valid"):
         x = dataset.split(split)
         if not dataset.dynamic_binarize:
-            check_data(x, what=f"{dataset.name} {split} split", require_binary=True)
+            try:
+                check_data(x, what=f"{dataset.name} {split} split", require_binary=True)
+            except DataError as exc:
+                raise DataError(f"{exc}; or pass --binarize (binarize=True) to draw a fresh Bernoulli "
+                                "binarization of the grey levels every epoch") from None
     return dataset.to(device)
 
 
@@ -88,6 +92,22 @@ def validation_bound(method, x: torch.Tensor, cfg: TrainConfig, epoch: int, devi
                               dynamic_binarize=dynamic_binarize):
         total += method.validation_bound(xb, cfg.valid_samples, gen).sum().item()
     return total / x.shape[0]
+
+
+def train_epoch(method, x: torch.Tensor, batch_size: int, generator: torch.Generator,
+                dynamic_binarize: bool = False, bar: tqdm | None = None) -> float:
+    """One pass over ``x`` in shuffled minibatches, one ``method.step`` each; returns the mean bound."""
+    total = torch.zeros((), device=x.device)
+    seen = 0
+    for i, xb in enumerate(iterate_batches(x, batch_size, generator=generator, dynamic_binarize=dynamic_binarize)):
+        bound = method.step(xb, generator)                    # E/M updates of the method, (1/B) Σ bound
+        total += bound * xb.shape[0]
+        seen += xb.shape[0]
+        if bar is not None and not bar.disable:
+            if i % 25 == 0:
+                bar.set_postfix(elbo=f"{(total / seen).item():.2f}", refresh=False)
+            bar.update(1)
+    return (total / seen).item()
 
 
 def _write_metrics(run_dir: Path, history: list[dict]) -> None:
@@ -140,20 +160,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
         model.train()
-        total = torch.zeros((), device=device)
-        bar = tqdm(total=n_batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress,
-                   leave=False, mininterval=0.5)
-        seen = 0
-        for i, xb in enumerate(iterate_batches(train_x, cfg.batch_size, generator=gen,
-                                               dynamic_binarize=dataset.dynamic_binarize)):
-            bound = method.step(xb, gen)
-            total += bound * xb.shape[0]
-            seen += xb.shape[0]
-            if progress and (i % 25 == 0 or i == n_batches - 1):
-                bar.set_postfix(elbo=f"{(total / seen).item():.2f}", refresh=False)
-            bar.update(1)
-        bar.close()
-        train_elbo = (total / seen).item()
+        with tqdm(total=n_batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False,
+                  mininterval=0.5) as bar:
+            train_elbo = train_epoch(method, train_x, cfg.batch_size, gen, dataset.dynamic_binarize, bar)
         if not math.isfinite(train_elbo):
             raise VarinfError(f"the training bound became {train_elbo} in epoch {epoch + 1}; lower the learning "
                               f"rate (now {cfg.lr}). The checkpoints of epoch {epoch} in {ckpt_dir} are intact.")
@@ -202,4 +211,4 @@ def load_model(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu
     return model.to(resolve_device(device)).eval(), cfg, meta
 
 
-__all__ = ["train", "TrainResult", "load_model", "build_model", "model_config", "load_training_data", "DataError"]
+__all__ = ["train", "train_epoch", "TrainResult", "load_model", "build_model", "model_config", "load_training_data"]

@@ -96,8 +96,8 @@ class CoordinateAscent(BaseEstimator, ABC):
         ``tol``. How the bound is scaled before the comparison is fixed by the
         subclass's ``_tol_mode``: ``"mean"`` (bound per sample, as scikit-learn's
         ``GaussianMixture``), ``"sum"`` (total bound, as scikit-learn's
-        ``BayesianGaussianMixture``) or ``"relative"`` (change divided by
-        ``|bound|``).
+        ``BayesianGaussianMixture``) or ``"relative"`` (per-sample bound, change
+        divided by ``|bound|``).
     max_iter : int
         Maximum number of sweeps.
     random_state : int, RandomState or None
@@ -109,7 +109,7 @@ class CoordinateAscent(BaseEstimator, ABC):
     Attributes (after ``fit``)
     --------------------------
     lower_bound_ : float
-        Last monitored bound (scaled as in ``_tol_mode``: per sample for "mean").
+        Last monitored bound (per sample, except for ``_tol_mode == "sum"``: total).
     lower_bounds_ : list of float
         The monitored bound after each sweep.
     bound_terms_ : dict of str to float
@@ -171,7 +171,7 @@ class CoordinateAscent(BaseEstimator, ABC):
 
     # ------------------------------------------------------------------ loop
     def _scale(self, bound: float) -> float:
-        return bound / self._n_fit_samples if self._tol_mode == "mean" else bound
+        return bound if self._tol_mode == "sum" else bound / self._n_fit_samples
 
     def _has_converged(self, prev: float, cur: float) -> bool:
         change = cur - prev

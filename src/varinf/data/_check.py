@@ -56,7 +56,8 @@ def check_data(
 
     ``x`` is a numpy array or torch tensor (N, D) of floats, ints or bools with
     finite values in [0, 1] (exactly 0/1 when ``require_binary``); ``dim``
-    fixes D. A torch input keeps its device (a float32 one is returned as is).
+    fixes D. A torch input keeps its device; float32 input (numpy or torch)
+    is returned without a copy, sharing memory.
     ``what`` names the data in error messages. Raises
     :class:`~varinf.errors.DataError` on any problem.
     """

@@ -43,6 +43,7 @@ class Dataset:
 
     def __post_init__(self) -> None:
         self.missing = tuple(s for s in SPLITS if getattr(self, s) is None)
+        self.missing_reasons = dict(self.missing_reasons)
         dims = set()
         for s in SPLITS:
             t = getattr(self, s)

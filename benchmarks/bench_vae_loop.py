@@ -1,0 +1,172 @@
+"""Seconds per epoch of the seed 003 VAE (784-500-200 softplus) on binarized MNIST, three ways.
+
+    varinf   varinf's own epoch loop (varinf.training.train_epoch + the ``vae`` method)
+    hand     a minimal hand-written PyTorch loop of the same model and estimator
+    pyro     Pyro's SVI with Trace_ELBO on the same networks
+
+Contenders run one epoch each in turn, alternating for ``--rounds`` rounds, same batch size,
+same threads, same data tensor; the median seconds per epoch is reported with the ratios.
+The floor is the epoch's matrix-multiply FLOPs divided by the machine's measured matmul
+rate (a large float32 GEMM timed in the same run).
+
+    python benchmarks/bench_vae_loop.py --data-dir ../shared/data --rounds 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import platform
+import statistics
+import time
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from varinf.config import make_config
+from varinf.data import load_dataset
+from varinf.infer import AEVB
+from varinf.models import VAE, VAEConfig
+from varinf.training import build_model, train_epoch
+
+
+def hand_written_epoch(model: VAE, opt: torch.optim.Optimizer, x: torch.Tensor, batch_size: int,
+                       gen: torch.Generator) -> float:
+    """The textbook loop: randperm, encoder, reparameterise, BCE + closed-form KL, step."""
+    total = 0.0
+    perm = torch.randperm(x.shape[0], generator=gen)
+    for i in range(0, x.shape[0], batch_size):
+        xb = x[perm[i:i + batch_size]]
+        h = model.encoder.net(xb)
+        mu, log_std = h.chunk(2, dim=-1)
+        z = mu + log_std.exp() * torch.randn(mu.shape, generator=gen)
+        logits = model.decoder.net(z)
+        rec = -F.binary_cross_entropy_with_logits(logits, xb, reduction="none").sum(-1)
+        kl = 0.5 * (mu.pow(2) + (2 * log_std).exp() - 2 * log_std - 1).sum(-1)
+        loss = (kl - rec).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total += -loss.item() * xb.shape[0]
+    return total / x.shape[0]
+
+
+def make_pyro_epoch(model: VAE, lr: float):
+    import pyro
+    import pyro.distributions as dist
+    from pyro.infer import SVI, Trace_ELBO
+    from pyro.optim import Adam
+
+    pyro.clear_param_store()
+    k = model.latent_dim
+
+    def p_model(xb):
+        pyro.module("decoder", model.decoder)
+        with pyro.plate("data", xb.shape[0]):
+            z = pyro.sample("z", dist.Normal(xb.new_zeros(k), xb.new_ones(k)).to_event(1))
+            pyro.sample("x", dist.Bernoulli(logits=model.decoder(z), validate_args=False).to_event(1), obs=xb)
+
+    def p_guide(xb):
+        pyro.module("encoder", model.encoder)
+        with pyro.plate("data", xb.shape[0]):
+            mu, log_std = model.encoder(xb)
+            pyro.sample("z", dist.Normal(mu, log_std.exp()).to_event(1))
+
+    svi = SVI(p_model, p_guide, Adam({"lr": lr}), loss=Trace_ELBO())
+
+    def epoch(x: torch.Tensor, batch_size: int, gen: torch.Generator) -> float:
+        total = 0.0
+        perm = torch.randperm(x.shape[0], generator=gen)
+        for i in range(0, x.shape[0], batch_size):
+            xb = x[perm[i:i + batch_size]]
+            total += -svi.step(xb)
+        return total / x.shape[0]
+
+    return epoch
+
+
+def matmul_gflops(n: int = 2048, reps: int = 10) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2 * n ** 3 * reps / (time.perf_counter() - t0) / 1e9
+
+
+def epoch_gflop(cfg: VAEConfig, n: int) -> float:
+    """Matrix-multiply FLOPs of one epoch: 2·(weights) per example forward, ×3 with backward."""
+    sizes = [cfg.data_dim, *cfg.hidden, 2 * cfg.latent_dim]
+    dec = [cfg.latent_dim, *reversed(cfg.hidden), cfg.data_dim]
+    weights = sum(a * b for a, b in zip(sizes[:-1], sizes[1:])) + sum(a * b for a, b in zip(dec[:-1], dec[1:]))
+    return 3 * 2 * weights * n / 1e9
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--batch-size", type=int, default=100)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--train-size", type=int, default=None, help="use the first N training images (default all)")
+    ap.add_argument("--no-pyro", action="store_true")
+    ap.add_argument("--json", default=None, help="also write the results here")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    data = load_dataset("binarized-mnist", args.data_dir)
+    x = data.split("train")[: args.train_size]
+    cfg = make_config(dataset="binarized-mnist", lr=1e-3, batch_size=args.batch_size)   # Table 1 network
+    mcfg = VAEConfig(data_dim=784, latent_dim=cfg.latent_dim, hidden=cfg.hidden, activation=cfg.activation)
+
+    varinf_model = build_model(mcfg, 0, torch.device("cpu"))
+    method = AEVB(varinf_model, cfg)
+    hand_model = build_model(mcfg, 0, torch.device("cpu"))
+    hand_opt = torch.optim.Adam(hand_model.parameters(), lr=cfg.lr)
+    contenders = {
+        "varinf": lambda g, xs: train_epoch(method, xs, args.batch_size, g),
+        "hand": lambda g, xs: hand_written_epoch(hand_model, hand_opt, xs, args.batch_size, g),
+    }
+    if not args.no_pyro:
+        pyro_epoch = make_pyro_epoch(build_model(mcfg, 0, torch.device("cpu")), cfg.lr)
+        contenders["pyro"] = lambda g, xs: pyro_epoch(xs, args.batch_size, g)
+
+    for run in contenders.values():   # warm-up: first-call allocations and dispatch, not timed
+        run(torch.Generator().manual_seed(1), x[: 20 * args.batch_size])
+    gflops_before = matmul_gflops()
+    times: dict[str, list[float]] = {k: [] for k in contenders}
+    bounds: dict[str, list[float]] = {k: [] for k in contenders}
+    for r in range(args.rounds):
+        for name, run in contenders.items():
+            g = torch.Generator().manual_seed(100 + r)
+            t0 = time.perf_counter()
+            bound = run(g, x)
+            times[name].append(time.perf_counter() - t0)
+            bounds[name].append(bound)
+            print(f"round {r + 1} {name:7s} {times[name][-1]:7.2f} s  train bound {bound:9.2f}", flush=True)
+    gflops = max(gflops_before, matmul_gflops())
+
+    med = {k: statistics.median(v) for k, v in times.items()}
+    work = epoch_gflop(mcfg, x.shape[0])
+    floor = work / gflops
+    print()
+    print(f"date {datetime.date.today()}  {platform.processor() or platform.machine()}  "
+          f"torch {torch.__version__}  threads {torch.get_num_threads()}  N={x.shape[0]}  batch {args.batch_size}")
+    print(f"matmul rate {gflops:.0f} GFLOP/s; epoch work {work:.0f} GFLOP; floor {floor:.2f} s/epoch")
+    print()
+    print("| loop | s/epoch (median) | examples/s | hand / this | this vs floor |")
+    print("|---|---|---|---|---|")
+    for name in contenders:
+        print(f"| {name} | {med[name]:.2f} | {x.shape[0] / med[name]:.0f} | {med['hand'] / med[name]:.2f} | "
+              f"{floor / med[name]:.0%} |")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"times": times, "bounds": bounds, "gflops": gflops, "floor_s": floor,
+                       "threads": torch.get_num_threads()}, fh, indent=2)
+
+
+if __name__ == "__main__":
+    main()
