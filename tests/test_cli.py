@@ -211,3 +211,16 @@ def test_python_module_entry_point():
     out = subprocess.run([sys.executable, "-m", "varinf", "--help"], capture_output=True, text=True,
                          env={**os.environ})
     assert out.returncode == 0 and "train" in out.stdout
+
+
+def test_dynamic_binarization_of_grey_levels(tmp_path):
+    """Grey-level data train with --binarize: a fresh Bernoulli draw per batch, and eval binarizes once."""
+    rng = np.random.default_rng(0)
+    grey = np.clip(rng.random((200, 16)) * np.linspace(0, 1, 16), 0, 1)
+    path = tmp_path / "grey.npy"
+    np.save(path, grey)
+    run = tmp_path / "run"
+    assert run_cli("train", "--dataset", path, "--binarize", "--hidden", "16", "--latent-dim", 2,
+                   "--epochs", 3, "--quiet", "--out", run) == 0
+    assert run_cli("eval", run, "--nll-samples", 20, "--quiet") == 0
+    assert json.loads((run / "eval.json").read_text())["test_nll"] > 0

@@ -16,7 +16,15 @@ from varinf.models import LinearGaussian
 from varinf.objectives import (elbo_and_log_marginal, iwae_bound, kl_to_prior, log_marginal_estimate,
                                log_weights, logmeanexp, score_function_surrogate, sgvb_a, sgvb_b)
 
-torch.set_default_dtype(torch.float64)
+
+
+@pytest.fixture(autouse=True)
+def float64():
+    """Exact comparisons need double precision; restored after each test so other modules are unaffected."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
 
 
 def diag_q(mean, log_std):

@@ -39,9 +39,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--latent-dim", type=int, help="number of latent variables K (default 200)")
     t.add_argument("--hidden", type=_int_tuple, help="hidden widths, e.g. 500 or 500,500 (default 500)")
     t.add_argument("--activation", help="softplus | relu | tanh | elu (default softplus)")
-    t.add_argument("--method", help="training method (default vae)")
+    t.add_argument("--method", help="training method: vae | gbvi (seed 003 EM with refinement) | savae "
+                                    "(semi-amortised) (default vae)")
     t.add_argument("--estimator", choices=["A", "B", "a", "b"], help="SGVB estimator A or B (default B)")
-    t.add_argument("--samples", type=int, help="samples per datapoint L (default 1)")
+    t.add_argument("--samples", type=int, help="samples per datapoint L; the M-step's N for gbvi/savae (default 1)")
+    t.add_argument("--refine-steps", type=int, help="gbvi/savae: refinement steps T per E-step (required >= 1)")
+    t.add_argument("--inference-rate", type=float, help="gbvi/savae: refinement step size γ (default 5e-3)")
+    t.add_argument("--refine-optimizer", choices=["sgd", "adam"],
+                   help="gbvi/savae: plain gradient steps (sgd, the paper) or adaptive (adam) (default sgd)")
+    t.add_argument("--refine-samples", type=int, help="gbvi/savae: samples per refinement step (default 20)")
     t.add_argument("--optimizer", choices=["adam", "rmsprop"], help="optimizer (default adam)")
     t.add_argument("--lr", type=float, help="learning rate (default 1e-3)")
     t.add_argument("--batch-size", type=int, help="minibatch size (default 100)")
@@ -62,6 +68,15 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--data-dir")
     e.add_argument("--quiet", action="store_true")
+    e.add_argument("--refine-steps", type=int,
+                   help="also evaluate q refined by T gradient steps from the encoder (default: the run's own T, "
+                        "0 for vae)")
+    e.add_argument("--inference-rate", type=float, help="refinement step size γ (default: the run's)")
+    e.add_argument("--refine-optimizer", choices=["sgd", "adam"], help="refinement step rule (default: the run's)")
+    e.add_argument("--refine-samples", type=int, help="samples per refinement step (default: the run's)")
+    e.add_argument("--refine-sweep", type=_int_tuple,
+                   help="also the bound after each T in this list, e.g. 0,1,2,5,10,20,50: a table in eval.json "
+                        "and figures/amortization_gap.png")
 
     p = sub.add_parser("plot", help="figures of a trained run -> RUN_DIR/figures/*.png")
     p.add_argument("run_dir")
@@ -78,6 +93,8 @@ def _train(args) -> int:
     overrides = dict(dataset=args.dataset, data_dir=args.data_dir, binarize=args.binarize, model=args.model,
                      latent_dim=args.latent_dim, hidden=args.hidden, activation=args.activation,
                      method=args.method, estimator=args.estimator, samples=args.samples,
+                     refine_steps=args.refine_steps, inference_rate=args.inference_rate,
+                     refine_optimizer=args.refine_optimizer, refine_samples=args.refine_samples,
                      optimizer=args.optimizer, lr=args.lr, batch_size=args.batch_size, epochs=args.epochs,
                      seed=args.seed, device=args.device, threads=args.threads)
     if args.patience is not None:
@@ -96,7 +113,10 @@ def _eval(args) -> int:
 
     result = evaluate_run(args.run_dir, nll_samples=args.nll_samples, subset=args.subset,
                           batch_size=args.batch_size, checkpoint=args.checkpoint, device=args.device,
-                          seed=args.seed, data_dir=args.data_dir, progress=not args.quiet)
+                          seed=args.seed, data_dir=args.data_dir, progress=not args.quiet,
+                          refine_steps=args.refine_steps, inference_rate=args.inference_rate,
+                          refine_optimizer=args.refine_optimizer, refine_samples=args.refine_samples,
+                          refine_sweep=args.refine_sweep)
     print(json.dumps(result, indent=2))
     return 0
 

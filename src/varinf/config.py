@@ -13,6 +13,8 @@ from varinf.errors import ConfigError
 ESTIMATORS = ("A", "B")
 OPTIMIZERS = ("adam", "rmsprop")
 DEVICES = ("cpu", "cuda")
+REFINE_OPTIMIZERS = ("sgd", "adam")
+REFINING_METHODS = ("gbvi", "savae")     # methods that refine q in training and need refine_steps >= 1
 
 
 @dataclass
@@ -39,6 +41,11 @@ class TrainConfig:
     epochs: int = 100
     patience: int | None = 20             # early stopping on the validation bound; None disables it
     valid_samples: int = 1                # samples per datapoint for the per-epoch validation bound
+    # iterative refinement of q (seed 003 §2; methods gbvi and savae; varinf eval --refine-steps)
+    refine_steps: int = 0                 # T, gradient steps on the variational parameters per E-step
+    inference_rate: float = 5e-3          # γ, the step size of the refinement (seed 003 Eq. 4; not given there)
+    refine_optimizer: str = "sgd"         # sgd: plain steps (Eq. 4) | adam: adaptive per-parameter steps
+    refine_samples: int = 20              # N, reparameterised samples per refinement step (Eq. 5)
     seed: int = 0
     device: str = "cpu"
     threads: int | None = None            # torch intra-op threads (None: torch's default)
@@ -48,6 +55,7 @@ class TrainConfig:
         self.channels = tuple(int(c) for c in self.channels)
         self.estimator = str(self.estimator).upper()
         self.optimizer = str(self.optimizer).lower()
+        self.refine_optimizer = str(self.refine_optimizer).lower()
         checks = [
             (self.estimator in ESTIMATORS, f"estimator must be one of {ESTIMATORS}, got {self.estimator!r}"),
             (self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}"),
@@ -58,6 +66,14 @@ class TrainConfig:
             (self.epochs >= 0, f"epochs must be >= 0, got {self.epochs}"),
             (self.lr > 0, f"lr must be > 0, got {self.lr}"),
             (self.latent_dim >= 1, f"latent_dim must be >= 1, got {self.latent_dim}"),
+            (self.refine_steps >= 0, f"refine_steps must be >= 0, got {self.refine_steps}"),
+            (self.method not in REFINING_METHODS or self.refine_steps >= 1,
+             f"method {self.method!r} refines q in every E-step and needs refine_steps >= 1 "
+             f"(--refine-steps; seed 003's GBVI_20 uses 20), got {self.refine_steps}"),
+            (self.inference_rate > 0, f"inference_rate must be > 0, got {self.inference_rate}"),
+            (self.refine_optimizer in REFINE_OPTIMIZERS,
+             f"refine_optimizer must be one of {REFINE_OPTIMIZERS}, got {self.refine_optimizer!r}"),
+            (self.refine_samples >= 1, f"refine_samples must be >= 1, got {self.refine_samples}"),
             (self.patience is None or self.patience >= 1, f"patience must be >= 1 or None, got {self.patience}"),
         ]
         for ok, message in checks:

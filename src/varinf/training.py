@@ -152,7 +152,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(run_dir / "config.json", {"train": cfg.to_dict(), "model": mcfg.to_dict(),
-                                                   "dataset": dataset.name, "method": cfg.method})
+                                                   "dataset": dataset.name, "method": cfg.method,
+                                                   "valid_elbo": getattr(method, "validation_description",
+                                                                         "bound of the amortised encoder q_phi")})
     _write_metrics(run_dir, history)
 
     stopped_early = False

@@ -179,6 +179,11 @@ class CoordinateAscent(BaseEstimator, ABC):
             return abs(change) <= self._tol * max(abs(cur), np.finfo(float).tiny)
         return abs(change) < self._tol
 
+    def _relative_note(self, change: float) -> str:
+        if self._tol_mode != "relative" or not self.lower_bounds_:
+            return ""
+        return f", relative {abs(change) / max(abs(self.lower_bounds_[-1]), np.finfo(float).tiny):.3g}"
+
     def fit(self, X, y=None):
         """Run coordinate ascent on ``X`` until converged; return ``self``."""
         t0 = time.perf_counter()
@@ -231,7 +236,7 @@ class CoordinateAscent(BaseEstimator, ABC):
         if not converged:
             warnings.warn(
                 f"{type(self).__name__} did not converge in max_iter={self._max_iter} sweeps "
-                f"(last change {change:.3g}, tol={self._tol:g}); "
+                f"(last change {change:.3g}{self._relative_note(change)}, tol={self._tol:g}); "
                 "increase max_iter or tol.",
                 ConvergenceWarning,
                 stacklevel=2,

@@ -14,10 +14,10 @@ of the data centred at its mean (``x = x_raw - shift``):
   sum_n r_nk x_n and second moments sum_n r_nk x_n x_n^T.
 
 So one sweep over the data is two BLAS GEMMs (``F @ C`` and ``R^T @ F``) plus an
-exp/log-sum-exp on the N x K matrix, done block-wise over rows (a loop over
-blocks of ``chunk_size`` rows, never over datapoints). ``F`` is built once per fit
-and cached while it fits in ``_CACHE_BYTES``; otherwise each block's features are
-rebuilt on the fly.
+exp/log-sum-exp on the N x K matrix, done block-wise (a loop over blocks of
+at most ``_CHUNK_COLS`` samples, never over datapoints). ``F`` is stored transposed,
+(width, N), built once per fit and cached while it fits in ``_CACHE_BYTES``;
+otherwise each block's features are rebuilt on the fly.
 
 Numerics: expanding the quadratic form trades per-component centring for one
 GEMM; centring the data at its mean keeps the cancellation error at
@@ -35,15 +35,21 @@ import numpy as np
 from varinf.errors import DataError
 
 _CACHE_BYTES = 512 * 2**20
-_CHUNK_ROWS = 8192
+_CHUNK_COLS = 16384  # samples per block (cache-sized; measured best single-threaded)
+_BLOCK_ELEMENTS = 2**20  # at most this many entries in a (K, block) temporary
 LOG_2PI = math.log(2.0 * math.pi)
 
 
 class QuadraticFeatures:
-    """Centred quadratic/linear/constant features of ``X`` for a covariance type."""
+    """Centred quadratic/linear/constant features of ``X`` for a covariance type.
 
-    def __init__(self, X: np.ndarray, covariance_type: str, *, shift: np.ndarray | None = None,
-                 chunk_size: int = _CHUNK_ROWS, cache_bytes: int = _CACHE_BYTES):
+    Stored transposed, ``FT`` of shape (width, n_samples), so that the per-sample
+    reductions over the K components (max, sum) run along the leading axis on
+    contiguous rows, and blocks of samples are column slices.
+    """
+
+    def __init__(self, X: np.ndarray, covariance_type: str, *, n_components: int = 1,
+                 shift: np.ndarray | None = None, chunk_size: int | None = None, cache_bytes: int | None = None):
         self.X = X
         self.covariance_type = covariance_type
         self.n_samples, self.n_features = X.shape
@@ -57,28 +63,34 @@ class QuadraticFeatures:
         else:  # pragma: no cover - validated by the estimators
             raise ValueError(covariance_type)
         self.width = self.n_quad + d + 1
+        if chunk_size is None:
+            chunk_size = max(1, min(_CHUNK_COLS, _BLOCK_ELEMENTS // max(1, int(n_components))))
         self.chunk_size = int(chunk_size)
-        fits = self.n_samples * self.width * 8 <= cache_bytes
-        self._F = self._build(X) if fits else None
+        fits = self.n_samples * self.width * 8 <= (_CACHE_BYTES if cache_bytes is None else cache_bytes)
+        self._FT = self._build(X) if fits else None
 
     def _build(self, Xb: np.ndarray) -> np.ndarray:
-        xc = Xb - self.shift
-        n, d, q = xc.shape[0], self.n_features, self.n_quad
-        F = np.empty((n, self.width))
+        """(width, n) matrix: rows x_i x_j (i <= j, row-major over i) or x_d^2, then x, then 1."""
+        xt = np.ascontiguousarray((Xb - self.shift).T)
+        d, q = self.n_features, self.n_quad
+        FT = np.empty((self.width, xt.shape[1]))
         if self.covariance_type == "full":
-            np.multiply(xc[:, self._iu[0]], xc[:, self._iu[1]], out=F[:, :q])
+            row = 0
+            for i in range(d):  # loop over features, not datapoints
+                np.multiply(xt[i], xt[i:], out=FT[row:row + d - i])
+                row += d - i
         else:
-            np.square(xc, out=F[:, :q])
-        F[:, q:q + d] = xc
-        F[:, -1] = 1.0
-        return F
+            np.square(xt, out=FT[:q])
+        FT[q:q + d] = xt
+        FT[-1] = 1.0
+        return FT
 
     def chunks(self):
-        """Yield the feature matrix block by block (views when cached)."""
+        """Yield the (width, block) feature matrix block by block (views when cached)."""
         step = self.chunk_size
         for start in range(0, self.n_samples, step):
-            if self._F is not None:
-                yield self._F[start:start + step]
+            if self._FT is not None:
+                yield self._FT[:, start:start + step]
             else:
                 yield self._build(self.X[start:start + step])
 
@@ -125,32 +137,37 @@ def responsibility_pass(feats: QuadraticFeatures, C: np.ndarray):
 
     Returns ``(sum_n log sum_k exp a_nk, H(q), R^T F)`` where ``a = F @ C`` and
     ``H(q) = -sum_nk r_nk log r_nk`` is the entropy of the responsibilities.
+    Works on transposed blocks (K, block) so the reductions over k are row-wise.
     """
     log_norm = 0.0
     entropy = 0.0
+    CT = np.ascontiguousarray(C.T)
     stats = np.zeros((C.shape[1], feats.width))
-    for F in feats.chunks():
-        A = F @ C
-        amax = A.max(axis=1, keepdims=True)
-        A -= amax
-        R = np.exp(A)
-        s = R.sum(axis=1, keepdims=True)
-        R /= s
+    for FT in feats.chunks():
+        AT = CT @ FT                       # (K, b): log of unnormalised q(z)
+        amax = AT.max(axis=0)
+        AT -= amax
+        RT = np.exp(AT)
+        s = RT.sum(axis=0)
+        RT /= s
         log_s = np.log(s)
         log_norm += float(amax.sum() + log_s.sum())
         # -sum_k r log r = -sum_k r (A - log s) = log s - sum_k r A   (sum_k r = 1)
-        entropy += float(log_s.sum() - np.vdot(R, A))
-        stats += R.T @ F
+        entropy += float(log_s.sum() - np.vdot(RT, AT))
+        # (FT @ RT.T).T rather than RT @ FT.T: the same product, but threaded OpenBLAS 0.3.31 takes
+        # ~300x longer on the latter (M=K, N=width, huge inner dimension, transposed B)
+        stats += (FT @ RT.T).T
     return log_norm, entropy, stats
 
 
 def log_prob_matrix(feats: QuadraticFeatures, C: np.ndarray) -> np.ndarray:
     """The (N, K) matrix ``F @ C`` of weighted log-densities, block by block."""
     out = np.empty((feats.n_samples, C.shape[1]))
+    CT = np.ascontiguousarray(C.T)
     start = 0
-    for F in feats.chunks():
-        out[start:start + F.shape[0]] = F @ C
-        start += F.shape[0]
+    for FT in feats.chunks():
+        out[start:start + FT.shape[1]] = (CT @ FT).T
+        start += FT.shape[1]
     return out
 
 
@@ -241,7 +258,7 @@ def statistics_of(feats: QuadraticFeatures, resp: np.ndarray) -> np.ndarray:
     """``R^T F`` for given responsibilities (used once, at initialisation)."""
     stats = np.zeros((resp.shape[1], feats.width))
     start = 0
-    for F in feats.chunks():
-        stats += resp[start:start + F.shape[0]].T @ F
-        start += F.shape[0]
+    for FT in feats.chunks():
+        stats += (FT @ resp[start:start + FT.shape[1]]).T
+        start += FT.shape[1]
     return stats

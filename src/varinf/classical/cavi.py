@@ -197,7 +197,7 @@ class BayesianGaussianMixture(MeanFieldCAVI):
 
     # ------------------------------------------------------------ CAVI
     def _prepare(self, X):
-        return G.QuadraticFeatures(X, "full")
+        return G.QuadraticFeatures(X, "full", n_components=self.n_components)
 
     def _initialize(self, feats: G.QuadraticFeatures, random_state) -> None:
         d = feats.n_features
@@ -341,7 +341,7 @@ class BayesianGaussianMixture(MeanFieldCAVI):
         """ln rho_nk for new rows (the q(z) update with q(pi), q(mu, Lambda) held fixed)."""
         self._check_fitted()
         X = check_data(X, n_features=self.n_features_in_)
-        feats = G.QuadraticFeatures(X, "full", shift=self._shift)
+        feats = G.QuadraticFeatures(X, "full", n_components=self.n_components, shift=self._shift)
         d = X.shape[1]
         bias = self._e_log_pi() + 0.5 * self._e_logdet_lambda() - 0.5 * d * G.LOG_2PI - 0.5 * d / self._beta
         return G.log_prob_matrix(feats, feats.coefficients(self.means_ - self._shift, self.precisions_, bias))

@@ -146,7 +146,7 @@ class GaussianMixture(CoordinateAscent):
 
     # ------------------------------------------------------------ coordinate ascent
     def _prepare(self, X):
-        return G.QuadraticFeatures(X, self.covariance_type)
+        return G.QuadraticFeatures(X, self.covariance_type, n_components=self.n_components)
 
     def _initialize(self, feats: G.QuadraticFeatures, random_state) -> None:
         self._shift = feats.shift
@@ -197,8 +197,8 @@ class GaussianMixture(CoordinateAscent):
         return weights, means_c, cov
 
     def _log_weighted_norm(self, d: int) -> np.ndarray:
-        with np.errstate(divide="ignore"):
-            return np.log(self._weights) + 0.5 * (self._logdet - d * G.LOG_2PI)
+        # a zero weight gets log(tiny) ~ -708 rather than -inf, which would turn 0 * log 0 into NaN
+        return np.log(np.maximum(self._weights, np.finfo(float).tiny)) + 0.5 * (self._logdet - d * G.LOG_2PI)
 
     def _bound_terms(self, feats) -> dict[str, float]:
         return gmm_lower_bound_terms(self._nk, self._s1, self._s2, self._entropy, self._weights,
@@ -209,16 +209,14 @@ class GaussianMixture(CoordinateAscent):
         self.means_ = self._means_c + self._shift
         self.precisions_ = self._prec
         self.precisions_cholesky_ = G.precisions_cholesky(self._prec, self.covariance_type)
-        self._last_loglik = self._loglik / feats.n_samples
 
     # ------------------------------------------------------------ inference on new data
     def _weighted_log_prob(self, X) -> np.ndarray:
         self._check_fitted()
         X = check_data(X, n_features=self.n_features_in_)
-        feats = G.QuadraticFeatures(X, self.covariance_type, shift=self._shift)
+        feats = G.QuadraticFeatures(X, self.covariance_type, n_components=self.n_components, shift=self._shift)
         logdet = G.logdet_precisions(self.precisions_, self.covariance_type)
-        with np.errstate(divide="ignore"):
-            bias = np.log(self.weights_) + 0.5 * (logdet - X.shape[1] * G.LOG_2PI)
+        bias = np.log(np.maximum(self.weights_, np.finfo(float).tiny)) + 0.5 * (logdet - X.shape[1] * G.LOG_2PI)
         C = feats.coefficients(self.means_ - self._shift, self.precisions_, bias)
         return G.log_prob_matrix(feats, C)
 
