@@ -55,6 +55,7 @@ def download_file(
     dest.parent.mkdir(parents=True, exist_ok=True)
     manual = f"or place {dest.name} in {dest.parent} yourself"
     fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    os.fchmod(fd, 0o644)  # mkstemp creates 0600; a cached dataset is readable by all
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out:
