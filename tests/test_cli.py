@@ -224,3 +224,11 @@ def test_dynamic_binarization_of_grey_levels(tmp_path):
                    "--epochs", 3, "--quiet", "--out", run) == 0
     assert run_cli("eval", run, "--nll-samples", 20, "--quiet") == 0
     assert json.loads((run / "eval.json").read_text())["test_nll"] > 0
+
+
+def test_plot_works_for_binary_latents(tmp_path):
+    run = tmp_path / "sbn"
+    assert run_cli("train", "--model", "sbn", "--method", "nvil", "--dataset", "digits", "--hidden", "16",
+                   "--latent-dim", 4, "--epochs", 1, "--quiet", "--out", run) == 0
+    assert run_cli("plot", run) == 0
+    assert {"samples.png", "reconstructions.png", "latent.png"} <= {p.name for p in (run / "figures").iterdir()}

@@ -35,12 +35,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--data-dir", help="data directory (default $VARINF_DATA_DIR, else ~/.cache/varinf)")
     t.add_argument("--binarize", action="store_true", default=None,
                    help="dynamic binarization of grey-level data (mnist): a fresh Bernoulli draw every epoch")
-    t.add_argument("--model", choices=["mlp", "cnn"], help="encoder/decoder architecture (default mlp)")
+    t.add_argument("--model", choices=["mlp", "cnn", "sbn"],
+                   help="mlp | cnn: VAE encoder/decoder architecture; sbn: sigmoid belief network with binary "
+                        "latents (default mlp)")
     t.add_argument("--latent-dim", type=int, help="number of latent variables K (default 200)")
-    t.add_argument("--hidden", type=_int_tuple, help="hidden widths, e.g. 500 or 500,500 (default 500)")
+    t.add_argument("--hidden", type=_int_tuple,
+                   help="hidden widths, e.g. 500 or 500,500 (default 500); --hidden '' = none (a linear sbn)")
     t.add_argument("--activation", help="softplus | relu | tanh | elu (default softplus)")
     t.add_argument("--method", help="training method: vae | gbvi (seed 003 EM with refinement) | savae "
-                                    "(semi-amortised) (default vae)")
+                                    "(semi-amortised) (default vae); with --model sbn: mean-pass | straight-through | "
+                                    "avi | wake-sleep | nvil | reinforce")
     t.add_argument("--estimator", choices=["A", "B", "a", "b"], help="SGVB estimator A or B (default B)")
     t.add_argument("--samples", type=int, help="samples per datapoint L; the M-step's N for gbvi/savae (default 1)")
     t.add_argument("--refine-steps", type=int, help="gbvi/savae: refinement steps T per E-step (required >= 1)")

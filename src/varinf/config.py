@@ -14,7 +14,9 @@ ESTIMATORS = ("A", "B")
 OPTIMIZERS = ("adam", "rmsprop")
 DEVICES = ("cpu", "cuda")
 REFINE_OPTIMIZERS = ("sgd", "adam")
-REFINING_METHODS = ("gbvi", "savae")     # methods that refine q in training and need refine_steps >= 1
+REFINING_METHODS = ("gbvi", "savae", "avi")   # methods that refine q in training and need refine_steps >= 1
+MODELS = ("mlp", "cnn", "sbn")
+SBN_METHODS = ("mean-pass", "straight-through", "avi", "wake-sleep", "nvil", "reinforce")
 
 
 @dataclass
@@ -26,7 +28,7 @@ class TrainConfig:
     data_dir: str | None = None
     binarize: bool | None = None          # mnist: dynamic binarization (fresh Bernoulli draw per batch)
     # model
-    model: str = "mlp"                    # mlp | cnn
+    model: str = "mlp"                    # mlp | cnn (VAE) | sbn (sigmoid belief network; hidden = () is linear)
     latent_dim: int = 200
     hidden: tuple[int, ...] = (500,)
     activation: str = "softplus"
@@ -56,7 +58,14 @@ class TrainConfig:
         self.estimator = str(self.estimator).upper()
         self.optimizer = str(self.optimizer).lower()
         self.refine_optimizer = str(self.refine_optimizer).lower()
+        is_sbn = self.model == "sbn"
         checks = [
+            (self.model in MODELS, f"model must be one of {MODELS}, got {self.model!r}"),
+            (not is_sbn or self.method in SBN_METHODS,
+             f"method {self.method!r} is for Gaussian latents; a sigmoid belief network (--model sbn) "
+             f"trains with one of {SBN_METHODS}"),
+            (is_sbn or self.method not in SBN_METHODS,
+             f"method {self.method!r} trains binary latents and needs --model sbn (model is {self.model!r})"),
             (self.estimator in ESTIMATORS, f"estimator must be one of {ESTIMATORS}, got {self.estimator!r}"),
             (self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}"),
             (self.device.split(":")[0] in DEVICES, f"device must be cpu or cuda[:N], got {self.device!r}"),

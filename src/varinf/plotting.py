@@ -13,6 +13,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from varinf.data import load_dataset  # noqa: E402
+from varinf.models import VAE  # noqa: E402
 from varinf.training import load_model  # noqa: E402
 
 
@@ -32,6 +33,11 @@ def _image_shape(model, dataset) -> tuple[int, int]:
         return dataset.image_shape
     side = int(round(model.config.data_dim ** 0.5))
     return (side, side) if side * side == model.config.data_dim else (1, model.config.data_dim)
+
+
+def _posterior_mean(model, x: torch.Tensor) -> torch.Tensor:
+    """E_q[z] of the encoder's q(z|x): μ for Gaussian latents, the Bernoulli probabilities for binary ones."""
+    return model.q(*model.encode(x)).mean
 
 
 def _save(fig, path: Path) -> Path:
@@ -70,8 +76,7 @@ def plot_samples(model, path: Path, shape: tuple[int, int], n: int = 10, seed: i
 def plot_reconstructions(model, x: torch.Tensor, path: Path, shape: tuple[int, int], n: int = 10) -> Path:
     """Data (odd rows) above the decoder mean at the encoder mean (even rows)."""
     x = x[:n * n // 2]
-    mu, _ = model.encode(x)
-    rec = torch.sigmoid(model.decode(mu))
+    rec = torch.sigmoid(model.decode(_posterior_mean(model, x)))
     rows = []
     for r in range(0, x.shape[0], n):
         rows += [x[r:r + n].numpy(), rec[r:r + n].numpy()]
@@ -99,8 +104,7 @@ def plot_curves(history: list[dict], path: Path) -> Path:
 @torch.no_grad()
 def plot_latent(model, x: torch.Tensor, labels: torch.Tensor, path: Path) -> Path:
     """Encoder means of labelled data; the first two principal components when K > 2."""
-    mu, _ = model.encode(x)
-    pts = mu.numpy()
+    pts = _posterior_mean(model, x).numpy()
     title = "latent means"
     if pts.shape[1] > 2:
         from sklearn.decomposition import PCA
@@ -130,7 +134,7 @@ def plot_run(run_dir: str | Path, *, checkpoint: str = "best", data_dir: str | N
     if dataset.dynamic_binarize:
         x = torch.bernoulli(x, generator=gen)
     paths = []
-    if model.latent_dim == 2:
+    if model.latent_dim == 2 and isinstance(model, VAE):   # a continuous 2-D latent space
         paths.append(plot_manifold(model, out / "manifold.png", shape))
     paths.append(plot_samples(model, out / "samples.png", shape, seed=seed))
     paths.append(plot_reconstructions(model, x, out / "reconstructions.png", shape))

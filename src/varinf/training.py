@@ -29,7 +29,7 @@ from varinf.config import TrainConfig
 from varinf.data import Dataset, check_data, iterate_batches, load_dataset
 from varinf.errors import CheckpointError, ConfigError, DataError, VarinfError
 from varinf.infer import METHODS
-from varinf.models import VAE, VAEConfig
+from varinf.models import MODEL_KINDS, SBNConfig, VAEConfig, kind_of, model_kind
 
 CHECKPOINTS = "checkpoints"
 
@@ -50,18 +50,48 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def model_config(cfg: TrainConfig, dataset: Dataset) -> VAEConfig:
+def model_config(cfg: TrainConfig, dataset: Dataset) -> VAEConfig | SBNConfig:
+    """The model's architecture config for ``cfg.model``: "mlp"/"cnn" → VAEConfig, "sbn" → SBNConfig."""
+    if model_kind(cfg.model) == "sbn":
+        return SBNConfig(data_dim=dataset.dim, latent_dim=cfg.latent_dim, hidden=cfg.hidden,
+                         activation=cfg.activation)
     return VAEConfig(data_dim=dataset.dim, latent_dim=cfg.latent_dim, architecture=cfg.model,
                      hidden=cfg.hidden, activation=cfg.activation, image_shape=dataset.image_shape,
                      channels=cfg.channels)
 
 
-def build_model(mcfg: VAEConfig, seed: int, device: torch.device) -> VAE:
+def build_model(mcfg: VAEConfig | SBNConfig, seed: int, device: torch.device):
     """Construct the model with parameters initialised from ``seed`` (the global RNG is left untouched)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = VAE(mcfg)
+        model = MODEL_KINDS[kind_of(mcfg)][0](mcfg)
     return model.to(device)
+
+
+class _WithMethodState:
+    """What a checkpoint saves as "the model": the model's tensors plus ``method.*`` for a method's own state.
+
+    Methods with state outside their optimizers (NVIL's baseline network and running moments)
+    expose it as ``method.state_module()``; ``load_model`` ignores those tensors.
+    """
+
+    PREFIX = "method."
+
+    def __init__(self, model: torch.nn.Module, extra: torch.nn.Module):
+        self.model, self.extra = model, extra
+
+    def state_dict(self) -> dict:
+        d = dict(self.model.state_dict())
+        d.update({self.PREFIX + k: v for k, v in self.extra.state_dict().items()})
+        return d
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict({k: v for k, v in state.items() if not k.startswith(self.PREFIX)})
+        self.extra.load_state_dict({k[len(self.PREFIX):]: v for k, v in state.items() if k.startswith(self.PREFIX)})
+
+
+def _checkpointed(model, method):
+    return _WithMethodState(model, method.state_module()) if hasattr(method, "state_module") else model
 
 
 def load_training_data(cfg: TrainConfig, device: torch.device) -> Dataset:
@@ -143,7 +173,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
                     if cfg.architecture_dict()[k] != v}
             raise CheckpointError(f"cannot resume {run_dir}: its checkpoint was trained with another config "
                                   f"(saved vs now: {diff})")
-        restore(tensors, meta, model=model, optimizers=method.optimizers())
+        restore(tensors, meta, model=_checkpointed(model, method), optimizers=method.optimizers())
         gen.set_state(decode_rng_state(meta["rng_state"]))
         start_epoch, history = meta["epoch"] + 1, meta["history"]
         best_valid, best_epoch, bad_epochs = meta["best_valid_elbo"], meta["best_epoch"], meta["bad_epochs"]
@@ -152,6 +182,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(run_dir / "config.json", {"train": cfg.to_dict(), "model": mcfg.to_dict(),
+                                                   "model_kind": kind_of(mcfg),
                                                    "dataset": dataset.name, "method": cfg.method,
                                                    "valid_elbo": getattr(method, "validation_description",
                                                                          "bound of the amortised encoder q_phi")})
@@ -179,12 +210,13 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
         else:
             bad_epochs += 1
         stopped_early = cfg.patience is not None and bad_epochs >= cfg.patience
-        meta = {"config": cfg.to_dict(), "model": mcfg.to_dict(), "epoch": epoch, "history": history,
+        meta = {"config": cfg.to_dict(), "model": mcfg.to_dict(), "model_kind": kind_of(mcfg), "epoch": epoch, "history": history,
                 "best_valid_elbo": best_valid, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
                 "stopped_early": stopped_early, "rng_state": encode_rng_state(gen.get_state())}
         if improved:
-            save_checkpoint(ckpt_dir, "best", model=model, optimizers=method.optimizers(), meta=meta)
-        save_checkpoint(ckpt_dir, "last", model=model, optimizers=method.optimizers(), meta=meta)
+            save_checkpoint(ckpt_dir, "best", model=_checkpointed(model, method), optimizers=method.optimizers(),
+                            meta=meta)
+        save_checkpoint(ckpt_dir, "last", model=_checkpointed(model, method), optimizers=method.optimizers(), meta=meta)
         _write_metrics(run_dir, history)
         if progress:
             tqdm.write(f"epoch {epoch + 1:4d}  train ELBO {train_elbo:9.3f}  valid ELBO {valid_elbo:9.3f}  "
@@ -197,19 +229,25 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
     return TrainResult(run_dir, len(history), best_epoch, best_valid, stopped_early, history)
 
 
-def load_model(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu") -> tuple[VAE, TrainConfig, dict]:
-    """Rebuild the model of a run directory from its checkpoint: (model, train config, checkpoint meta)."""
+def load_model(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu") -> tuple[torch.nn.Module, TrainConfig,
+                                                                                           dict]:
+    """Rebuild the model of a run directory from its checkpoint: (model, train config, checkpoint meta).
+
+    The model kind comes from the checkpoint's ``model_kind`` ("vae" when absent: older runs).
+    """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CheckpointError(f"run directory {run_dir} does not exist")
     tensors, meta = read_checkpoint(run_dir / CHECKPOINTS, checkpoint)
     try:
         cfg = TrainConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in meta["config"].items()})
-        mcfg = VAEConfig(**meta["model"])
+        model_cls, config_cls = MODEL_KINDS[meta.get("model_kind", "vae")]
+        mcfg = config_cls(**meta["model"])
     except (TypeError, KeyError, VarinfError) as exc:
         raise CheckpointError(f"checkpoint {run_dir / CHECKPOINTS / checkpoint}.json has an unreadable config: {exc}")
-    model = VAE(mcfg)
-    restore(tensors, meta, model=model)
+    model = model_cls(mcfg)
+    prefix = "model." + _WithMethodState.PREFIX
+    restore({k: v for k, v in tensors.items() if not k.startswith(prefix)}, meta, model=model)
     return model.to(resolve_device(device)).eval(), cfg, meta
 
 
