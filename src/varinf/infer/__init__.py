@@ -1,6 +1,7 @@
 """Inference and learning algorithms, one module each, and the registry ``varinf train --method`` reads."""
 
-from varinf.infer.aevb import AEVB, make_optimizer
+from varinf.infer._base import SurrogateAscent, make_optimizer
+from varinf.infer.aevb import AEVB
 from varinf.infer.avi import AVI
 from varinf.infer.gbvi import GBVI
 from varinf.infer.mean_pass import MeanPass
@@ -13,4 +14,4 @@ from varinf.infer.wake_sleep import WakeSleep
 METHODS = {m.name: m for m in (AEVB, GBVI, SAVAE, MeanPass, StraightThrough, AVI, WakeSleep, NVIL, Reinforce)}
 
 __all__ = ["AEVB", "GBVI", "SAVAE", "MeanPass", "StraightThrough", "AVI", "WakeSleep", "NVIL", "Reinforce",
-           "METHODS", "make_optimizer"]
+           "METHODS", "SurrogateAscent", "make_optimizer"]

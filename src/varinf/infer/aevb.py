@@ -12,44 +12,27 @@ from __future__ import annotations
 import torch
 
 from varinf.config import TrainConfig
+from varinf.infer._base import SurrogateAscent, make_optimizer  # noqa: F401  (re-exported)
 from varinf.objectives import sgvb_a, sgvb_b
+
+__all__ = ["AEVB", "ESTIMATOR_FUNCTIONS", "make_optimizer"]
 
 ESTIMATOR_FUNCTIONS = {"A": sgvb_a, "B": sgvb_b}
 
 
-def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """Adam or RMSprop with the configured learning rate (seed 003 §7: RMSprop 3e-3, Adam 3e-4).
-
-    Adam uses torch's fused kernel (one pass over all parameters; on CPU about 4x faster per
-    step than the default multi-tensor path for the Table 1 network, see docs/RESULTS.md).
-    """
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, fused=True)
-    return torch.optim.RMSprop(params, lr=cfg.lr)
-
-
-class AEVB:
+class AEVB(SurrogateAscent):
     """Training method ``vae``: maximise the SGVB bound in encoder and decoder parameters jointly."""
 
     name = "vae"
 
     def __init__(self, model, cfg: TrainConfig):
-        self.model = model
+        super().__init__(model, cfg)
         self.estimator = ESTIMATOR_FUNCTIONS[cfg.estimator]
-        self.samples = cfg.samples
-        self.optimizer = make_optimizer(model.parameters(), cfg)
 
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"model": self.optimizer}
-
-    def step(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """One minibatch update; returns the batch's mean bound (detached)."""
+    def objective(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """The SGVB bound L̂(x⁽ⁱ⁾) of the encoder's q_φ(z|x), shape (B,)."""
         q = self.model.q(*self.model.encode(x))                                     # q_φ(z|x)
-        bound = self.estimator(self.model, q, x, self.samples, generator).mean()    # (1/B) Σ_i L̂(x⁽ⁱ⁾)
-        self.optimizer.zero_grad(set_to_none=True)
-        (-bound).backward()
-        self.optimizer.step()
-        return bound.detach()
+        return self.estimator(self.model, q, x, self.samples, generator)
 
     @torch.no_grad()
     def validation_bound(self, x: torch.Tensor, num_samples: int, generator: torch.Generator) -> torch.Tensor:

@@ -22,7 +22,7 @@ import torch
 from torch import distributions as D
 
 from varinf.config import TrainConfig
-from varinf.infer.aevb import make_optimizer
+from varinf.infer._base import make_optimizer
 from varinf.models.sbn import bernoulli_q
 
 __all__ = ["AVI", "avi_refine", "AVI_CLAMP", "bernoulli_kl", "refined_q"]

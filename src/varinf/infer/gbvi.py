@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 
 from varinf.config import TrainConfig
-from varinf.infer.aevb import make_optimizer
+from varinf.infer._base import make_optimizer
 from varinf.refinement import gaussian_bound, gaussian_entropy, gaussian_kl, make_step_rule, refine
 
 __all__ = ["GBVI", "m_step_objective", "encoder_kl_loss", "refined_bound"]

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from varinf.config import TrainConfig
-from varinf.infer.aevb import make_optimizer
+from varinf.infer._base import SurrogateAscent
 from varinf.models.sbn import encoder_elbo, expected_log_prior
 
 __all__ = ["MeanPass", "mean_pass_objective"]
@@ -26,25 +25,14 @@ def mean_pass_objective(model, logits: torch.Tensor, x: torch.Tensor) -> torch.T
     return reconstruction + expected_log_prior(model.prior_logits, mu) + model.q(logits).entropy()
 
 
-class MeanPass:
+class MeanPass(SurrogateAscent):
     """Training method ``mean-pass``: ascend Eq. 7 in all parameters with one optimizer."""
 
     name = "mean-pass"
     validation_description = "Monte Carlo ELBO of the amortised encoder q_phi"
 
-    def __init__(self, model, cfg: TrainConfig):
-        self.model = model
-        self.optimizer = make_optimizer(model.parameters(), cfg)
-
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"model": self.optimizer}
-
-    def step(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        objective = mean_pass_objective(self.model, *self.model.encode(x), x).mean()
-        self.optimizer.zero_grad(set_to_none=True)
-        (-objective).backward()
-        self.optimizer.step()
-        return objective.detach()
+    def objective(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return mean_pass_objective(self.model, *self.model.encode(x), x)
 
     def validation_bound(self, x: torch.Tensor, num_samples: int, generator: torch.Generator) -> torch.Tensor:
         return encoder_elbo(self.model, x, num_samples, generator)

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from varinf.config import TrainConfig
-from varinf.infer.aevb import make_optimizer
+from varinf.infer._base import make_optimizer
 from varinf.models.sbn import encoder_elbo
 from varinf.sampling import draw
 

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from varinf.config import TrainConfig
-from varinf.infer.aevb import make_optimizer
+from varinf.infer._base import SurrogateAscent
 from varinf.models.sbn import encoder_elbo
 from varinf.objectives import score_function_surrogate
 
@@ -21,26 +20,15 @@ __all__ = ["Reinforce", "reinforce_surrogate"]
 reinforce_surrogate = score_function_surrogate
 
 
-class Reinforce:
+class Reinforce(SurrogateAscent):
     """Training method ``reinforce``: score-function gradient, ``samples`` draws per datapoint."""
 
     name = "reinforce"
     validation_description = "Monte Carlo ELBO of the amortised encoder q_phi"
 
-    def __init__(self, model, cfg: TrainConfig):
-        self.model, self.samples = model, cfg.samples
-        self.optimizer = make_optimizer(model.parameters(), cfg)
-
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"model": self.optimizer}
-
-    def step(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    def objective(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         q = self.model.q(*self.model.encode(x))
-        bound = reinforce_surrogate(self.model, q, x, self.samples, generator).mean()
-        self.optimizer.zero_grad(set_to_none=True)
-        (-bound).backward()
-        self.optimizer.step()
-        return bound.detach()
+        return reinforce_surrogate(self.model, q, x, self.samples, generator)
 
     def validation_bound(self, x: torch.Tensor, num_samples: int, generator: torch.Generator) -> torch.Tensor:
         return encoder_elbo(self.model, x, num_samples, generator)

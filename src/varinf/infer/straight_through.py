@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from varinf.config import TrainConfig
-from varinf.infer.aevb import make_optimizer
+from varinf.infer._base import SurrogateAscent
 from varinf.models.sbn import encoder_elbo, expected_log_prior
 
 __all__ = ["StraightThrough", "straight_through_objective"]
@@ -31,25 +30,14 @@ def straight_through_objective(model, logits: torch.Tensor, x: torch.Tensor, num
     return reconstruction + expected_log_prior(model.prior_logits, mu) + model.q(logits).entropy()
 
 
-class StraightThrough:
+class StraightThrough(SurrogateAscent):
     """Training method ``straight-through``: ascend Eq. 8 with ``samples`` draws per datapoint."""
 
     name = "straight-through"
     validation_description = "Monte Carlo ELBO of the amortised encoder q_phi"
 
-    def __init__(self, model, cfg: TrainConfig):
-        self.model, self.samples = model, cfg.samples
-        self.optimizer = make_optimizer(model.parameters(), cfg)
-
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"model": self.optimizer}
-
-    def step(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        objective = straight_through_objective(self.model, *self.model.encode(x), x, self.samples, generator).mean()
-        self.optimizer.zero_grad(set_to_none=True)
-        (-objective).backward()
-        self.optimizer.step()
-        return objective.detach()
+    def objective(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return straight_through_objective(self.model, *self.model.encode(x), x, self.samples, generator)
 
     def validation_bound(self, x: torch.Tensor, num_samples: int, generator: torch.Generator) -> torch.Tensor:
         return encoder_elbo(self.model, x, num_samples, generator)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from varinf.config import TrainConfig
-from varinf.infer.aevb import make_optimizer
+from varinf.infer._base import make_optimizer
 from varinf.models.sbn import encoder_elbo
 from varinf.sampling import draw
 
