@@ -17,16 +17,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.patches import Ellipse  # noqa: E402
+
+from _figures import ellipse  # noqa: E402
 
 from varinf.classical import BayesianGaussianMixture  # noqa: E402
-
-
-def ellipse(ax, mean, cov, **kw):
-    vals, vecs = np.linalg.eigh(cov)
-    angle = np.degrees(np.arctan2(vecs[1, 1], vecs[0, 1]))
-    w, h = 2 * 2 * np.sqrt(vals[::-1])
-    ax.add_patch(Ellipse(mean, w, h, angle=angle, fill=False, **kw))
 
 
 def main():

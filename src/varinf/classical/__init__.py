@@ -5,12 +5,21 @@
   (``sparse_coding.py``);
 * :class:`MeanFieldCAVI`, :class:`BayesianGaussianMixture` - mean-field coordinate ascent
   variational inference (CAVI; ``cavi.py``);
+* :func:`fit_bbvi`, :func:`score_function_gradient`, :func:`reparameterization_gradient` - black-box VI
+  with Rao-Blackwellisation and control variates (``bbvi.py``);
+* :class:`BinaryLatentFactorModel`, :class:`MeanFieldLatentFactor`, :func:`fit_amortised` - binary
+  latent-factor model, mean-field and amortised (``latent_factor.py``);
+* :class:`FactorialHMM` - factorial HMM, exact and mean-field E-steps (``fhmm.py``);
 * :class:`CoordinateAscent` - the loop all of them share (``_base.py``).
 """
 
 from ._base import CoordinateAscent
 from .cavi import BayesianGaussianMixture, MeanFieldCAVI, UnivariateGaussianCAVI
+from .bbvi import (MeanFieldBernoulli, MeanFieldNormal, elbo_estimate, fit_bbvi, reparameterization_gradient,
+                   score_function_gradient)
 from .em import GaussianMixture
+from .fhmm import FactorialHMM, FHMMParams, exact_posterior, mean_field_posterior
+from .latent_factor import AmortisedMeanField, BinaryLatentFactorModel, MeanFieldLatentFactor, fit_amortised
 from .sparse_coding import SparseCoding, fista, ista, sparse_coding_objective
 
 __all__ = [
@@ -23,4 +32,18 @@ __all__ = [
     "MeanFieldCAVI",
     "BayesianGaussianMixture",
     "UnivariateGaussianCAVI",
+    "MeanFieldNormal",
+    "MeanFieldBernoulli",
+    "score_function_gradient",
+    "reparameterization_gradient",
+    "elbo_estimate",
+    "fit_bbvi",
+    "BinaryLatentFactorModel",
+    "MeanFieldLatentFactor",
+    "AmortisedMeanField",
+    "fit_amortised",
+    "FactorialHMM",
+    "FHMMParams",
+    "exact_posterior",
+    "mean_field_posterior",
 ]
