@@ -10,6 +10,7 @@
 * :class:`BinaryLatentFactorModel`, :class:`MeanFieldLatentFactor`, :func:`fit_amortised` - binary
   latent-factor model, mean-field and amortised (``latent_factor.py``);
 * :class:`FactorialHMM` - factorial HMM, exact and mean-field E-steps (``fhmm.py``);
+* :class:`BayesianLogLinear` - Bayesian multinomial logistic regression, Gaussian q (``loglinear.py``);
 * :class:`CoordinateAscent` - the loop all of them share (``_base.py``).
 """
 
@@ -20,6 +21,7 @@ from .bbvi import (MeanFieldBernoulli, MeanFieldNormal, elbo_estimate, fit_bbvi,
 from .em import GaussianMixture
 from .fhmm import FactorialHMM, FHMMParams, exact_posterior, mean_field_posterior
 from .latent_factor import AmortisedMeanField, BinaryLatentFactorModel, MeanFieldLatentFactor, fit_amortised
+from .loglinear import BayesianLogLinear
 from .sparse_coding import SparseCoding, fista, ista, sparse_coding_objective
 
 __all__ = [
@@ -46,4 +48,5 @@ __all__ = [
     "FHMMParams",
     "exact_posterior",
     "mean_field_posterior",
+    "BayesianLogLinear",
 ]
