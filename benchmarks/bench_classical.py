@@ -45,19 +45,7 @@ from sklearn.cluster import KMeans
 from threadpoolctl import threadpool_limits
 
 from varinf.classical import BayesianGaussianMixture, GaussianMixture
-
-
-def make_overlapping_mixture(n: int, d: int, k: int, sep: float, seed: int):
-    """n points from k Gaussians: means ~ N(0, sep^2 I), covariances A A^T / d + 0.3 I."""
-    rng = np.random.default_rng(seed)
-    means = rng.normal(scale=sep, size=(k, d))
-    A = rng.normal(size=(k, d, d)) / np.sqrt(d)
-    covs = A @ A.transpose(0, 2, 1) + 0.3 * np.eye(d)
-    weights = rng.dirichlet(5.0 * np.ones(k))
-    z = rng.choice(k, size=n, p=weights)
-    L = np.linalg.cholesky(covs)
-    X = means[z] + np.einsum("nij,nj->ni", L[z], rng.normal(size=(n, d)))
-    return X, z
+from varinf.classical.datasets import make_gaussian_mixture
 
 
 class _SklearnBGMMFromResp(skm.BayesianGaussianMixture):
@@ -90,17 +78,6 @@ def _rel(a, b):
     return float(np.abs(np.asarray(a) - np.asarray(b)).max() / np.abs(np.asarray(b)).max())
 
 
-def _small_mixture(n=600, d=3, k=3, sep=0.9, seed=1):
-    """The data of tests/test_classical_em.py and tests/test_classical_cavi.py (make_data)."""
-    rng = np.random.default_rng(seed)
-    means = rng.normal(scale=sep, size=(k, d))
-    A = rng.normal(size=(k, d, d)) / np.sqrt(d)
-    covs = A @ A.transpose(0, 2, 1) + 0.3 * np.eye(d)
-    z = rng.choice(k, size=n)
-    L = np.linalg.cholesky(covs)
-    return means[z] + np.einsum("nij,nj->ni", L[z], rng.normal(size=(n, d)))
-
-
 def _soft_init(X, k, covariance_type, seed):
     rng = np.random.default_rng(seed)
     resp = rng.dirichlet(np.ones(k), size=X.shape[0])
@@ -125,7 +102,7 @@ def agreement_report() -> str:
 
     rows = ["| comparison | setting | iterations varinf / sklearn | bound: rel. diff. | parameters: max rel. diff. "
             "| responsibilities: max abs. diff. |", "|---|---|---|---|---|---|"]
-    X = _small_mixture()
+    X = make_gaussian_mixture(sep=0.9, seed=1)[0]   # the data of the EM/CAVI agreement tests
     for ct in ("full", "diag"):
         w, m, p = _soft_init(X, 3, ct, seed=1)
         kw = dict(covariance_type=ct, tol=1e-6, max_iter=500, weights_init=w, means_init=m, precisions_init=p)
@@ -199,7 +176,7 @@ def main(argv=None) -> int:
                 fh.write(report + "\n")
         return 0
 
-    X, _ = make_overlapping_mixture(args.n, args.d, args.k, args.sep, args.seed)
+    X, _ = make_gaussian_mixture(args.n, args.d, args.k, args.sep, args.seed, weight_concentration=5.0)
     with threadpool_limits(limits=args.threads):
         labels = KMeans(n_clusters=args.k, n_init=1, random_state=args.seed).fit(X).labels_
     resp0 = np.zeros((args.n, args.k))

@@ -2,6 +2,7 @@ import os
 from pathlib import Path
 
 import pytest
+from threadpoolctl import threadpool_limits
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -16,3 +17,10 @@ def shared_data_dir() -> Path:
     assert (path / "binarized_mnist.npz").exists(), (
         f"binarized_mnist.npz not found in {path}; set VARINF_DATA_DIR to the shared data directory")
     return path
+
+
+@pytest.fixture
+def one_blas_thread():
+    """Limit BLAS to one thread (numpy-heavy tests are faster and steadier on 2 shared cores)."""
+    with threadpool_limits(limits=1):
+        yield

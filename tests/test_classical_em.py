@@ -3,27 +3,18 @@
 import numpy as np
 import pytest
 from sklearn import mixture as skm
-from threadpoolctl import threadpool_limits
 
 from varinf.classical import GaussianMixture
 from varinf.classical import _gaussian
+from varinf.classical.datasets import make_gaussian_mixture
 from varinf.errors import ConfigError, ConvergenceWarning, DataError
 
 
-@pytest.fixture(autouse=True)
-def _one_blas_thread():
-    with threadpool_limits(limits=1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
 def make_data(n=600, d=3, k=3, sep=1.2, seed=0):
-    rng = np.random.default_rng(seed)
-    means = rng.normal(scale=sep, size=(k, d))
-    A = rng.normal(size=(k, d, d)) / np.sqrt(d)
-    covs = A @ A.transpose(0, 2, 1) + 0.3 * np.eye(d)
-    z = rng.choice(k, size=n)
-    L = np.linalg.cholesky(covs)
-    return means[z] + np.einsum("nij,nj->ni", L[z], rng.normal(size=(n, d)))
+    return make_gaussian_mixture(n, d, k, sep, seed)[0]
 
 
 def initial_parameters(X, k, covariance_type, seed=0):

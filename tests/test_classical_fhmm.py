@@ -6,17 +6,13 @@ import warnings
 
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_limits
 
 from varinf.classical.fhmm import (FactorialHMM, FHMMParams, exact_posterior, mean_field_posterior,
                                    sample_fhmm)
 from varinf.errors import ConfigError, ConvergenceWarning, DataError
 
 
-@pytest.fixture(autouse=True)
-def _one_blas_thread():
-    with threadpool_limits(limits=1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
 def brute_force(params, Y):

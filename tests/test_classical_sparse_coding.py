@@ -4,17 +4,13 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 from sklearn.decomposition import SparseCoder
-from threadpoolctl import threadpool_limits
 
 from varinf.classical import SparseCoding, fista, ista, sparse_coding_objective
 from varinf.classical.sparse_coding import soft_threshold
 from varinf.errors import ConfigError, ConvergenceWarning, DataError
 
 
-@pytest.fixture(autouse=True)
-def _one_blas_thread():
-    with threadpool_limits(limits=1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_blas_thread")
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ from ._base import CoordinateAscent
 from .cavi import BayesianGaussianMixture, MeanFieldCAVI, UnivariateGaussianCAVI
 from .bbvi import (MeanFieldBernoulli, MeanFieldNormal, elbo_estimate, fit_bbvi, reparameterization_gradient,
                    score_function_gradient)
+from .datasets import make_gaussian_mixture
 from .em import GaussianMixture
 from .fhmm import FactorialHMM, FHMMParams, exact_posterior, mean_field_posterior
 from .latent_factor import AmortisedMeanField, BinaryLatentFactorModel, MeanFieldLatentFactor, fit_amortised
@@ -26,6 +27,7 @@ from .sparse_coding import SparseCoding, fista, ista, sparse_coding_objective
 
 __all__ = [
     "CoordinateAscent",
+    "make_gaussian_mixture",
     "GaussianMixture",
     "SparseCoding",
     "fista",

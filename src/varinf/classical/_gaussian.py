@@ -34,6 +34,8 @@ import numpy as np
 
 from varinf.errors import DataError
 
+INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
+
 _CACHE_BYTES = 512 * 2**20
 _CHUNK_COLS = 16384  # samples per block (cache-sized; measured best single-threaded)
 _BLOCK_ELEMENTS = 2**20  # at most this many entries in a (K, block) temporary

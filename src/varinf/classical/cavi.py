@@ -155,9 +155,8 @@ class BayesianGaussianMixture(MeanFieldCAVI):
     def _check_params(self, X: np.ndarray) -> None:
         n, d = X.shape
         k = self.n_components
-        if self.init_params not in ("kmeans", "k-means++", "random", "random_from_data"):
-            raise ConfigError(f"init_params {self.init_params!r} is not one of kmeans, k-means++, random, "
-                              "random_from_data.")
+        if self.init_params not in G.INIT_PARAMS:
+            raise ConfigError(f"init_params must be one of {G.INIT_PARAMS}; got {self.init_params!r}.")
         _check_real(self.reg_covar, "reg_covar", 0.0)
         self.weight_concentration_prior_ = (1.0 / k if self.weight_concentration_prior is None else
                                             _check_real(self.weight_concentration_prior,

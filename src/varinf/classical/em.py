@@ -29,7 +29,6 @@ from ._base import CoordinateAscent, _check_int, _check_real, check_data
 
 __all__ = ["GaussianMixture", "gmm_lower_bound_terms"]
 
-_INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
 
 
 def gmm_lower_bound_terms(nk, s1, s2, entropy, weights, means_c, precisions, logdet_prec, covariance_type):
@@ -121,8 +120,8 @@ class GaussianMixture(CoordinateAscent):
         k, d = self.n_components, X.shape[1]
         if self.covariance_type not in ("full", "diag"):
             raise ConfigError(f"covariance_type must be 'full' or 'diag'; got {self.covariance_type!r}.")
-        if self.init_params not in _INIT_PARAMS:
-            raise ConfigError(f"init_params must be one of {_INIT_PARAMS}; got {self.init_params!r}.")
+        if self.init_params not in G.INIT_PARAMS:
+            raise ConfigError(f"init_params must be one of {G.INIT_PARAMS}; got {self.init_params!r}.")
         _check_real(self.reg_covar, "reg_covar", 0.0)
         self._weights0 = self._means0 = self._prec0 = None
         if self.weights_init is not None:
