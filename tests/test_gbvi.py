@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 from varinf.cli import main
 from varinf.config import make_config
 from varinf.errors import ConfigError
-from varinf.infer import GBVI, METHODS, SAVAE
+from varinf.infer import GBVI, METHODS, SAVAE, make_optimizer
 from varinf.infer.gbvi import encoder_kl_loss
 from varinf.infer.savae import semi_amortized_bound
 from varinf.models import VAE, VAEConfig
@@ -129,13 +129,36 @@ def test_config_validation():
         make_config(inference_rate=0)
 
 
+@pytest.mark.parametrize("optimizer", ["adam", "rmsprop"])
+def test_linear_warmup_scales_the_learning_rate_by_update_count(optimizer):
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.randn(3))
+    opt = make_optimizer([w], make_config(optimizer=optimizer, lr=0.1, warmup_steps=4))
+    used = []
+    for _ in range(6):
+        opt.zero_grad()
+        (w ** 2).sum().backward()
+        opt.step()
+        used.append(opt.param_groups[0]["lr"])                            # the rate this update used
+    assert used == pytest.approx([0.025, 0.05, 0.075, 0.1, 0.1, 0.1])
+    fresh = make_optimizer([w], make_config(optimizer=optimizer, lr=0.1, warmup_steps=8))
+    fresh.load_state_dict(opt.state_dict())                               # a resumed run: 6 updates done
+    fresh.zero_grad()
+    (w ** 2).sum().backward()
+    fresh.step()
+    assert fresh.param_groups[0]["lr"] == pytest.approx(0.1 * 7 / 8)
+    with pytest.raises(ConfigError, match="warmup_steps"):
+        make_config(warmup_steps=-1)
+
+
 def tensors(run: Path, which="last") -> dict:
     return load_file(str(run / "checkpoints" / f"{which}.safetensors"))
 
 
 def test_gbvi_cli_train_resume_eval(tmp_path):
+    # RMSprop with a warm-up that is still running at the resume point (digits: 12 updates per epoch)
     args = [*FAST, "--method", "gbvi", "--refine-steps", 3, "--inference-rate", 0.01, "--samples", 2,
-            "--refine-samples", 2, "--seed", 2]
+            "--refine-samples", 2, "--seed", 2, "--optimizer", "rmsprop", "--lr", 3e-3, "--warmup-steps", 30]
     full, part = tmp_path / "full", tmp_path / "part"
     assert run_cli("train", *args, "--epochs", 3, "--out", full) == 0
     assert run_cli("train", *args, "--epochs", 2, "--out", part) == 0

@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--refine-samples", type=int, help="gbvi/savae: samples per refinement step (default 20)")
     t.add_argument("--optimizer", choices=["adam", "rmsprop"], help="optimizer (default adam)")
     t.add_argument("--lr", type=float, help="learning rate (default 1e-3)")
+    t.add_argument("--warmup-steps", type=int,
+                   help="linear learning-rate warm-up over the first W updates (default 0: none)")
     t.add_argument("--batch-size", type=int, help="minibatch size (default 100)")
     t.add_argument("--epochs", type=int, help="maximum number of epochs (default 100)")
     t.add_argument("--patience", type=_patience, help="early-stopping patience in epochs; 0 disables (default 20)")
@@ -99,7 +101,7 @@ def _train(args) -> int:
                      method=args.method, estimator=args.estimator, samples=args.samples,
                      refine_steps=args.refine_steps, inference_rate=args.inference_rate,
                      refine_optimizer=args.refine_optimizer, refine_samples=args.refine_samples,
-                     optimizer=args.optimizer, lr=args.lr, batch_size=args.batch_size, epochs=args.epochs,
+                     optimizer=args.optimizer, lr=args.lr, warmup_steps=args.warmup_steps, batch_size=args.batch_size, epochs=args.epochs,
                      seed=args.seed, device=args.device, threads=args.threads)
     if args.patience is not None:
         overrides["patience"] = args.patience or None

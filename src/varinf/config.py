@@ -39,6 +39,7 @@ class TrainConfig:
     samples: int = 1                      # L, samples per datapoint
     optimizer: str = "adam"
     lr: float = 1e-3
+    warmup_steps: int = 0                 # linear learning-rate warm-up over the first W optimizer steps
     batch_size: int = 100
     epochs: int = 100
     patience: int | None = 20             # early stopping on the validation bound; None disables it
@@ -74,6 +75,7 @@ class TrainConfig:
             (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
             (self.epochs >= 0, f"epochs must be >= 0, got {self.epochs}"),
             (self.lr > 0, f"lr must be > 0, got {self.lr}"),
+            (self.warmup_steps >= 0, f"warmup_steps must be >= 0, got {self.warmup_steps}"),
             (self.latent_dim >= 1, f"latent_dim must be >= 1, got {self.latent_dim}"),
             (self.refine_steps >= 0, f"refine_steps must be >= 0, got {self.refine_steps}"),
             (self.method not in REFINING_METHODS or self.refine_steps >= 1,

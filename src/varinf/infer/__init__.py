@@ -1,6 +1,6 @@
 """Inference and learning algorithms, one module each, and the registry ``varinf train --method`` reads."""
 
-from varinf.infer._base import SurrogateAscent, make_optimizer
+from varinf.infer._base import SurrogateAscent, add_linear_warmup, make_optimizer
 from varinf.infer.aevb import AEVB
 from varinf.infer.avi import AVI
 from varinf.infer.gbvi import GBVI
@@ -14,4 +14,4 @@ from varinf.infer.wake_sleep import WakeSleep
 METHODS = {m.name: m for m in (AEVB, GBVI, SAVAE, MeanPass, StraightThrough, AVI, WakeSleep, NVIL, Reinforce)}
 
 __all__ = ["AEVB", "GBVI", "SAVAE", "MeanPass", "StraightThrough", "AVI", "WakeSleep", "NVIL", "Reinforce",
-           "METHODS", "SurrogateAscent", "make_optimizer"]
+           "METHODS", "SurrogateAscent", "add_linear_warmup", "make_optimizer"]
