@@ -168,6 +168,22 @@ def test_avi_refinement_lowers_kl_to_the_posterior():
     torch.testing.assert_close(probs, marginals.clamp(1e-3, 1 - 1e-3), atol=0.05, rtol=0)
 
 
+def test_damped_avi_step_is_the_interpolation_and_still_reaches_the_marginals():
+    model, x = tiny_sbn(k=5, d=8, scale=2.0), binary_x(4, 8)
+    probs0 = torch.sigmoid(model.encode(x)[0].detach())
+    full = avi_refine(model, x, probs0, steps=1, num_samples=50, generator=torch.Generator().manual_seed(1))
+    damped = avi_refine(model, x, probs0, steps=1, num_samples=50, generator=torch.Generator().manual_seed(1),
+                        rate=0.3)
+    unclamped = full.clamp(1e-3, 1 - 1e-3) == full                  # units where the clamp did not act
+    torch.testing.assert_close(damped[unclamped], (0.7 * probs0.clamp(1e-3, 1 - 1e-3) + 0.3 * full)[unclamped])
+    many = avi_refine(model, x, probs0, steps=30, num_samples=4000, generator=torch.Generator().manual_seed(2),
+                      rate=0.3)
+    marginals = exact_posterior(model, x) @ all_binary(5)
+    torch.testing.assert_close(many, marginals.clamp(1e-3, 1 - 1e-3), atol=0.05, rtol=0)
+    with pytest.raises(ConfigError, match="avi_rate"):
+        make_config(model="sbn", method="avi", refine_steps=2, avi_rate=1.5)
+
+
 def test_wake_sleep_sleep_phase_fits_q_to_the_models_own_samples():
     model = tiny_sbn(k=3, d=6, hidden=(8,), scale=2.0)
     xs = all_binary(6)                                          # every visible vector
@@ -232,6 +248,16 @@ def test_cli_train_and_eval_each_method(tmp_path, name, capsys):
     result = json.loads((out / "eval.json").read_text())
     assert math.isfinite(result["test_nll"]) and result["test_elbo"] <= -result["test_nll"] + 1e-3
     assert math.isfinite(result["test_nll_refined"])
+
+
+def test_cli_damped_avi_trains_and_evaluates_with_its_rate(tmp_path):
+    out = tmp_path / "avi"
+    assert run_cli("train", "--out", out, "--method", "avi", "--epochs", 2, "--refine-steps", 2, "--avi-rate", 0.3,
+                   *FAST) == 0
+    assert json.loads((out / "config.json").read_text())["train"]["avi_rate"] == 0.3
+    assert run_cli("eval", out, "--nll-samples", 20, "--quiet", "--refine-steps", 2) == 0
+    assert json.loads((out / "eval.json").read_text())["inference_rate"] == 0.3      # the run's γ by default
+    assert run_cli("eval", out, "--nll-samples", 20, "--quiet", "--refine-steps", 2, "--inference-rate", 2) == 2
 
 
 def test_cli_rejects_mismatched_model_and_method(tmp_path, capsys):

@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--refine-optimizer", choices=["sgd", "adam"],
                    help="gbvi/savae: plain gradient steps (sgd, the paper) or adaptive (adam) (default sgd)")
     t.add_argument("--refine-samples", type=int, help="gbvi/savae: samples per refinement step (default 20)")
+    t.add_argument("--avi-rate", type=float,
+                   help="avi: step γ in μ <- (1-γ)μ + γ Σ w h, in (0, 1] (default 1, seed 003 Eq. 9)")
     t.add_argument("--optimizer", choices=["adam", "rmsprop"], help="optimizer (default adam)")
     t.add_argument("--lr", type=float, help="learning rate (default 1e-3)")
     t.add_argument("--warmup-steps", type=int,
@@ -77,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--refine-steps", type=int,
                    help="also evaluate q refined by T gradient steps from the encoder (default: the run's own T, "
                         "0 for vae)")
-    e.add_argument("--inference-rate", type=float, help="refinement step size γ (default: the run's)")
+    e.add_argument("--inference-rate", type=float,
+                   help="refinement step size γ; for an sbn, AVI's step γ in (0, 1] (default: the run's)")
     e.add_argument("--refine-optimizer", choices=["sgd", "adam"], help="refinement step rule (default: the run's)")
     e.add_argument("--refine-samples", type=int, help="samples per refinement step (default: the run's)")
     e.add_argument("--refine-sweep", type=_int_tuple,
@@ -101,7 +104,7 @@ def _train(args) -> int:
                      method=args.method, estimator=args.estimator, samples=args.samples,
                      refine_steps=args.refine_steps, inference_rate=args.inference_rate,
                      refine_optimizer=args.refine_optimizer, refine_samples=args.refine_samples,
-                     optimizer=args.optimizer, lr=args.lr, warmup_steps=args.warmup_steps, batch_size=args.batch_size, epochs=args.epochs,
+                     avi_rate=args.avi_rate, optimizer=args.optimizer, lr=args.lr, warmup_steps=args.warmup_steps, batch_size=args.batch_size, epochs=args.epochs,
                      seed=args.seed, device=args.device, threads=args.threads)
     if args.patience is not None:
         overrides["patience"] = args.patience or None

@@ -49,6 +49,7 @@ class TrainConfig:
     inference_rate: float = 5e-3          # γ, the step size of the refinement (seed 003 Eq. 4; not given there)
     refine_optimizer: str = "sgd"         # sgd: plain steps (Eq. 4) | adam: adaptive per-parameter steps
     refine_samples: int = 20              # N, reparameterised samples per refinement step (Eq. 5)
+    avi_rate: float = 1.0                 # γ of AVI's step μ ← (1−γ)μ + γ Σ w̃ h; 1 is seed 003 Eq. 9
     seed: int = 0
     device: str = "cpu"
     threads: int | None = None            # torch intra-op threads (None: torch's default)
@@ -85,6 +86,7 @@ class TrainConfig:
             (self.refine_optimizer in REFINE_OPTIMIZERS,
              f"refine_optimizer must be one of {REFINE_OPTIMIZERS}, got {self.refine_optimizer!r}"),
             (self.refine_samples >= 1, f"refine_samples must be >= 1, got {self.refine_samples}"),
+            (0 < self.avi_rate <= 1, f"avi_rate must be in (0, 1], got {self.avi_rate}"),
             (self.patience is None or self.patience >= 1, f"patience must be >= 1 or None, got {self.patience}"),
         ]
         for ok, message in checks:

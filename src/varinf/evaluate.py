@@ -82,11 +82,11 @@ def refined_posterior(model, x: torch.Tensor, *, steps: int, rate: float, step_r
 
     Gaussian latents: gradient steps on (μ, log σ) (``varinf.refinement.refine``, Eq. 4);
     binary latents (SBN): adaptive importance sampling (``varinf.infer.avi.avi_refine``, Eq. 9,
-    ``refine_samples`` samples per step; ``rate`` and ``step_rule`` do not apply).
+    ``refine_samples`` samples per step, ``rate`` = its step γ; ``step_rule`` does not apply).
     """
     if isinstance(model, SBN):
         from varinf.infer.avi import refined_q
-        return refined_q(model, x, steps, refine_samples, generator)
+        return refined_q(model, x, steps, refine_samples, generator, rate)
     with torch.no_grad():
         mu0, log_std0 = model.encode(x)
     r = refine(model.log_joint, x, mu0, log_std0, steps=steps, rate=rate, num_samples=refine_samples,
@@ -219,7 +219,11 @@ def evaluate_run(run_dir: str | Path, *, nll_samples: int = 5000, subset: int | 
         "seed": seed,
     }
     steps = cfg.refine_steps if refine_steps is None else refine_steps
-    rate = cfg.inference_rate if inference_rate is None else inference_rate
+    run_rate = cfg.avi_rate if isinstance(model, SBN) else cfg.inference_rate     # AVI's γ for an SBN
+    rate = run_rate if inference_rate is None else inference_rate
+    if isinstance(model, SBN) and not rate <= 1:
+        raise ConfigError(f"--inference-rate is AVI's step γ for a sigmoid belief network and must be in (0, 1], "
+                          f"got {rate}")
     rule = refine_optimizer or cfg.refine_optimizer
     n_refine = refine_samples or cfg.refine_samples
     sweep = tuple(sorted(set(refine_sweep or ())))
