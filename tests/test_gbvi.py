@@ -202,3 +202,10 @@ def test_eval_refines_a_plain_vae(tmp_path):
     assert refined["test_elbo_refined"] > refined["test_elbo"]
     assert run_cli("eval", run, "--refine-steps", -1, "--quiet") == 2
     assert run_cli("train", *FAST, "--method", "gbvi", "--out", tmp_path / "bad") == 2
+    # --output keeps the run's eval.json and puts the sweep's figure beside the new file
+    before = (run / "eval.json").read_bytes()
+    out = tmp_path / "sweeps" / "gap.json"
+    assert run_cli("eval", run, "--nll-samples", 20, "--quiet", "--refine-sweep", "0,2", "--output", out) == 0
+    assert (run / "eval.json").read_bytes() == before
+    assert [r["steps"] for r in json.loads(out.read_text())["refine_sweep"]] == [0, 2]
+    assert (tmp_path / "sweeps" / "gap_amortization_gap.png").stat().st_size > 5000

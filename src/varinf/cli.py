@@ -72,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--subset", type=int, help="evaluate on a uniform random subset of this many test points")
     e.add_argument("--batch-size", type=int, default=100)
     e.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    e.add_argument("--output", help="write the result here instead of RUN_DIR/eval.json (keeps an earlier one)")
     e.add_argument("--device", default="cpu")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--data-dir")
@@ -125,7 +126,7 @@ def _eval(args) -> int:
                           seed=args.seed, data_dir=args.data_dir, progress=not args.quiet,
                           refine_steps=args.refine_steps, inference_rate=args.inference_rate,
                           refine_optimizer=args.refine_optimizer, refine_samples=args.refine_samples,
-                          refine_sweep=args.refine_sweep)
+                          refine_sweep=args.refine_sweep, output=args.output)
     print(json.dumps(result, indent=2))
     return 0
 

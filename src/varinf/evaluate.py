@@ -164,8 +164,11 @@ def evaluate_run(run_dir: str | Path, *, nll_samples: int = 5000, subset: int | 
                  data_dir: str | None = None, progress: bool = False, write: bool = True,
                  refine_steps: int | None = None, inference_rate: float | None = None,
                  refine_optimizer: str | None = None, refine_samples: int | None = None,
-                 refine_sweep: tuple[int, ...] | None = None) -> dict:
-    """Evaluate a trained run on its dataset's test split and write ``RUN_DIR/eval.json``.
+                 refine_sweep: tuple[int, ...] | None = None, output: str | Path | None = None) -> dict:
+    """Evaluate a trained run on its dataset's test split and write ``RUN_DIR/eval.json`` (or ``output``).
+
+    With ``output`` the result goes there and the sweep's figure beside it
+    (``<output stem>_amortization_gap.png``), so an earlier ``eval.json`` is kept.
 
     The refinement settings default to the run's own (``refine_steps`` 0 for a ``vae`` run,
     T for ``gbvi``/``savae``; its ``inference_rate``, ``refine_optimizer``, ``refine_samples``).
@@ -183,6 +186,9 @@ def evaluate_run(run_dir: str | Path, *, nll_samples: int = 5000, subset: int | 
     if refine_sweep is not None and any(t < 0 for t in refine_sweep):
         raise ConfigError(f"--refine-sweep steps must be >= 0, got {list(refine_sweep)}")
     run_dir = Path(run_dir)
+    output = Path(output) if output is not None else run_dir / "eval.json"
+    figure = (run_dir / "figures" / "amortization_gap.png" if output == run_dir / "eval.json"
+              else output.with_name(f"{output.stem}_amortization_gap.png"))
     t0 = time.perf_counter()
     model, cfg, meta = load_model(run_dir, checkpoint, device)
     if refine_sweep and isinstance(model, SBN):
@@ -251,10 +257,10 @@ def evaluate_run(run_dir: str | Path, *, nll_samples: int = 5000, subset: int | 
             result["refine_sweep_note"] = (f"bound of q~ after T steps, each estimated with the step's "
                                            f"{n_refine} samples + closed-form entropy; gap relative to T = 0")
             if write:
-                path = plot_amortization_gap(table, run_dir / "figures" / "amortization_gap.png",
+                path = plot_amortization_gap(table, figure,
                                              f"{dataset.name}, {cfg.method}: {rule} γ={rate:g}, N={n_refine}")
                 result["amortization_gap_figure"] = str(path)
     result["seconds"] = time.perf_counter() - t0
     if write:
-        atomic_write_json(run_dir / "eval.json", result)
+        atomic_write_json(output, result)
     return result
