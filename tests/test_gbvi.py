@@ -186,7 +186,7 @@ def test_gbvi_cli_train_resume_eval(tmp_path):
     assert (full / "figures" / "amortization_gap.png").stat().st_size > 5000
 
 
-def test_eval_refines_a_plain_vae(tmp_path):
+def test_eval_refines_a_plain_vae(tmp_path, capsys):
     run = tmp_path / "vae"
     assert run_cli("train", *FAST, "--epochs", 3, "--out", run) == 0
     assert run_cli("eval", run, "--nll-samples", 50, "--quiet") == 0
@@ -202,6 +202,8 @@ def test_eval_refines_a_plain_vae(tmp_path):
     assert refined["test_elbo_refined"] > refined["test_elbo"]
     assert run_cli("eval", run, "--refine-steps", -1, "--quiet") == 2
     assert run_cli("train", *FAST, "--method", "gbvi", "--out", tmp_path / "bad") == 2
+    assert run_cli("eval", run, "--nll-samples", 5, "--quiet", "--refine-steps", 30, "--inference-rate", 1e3) == 2
+    assert "diverged" in capsys.readouterr().err                      # a named error, not NaN in eval.json
     # --output keeps the run's eval.json and puts the sweep's figure beside the new file
     before = (run / "eval.json").read_bytes()
     out = tmp_path / "sweeps" / "gap.json"

@@ -39,7 +39,7 @@ import torch
 
 from varinf.checkpoint import atomic_write_json
 from varinf.data import check_data, load_dataset
-from varinf.errors import ConfigError
+from varinf.errors import ConfigError, VarinfError
 from varinf.objectives import elbo_and_log_marginal
 from varinf.models import SBN
 from varinf.refinement import refine
@@ -241,6 +241,12 @@ def evaluate_run(run_dir: str | Path, *, nll_samples: int = 5000, subset: int | 
         ref = evaluate_refined(model, x, steps=steps, rate=rate, step_rule=rule, refine_samples=n_refine,
                                nll_samples=nll_samples, batch_size=batch_size, sweep=sweep, seed=seed,
                                progress=progress)
+        bad = int((~torch.isfinite(ref["elbo"]) | ~torch.isfinite(ref["log_px"])).sum())
+        if bad:
+            raise VarinfError(
+                f"test-time refinement diverged: non-finite bound for {bad} of {x.shape[0]} test points after "
+                f"{steps} {rule} steps with inference rate {rate:g}; use a smaller --inference-rate"
+                + (" or --refine-optimizer adam" if rule == "sgd" else ""))
         r_elbo, r_elbo_se = _mean_and_stderr(ref["elbo"])
         r_lpx, r_lpx_se = _mean_and_stderr(ref["log_px"])
         gap, gap_se = _mean_and_stderr(ref["elbo"] - elbo)       # paired over datapoints

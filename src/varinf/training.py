@@ -198,7 +198,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
             train_elbo = train_epoch(method, train_x, cfg.batch_size, gen, dataset.dynamic_binarize, bar)
         if not math.isfinite(train_elbo):
             raise VarinfError(f"the training bound became {train_elbo} in epoch {epoch + 1}; lower the learning "
-                              f"rate (now {cfg.lr}). The checkpoints of epoch {epoch} in {ckpt_dir} are intact.")
+                              f"rate (now {cfg.lr}) or warm it up (--warmup-steps). The checkpoints of epoch {epoch} in {ckpt_dir} are intact.")
         model.eval()
         valid_elbo = validation_bound(method, valid_x, cfg, epoch, device, dataset.dynamic_binarize)
         seconds = time.perf_counter() - t0
