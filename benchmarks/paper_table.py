@@ -9,7 +9,8 @@ Table 1 rows (paper: RMSprop 3e-3, batch 100, early stopping, at most 500 epochs
 Table 2 rows (paper: Adam 3e-4, batch 10, early stopping, at most 500 epochs; "-reduced": about an
 hour on 2 CPU cores, see each file's header):
     wake-sleep[-reduced]          configs/table2_wake_sleep[_reduced].toml     784-200 linear
-    nvil[-reduced]                configs/table2_nvil[_reduced].toml           (240) softplus
+    nvil[-reduced]                configs/table2_nvil[_reduced].toml           784-200 linear + baseline net
+    nvil-240[-reduced]            configs/table2_nvil_240[_reduced].toml       (240) softplus (not a paper row)
     avi20[-reduced]               configs/table2_avi20[_reduced].toml          784-200 linear
     avi20-240[-reduced]           configs/table2_avi20_240[_reduced].toml      (240) softplus
 
@@ -50,7 +51,7 @@ TABLES = {
     },
     "2": {
         name + suffix: f"table2_{name.replace('-', '_')}{suffix.replace('-', '_')}.toml"
-        for name in ("wake-sleep", "nvil", "avi20", "avi20-240") for suffix in ("", "-reduced")
+        for name in ("wake-sleep", "nvil", "nvil-240", "avi20", "avi20-240") for suffix in ("", "-reduced")
     },
 }
 

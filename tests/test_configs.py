@@ -27,7 +27,7 @@ def test_config_parses(path):
 def test_paper_table_rows_name_existing_configs():
     tables = paper_table().TABLES
     rows = {f"table{t}:{row}": REPO / "configs" / name for t, r in tables.items() for row, name in r.items()}
-    assert len(rows) == 12
+    assert len(rows) == 14
     missing = [row for row, path in rows.items() if not path.exists()]
     assert not missing
     # the seed's settings in the paper-settings rows (seed 003 §7.1, §7.2)
@@ -39,3 +39,5 @@ def test_paper_table_rows_name_existing_configs():
         assert (cfg.model, cfg.optimizer, cfg.lr, cfg.batch_size, cfg.epochs) == ("sbn", "adam", 3e-4, 10, 500)
     assert make_config(rows["table1:gbvi20"]).refine_steps == 20
     assert make_config(rows["table2:avi20"]).refine_steps == 20
+    assert make_config(rows["table2:nvil"]).hidden == () == make_config(rows["table2:wake-sleep"]).hidden
+    assert make_config(rows["table2:avi20-240"]).hidden == (240,)
