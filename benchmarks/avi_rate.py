@@ -19,18 +19,15 @@ import torch
 
 from varinf.config import make_config
 from varinf.data import iterate_batches
-from varinf.infer import METHODS
 from varinf.objectives import elbo_and_log_marginal
-from varinf.training import build_model, load_training_data, model_config
+from varinf.training import build_method
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def run(rate: float, images: int, valid: int, k: int, data_dir: str | None) -> dict:
     cfg = make_config(REPO / "configs" / "table2_avi20_reduced.toml", avi_rate=rate, data_dir=data_dir)
-    dataset = load_training_data(cfg, torch.device("cpu"))
-    model = build_model(model_config(cfg, dataset), cfg.seed, torch.device("cpu"))
-    method = METHODS["avi"](model, cfg)
+    dataset, model, method = build_method(cfg, torch.device("cpu"))
     gen = torch.Generator().manual_seed(cfg.seed)
     t0 = time.perf_counter()
     for xb in iterate_batches(dataset.split("train")[:images], cfg.batch_size, generator=gen):

@@ -19,8 +19,7 @@ import torch
 
 from varinf.config import make_config
 from varinf.data import iterate_batches
-from varinf.infer import METHODS
-from varinf.training import build_model, load_training_data, model_config
+from varinf.training import build_method
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,9 +28,7 @@ def first_updates(warmup: int, batches: int, data_dir: str | None) -> list[float
     """Training bound (nats, mean over the batch) of the first ``batches`` GBVI updates."""
     cfg = make_config(REPO / "configs" / "table1_gbvi_reduced.toml", optimizer="rmsprop", lr=3e-3,
                       warmup_steps=warmup, data_dir=data_dir)
-    dataset = load_training_data(cfg, torch.device("cpu"))
-    model = build_model(model_config(cfg, dataset), cfg.seed, torch.device("cpu"))
-    method = METHODS[cfg.method](model, cfg)
+    dataset, model, method = build_method(cfg, torch.device("cpu"))
     gen = torch.Generator().manual_seed(cfg.seed)
     bounds = []
     while len(bounds) < batches:                                        # epochs of shuffled minibatches

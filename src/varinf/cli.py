@@ -105,7 +105,8 @@ def _train(args) -> int:
                      method=args.method, estimator=args.estimator, samples=args.samples,
                      refine_steps=args.refine_steps, inference_rate=args.inference_rate,
                      refine_optimizer=args.refine_optimizer, refine_samples=args.refine_samples,
-                     avi_rate=args.avi_rate, optimizer=args.optimizer, lr=args.lr, warmup_steps=args.warmup_steps, batch_size=args.batch_size, epochs=args.epochs,
+                     avi_rate=args.avi_rate, optimizer=args.optimizer, lr=args.lr, warmup_steps=args.warmup_steps,
+                     batch_size=args.batch_size, epochs=args.epochs,
                      seed=args.seed, device=args.device, threads=args.threads)
     if args.patience is not None:
         overrides["patience"] = args.patience or None

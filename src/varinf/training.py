@@ -68,6 +68,14 @@ def build_model(mcfg: VAEConfig | SBNConfig, seed: int, device: torch.device):
     return model.to(device)
 
 
+def build_method(cfg: TrainConfig, device: torch.device):
+    """What ``train`` starts from: the checked dataset, the model initialised from ``cfg.seed`` and
+    the training method ``cfg.method`` on it; returns ``(dataset, model, method)``."""
+    dataset = load_training_data(cfg, device)
+    model = build_model(model_config(cfg, dataset), cfg.seed, device)
+    return dataset, model, METHODS[cfg.method](model, cfg)
+
+
 class _WithMethodState:
     """What a checkpoint saves as "the model": the model's tensors plus ``method.*`` for a method's own state.
 
@@ -157,11 +165,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
 
-    dataset = load_training_data(cfg, device)
+    dataset, model, method = build_method(cfg, device)
     train_x, valid_x = dataset.split("train"), dataset.split("valid")
-    mcfg = model_config(cfg, dataset)
-    model = build_model(mcfg, cfg.seed, device)
-    method = METHODS[cfg.method](model, cfg)
+    mcfg = model.config
     gen = _seeded(cfg.seed, device)
 
     start_epoch, best_valid, best_epoch, bad_epochs, history = 0, -math.inf, -1, 0, []
@@ -251,4 +257,5 @@ def load_model(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu
     return model.to(resolve_device(device)).eval(), cfg, meta
 
 
-__all__ = ["train", "train_epoch", "TrainResult", "load_model", "build_model", "model_config", "load_training_data"]
+__all__ = ["train", "train_epoch", "TrainResult", "load_model", "build_method", "build_model", "model_config",
+           "load_training_data"]
