@@ -23,8 +23,15 @@ def _patience(text: str) -> int:
     return value
 
 
+def _methods_help() -> str:
+    from varinf.infer import METHODS
+    return "; ".join(f"{name} ({spec.summary}; {'/'.join(spec.families)} latents)" for name, spec in METHODS.items())
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from varinf import __version__
     parser = argparse.ArgumentParser(prog="varinf", description="Approximate inference in latent-variable models.")
+    parser.add_argument("--version", action="version", version=f"varinf {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train a model; settings from --config (TOML) overridden by flags")
@@ -42,18 +49,25 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--hidden", type=_int_tuple,
                    help="hidden widths, e.g. 500 or 500,500 (default 500); --hidden '' = none (a linear sbn)")
     t.add_argument("--activation", help="softplus | relu | tanh | elu (default softplus)")
-    t.add_argument("--method", help="training method: vae | gbvi (seed 003 EM with refinement) | savae "
-                                    "(semi-amortised) (default vae); with --model sbn: mean-pass | straight-through | "
-                                    "avi | wake-sleep | nvil | reinforce")
-    t.add_argument("--estimator", choices=["A", "B", "a", "b"], help="SGVB estimator A or B (default B)")
-    t.add_argument("--samples", type=int, help="samples per datapoint L; the M-step's N for gbvi/savae (default 1)")
-    t.add_argument("--refine-steps", type=int, help="gbvi/savae: refinement steps T per E-step (required >= 1)")
-    t.add_argument("--inference-rate", type=float, help="gbvi/savae: refinement step size γ (default 5e-3)")
+    t.add_argument("--method", help="training method (default vae): " + _methods_help())
+    t.add_argument("--estimator", choices=["A", "B", "a", "b"], help="vae: SGVB estimator A or B (default B)")
+    t.add_argument("--samples", type=int,
+                   help="samples per datapoint; for the refined-EM methods the M-step's N (default: the method's, "
+                        "1 or 20)")
+    t.add_argument("--refine-steps", type=int,
+                   help="refined EM (gbvi, mpvi, stvi, avi, savae): refinement steps T per E-step (default 20)")
+    t.add_argument("--inference-rate", type=float,
+                   help="gbvi/savae/mpvi/stvi: step size γ of the gradient refinement (default: the method's)")
     t.add_argument("--refine-optimizer", choices=["sgd", "adam"],
-                   help="gbvi/savae: plain gradient steps (sgd, the paper) or adaptive (adam) (default sgd)")
-    t.add_argument("--refine-samples", type=int, help="gbvi/savae: samples per refinement step (default 20)")
+                   help="gradient refiners: plain steps (sgd, the paper's Eq. 4) or adaptive (adam) (default sgd)")
+    t.add_argument("--refine-samples", type=int,
+                   help="gbvi/savae/stvi/avi: samples N per refinement step (default 20)")
     t.add_argument("--avi-rate", type=float,
-                   help="avi: step γ in μ <- (1-γ)μ + γ Σ w h, in (0, 1] (default 1, seed 003 Eq. 9)")
+                   help="avi: step γ in mu <- (1-γ) mu + γ Σ w h, in (0, 1]; 1 is Hjelm et al. 2015 Eq. 9 as "
+                        "printed (default 0.1)")
+    t.add_argument("--valid-refine-steps", type=int,
+                   help="refined EM: refinement steps in the per-epoch validation bound; 0 = the encoder's own "
+                        "bound (default: T for gbvi/savae, 0 for mpvi/stvi/avi)")
     t.add_argument("--optimizer", choices=["adam", "rmsprop"], help="optimizer (default adam)")
     t.add_argument("--lr", type=float, help="learning rate (default 1e-3)")
     t.add_argument("--warmup-steps", type=int,
@@ -67,52 +81,66 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
 
     e = sub.add_parser("eval", help="test ELBO and importance-sampled NLL of a trained run -> RUN_DIR/eval.json")
-    e.add_argument("run_dir")
+    e.add_argument("run_dir", help="a run directory written by varinf train")
     e.add_argument("--nll-samples", type=int, default=5000, help="importance samples per datapoint k (default 5000)")
     e.add_argument("--subset", type=int, help="evaluate on a uniform random subset of this many test points")
-    e.add_argument("--batch-size", type=int, default=100)
-    e.add_argument("--checkpoint", choices=["best", "last"], default="best")
+    e.add_argument("--batch-size", type=int, default=100, help="test points per batch (default 100)")
+    e.add_argument("--checkpoint", choices=["best", "last"], default="best",
+                   help="evaluate the best-validation or the last checkpoint (default best)")
     e.add_argument("--output", help="write the result here instead of RUN_DIR/eval.json (keeps an earlier one)")
-    e.add_argument("--device", default="cpu")
-    e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--data-dir")
-    e.add_argument("--quiet", action="store_true")
+    e.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default cpu)")
+    e.add_argument("--seed", type=int, default=0, help="seed of the Monte Carlo draws and of --subset (default 0)")
+    e.add_argument("--data-dir", help="data directory (default: the run's, else $VARINF_DATA_DIR)")
+    e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.add_argument("--refine-steps", type=int,
-                   help="also evaluate q refined by T gradient steps from the encoder (default: the run's own T, "
-                        "0 for vae)")
+                   help="also evaluate q refined by T steps of the run's refiner from the encoder (default: the "
+                        "run's own T, 0 for a method without refinement)")
     e.add_argument("--inference-rate", type=float,
-                   help="refinement step size γ; for an sbn, AVI's step γ in (0, 1] (default: the run's)")
-    e.add_argument("--refine-optimizer", choices=["sgd", "adam"], help="refinement step rule (default: the run's)")
+                   help="gradient refiners: step size γ (default: the run's)")
+    e.add_argument("--refine-optimizer", choices=["sgd", "adam"],
+                   help="gradient refiners: step rule (default: the run's)")
     e.add_argument("--refine-samples", type=int, help="samples per refinement step (default: the run's)")
+    e.add_argument("--avi-rate", type=float, help="AVI refiner: step γ in (0, 1] (default: the run's)")
     e.add_argument("--refine-sweep", type=_int_tuple,
                    help="also the bound after each T in this list, e.g. 0,1,2,5,10,20,50: a table in eval.json "
                         "and figures/amortization_gap.png")
 
     p = sub.add_parser("plot", help="figures of a trained run -> RUN_DIR/figures/*.png")
-    p.add_argument("run_dir")
-    p.add_argument("--checkpoint", choices=["best", "last"], default="best")
-    p.add_argument("--data-dir")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("run_dir", help="a run directory written by varinf train")
+    p.add_argument("--checkpoint", choices=["best", "last"], default="best",
+                   help="plot the best-validation or the last checkpoint (default best)")
+    p.add_argument("--data-dir", help="data directory (default: the run's, else $VARINF_DATA_DIR)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the samples drawn for the figures (default 0)")
     return parser
 
 
-def _train(args) -> int:
-    from varinf.config import make_config
-    from varinf.training import train
+TRAIN_SETTINGS = ("dataset", "data_dir", "binarize", "model", "latent_dim", "hidden", "activation", "method",
+                  "estimator", "samples", "refine_steps", "inference_rate", "refine_optimizer", "refine_samples",
+                  "avi_rate", "valid_refine_steps", "optimizer", "lr", "warmup_steps", "batch_size", "epochs",
+                  "seed", "device", "threads")
 
-    overrides = dict(dataset=args.dataset, data_dir=args.data_dir, binarize=args.binarize, model=args.model,
-                     latent_dim=args.latent_dim, hidden=args.hidden, activation=args.activation,
-                     method=args.method, estimator=args.estimator, samples=args.samples,
-                     refine_steps=args.refine_steps, inference_rate=args.inference_rate,
-                     refine_optimizer=args.refine_optimizer, refine_samples=args.refine_samples,
-                     avi_rate=args.avi_rate, optimizer=args.optimizer, lr=args.lr, warmup_steps=args.warmup_steps,
-                     batch_size=args.batch_size, epochs=args.epochs,
-                     seed=args.seed, device=args.device, threads=args.threads)
+
+def _train(args) -> int:
+    from varinf.config import load_toml, make_config
+    from varinf.training import resume_config, saved_config, train
+
+    given = {k: getattr(args, k) for k in TRAIN_SETTINGS}
     if args.patience is not None:
-        overrides["patience"] = args.patience or None
-    cfg = make_config(args.config, **overrides)
-    if args.patience == 0:
-        cfg.patience = None
+        given["patience"] = args.patience
+    if args.resume and saved_config(args.out) is not None:
+        # --resume continues with the run's saved settings; the flags given may change only what is safe.
+        settings = {**(load_toml(args.config) if args.config else {}),
+                    **{k: v for k, v in given.items() if v is not None}}
+        if settings.get("patience") == 0:
+            settings["patience"] = None
+        cfg = resume_config(args.out, **settings)
+    else:
+        if given.get("patience") == 0:
+            given["patience"] = None
+            cfg = make_config(args.config, **given)
+            cfg.patience = None
+        else:
+            cfg = make_config(args.config, **given)
     result = train(cfg, args.out, resume=args.resume, progress=not args.quiet)
     print(json.dumps({"run_dir": str(result.run_dir), "epochs": result.epochs_run, "best_epoch": result.best_epoch,
                       "best_valid_elbo": result.best_valid_elbo, "stopped_early": result.stopped_early}))
@@ -127,7 +155,7 @@ def _eval(args) -> int:
                           seed=args.seed, data_dir=args.data_dir, progress=not args.quiet,
                           refine_steps=args.refine_steps, inference_rate=args.inference_rate,
                           refine_optimizer=args.refine_optimizer, refine_samples=args.refine_samples,
-                          refine_sweep=args.refine_sweep, output=args.output)
+                          avi_rate=args.avi_rate, refine_sweep=args.refine_sweep, output=args.output)
     print(json.dumps(result, indent=2))
     return 0
 
@@ -149,8 +177,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"varinf {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"varinf {args.command}: interrupted; checkpoints written so far are intact "
-              "(continue with varinf train --resume)", file=sys.stderr)
+        hint = f"; continue with: varinf train --out {args.out} --resume" if args.command == "train" else ""
+        print(f"varinf {args.command}: interrupted; checkpoints written so far are intact{hint}", file=sys.stderr)
         return 130
 
 

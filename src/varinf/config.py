@@ -1,27 +1,44 @@
-"""Training settings: one dataclass, filled from defaults, a TOML file and command-line flags."""
+"""Training settings: one dataclass, filled from defaults, a TOML file and command-line flags.
+
+Every setting is checked in one place, :meth:`TrainConfig.__post_init__`, by name, type and
+range, whatever its source (TOML, flags, a checkpoint's JSON, the Python API); a bad value is a
+one-line :class:`~varinf.errors.ConfigError` naming the setting, the value and what is allowed.
+Validation is a small table (:data:`RULES`) read by one function rather than a validation
+library: the dataclass has 30 plain fields whose rules fit in a line each, and the messages
+must read the same for a flag, a TOML key and an API keyword.
+
+Method-dependent settings (``samples``, ``refine_steps``, ``inference_rate``, ...) default to
+``None``, meaning "the method's own default" (``varinf.infer.METHODS[name].defaults``, e.g.
+``--method avi`` alone gets the paper's T = N = 20); they are filled in at construction, so a
+run's saved config always holds concrete values.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from varinf.errors import ConfigError
+from varinf.models.vae import ACTIVATIONS
 
 ESTIMATORS = ("A", "B")
 OPTIMIZERS = ("adam", "rmsprop")
-DEVICES = ("cpu", "cuda")
 REFINE_OPTIMIZERS = ("sgd", "adam")
-REFINING_METHODS = ("gbvi", "savae", "avi")   # methods that refine q in training and need refine_steps >= 1
 MODELS = ("mlp", "cnn", "sbn")
-SBN_METHODS = ("mean-pass", "straight-through", "avi", "wake-sleep", "nvil", "reinforce")
+MAX_SEED = 2 ** 63 - 1
+
+# Used where a method's registry entry gives no default of its own.
+GENERIC_DEFAULTS = dict(samples=1, refine_steps=0, inference_rate=5e-3, refine_optimizer="sgd", refine_samples=20,
+                        avi_rate=1.0, valid_refine_steps=0)
 
 
 @dataclass
 class TrainConfig:
-    """Everything that defines a training run. Defaults: seed 003 Table 1's VAE (784-500-200 softplus)."""
+    """Everything that defines a training run. Defaults: Hjelm et al. 2015 Table 1's VAE (784-500-200 softplus)."""
 
     # data
     dataset: str = "digits"
@@ -35,8 +52,8 @@ class TrainConfig:
     channels: tuple[int, ...] = (32, 64)
     # inference and learning
     method: str = "vae"
-    estimator: str = "B"                  # SGVB estimator A or B (seed 002 §IV)
-    samples: int = 1                      # L, samples per datapoint
+    estimator: str = "B"                  # SGVB estimator A or B (Kingma & Welling 2014; Patlan §IV)
+    samples: int | None = None            # L per datapoint; the M-step's N for refined EM (method default)
     optimizer: str = "adam"
     lr: float = 1e-3
     warmup_steps: int = 0                 # linear learning-rate warm-up over the first W optimizer steps
@@ -44,61 +61,44 @@ class TrainConfig:
     epochs: int = 100
     patience: int | None = 20             # early stopping on the validation bound; None disables it
     valid_samples: int = 1                # samples per datapoint for the per-epoch validation bound
-    # iterative refinement of q (seed 003 §2; methods gbvi and savae; varinf eval --refine-steps)
-    refine_steps: int = 0                 # T, gradient steps on the variational parameters per E-step
-    inference_rate: float = 5e-3          # γ, the step size of the refinement (seed 003 Eq. 4; not given there)
-    refine_optimizer: str = "sgd"         # sgd: plain steps (Eq. 4) | adam: adaptive per-parameter steps
-    refine_samples: int = 20              # N, reparameterised samples per refinement step (Eq. 5)
-    avi_rate: float = 1.0                 # γ of AVI's step μ ← (1−γ)μ + γ Σ w̃ h; 1 is seed 003 Eq. 9
+    # iterative refinement of q (Hjelm et al. 2015 §2; refined-EM methods; varinf eval --refine-steps)
+    refine_steps: int | None = None       # T, refinement steps per E-step
+    inference_rate: float | None = None   # γ, the gradient refiners' step size (Eq. 4; not given in the paper)
+    refine_optimizer: str | None = None   # sgd: plain steps (Eq. 4) | adam: adaptive per-parameter steps
+    refine_samples: int | None = None     # N, samples per refinement step (Eqs. 5, 8, 9)
+    avi_rate: float | None = None         # γ of AVI's step μ ← (1−γ)μ + γ Σ w̃ h; 1 is Eq. 9 as printed
+    valid_refine_steps: int | None = None  # refinement steps in the validation bound (0: the encoder's bound)
     seed: int = 0
     device: str = "cpu"
     threads: int | None = None            # torch intra-op threads (None: torch's default)
 
     def __post_init__(self):
-        self.hidden = tuple(int(h) for h in (self.hidden if isinstance(self.hidden, (list, tuple)) else [self.hidden]))
-        self.channels = tuple(int(c) for c in self.channels)
-        self.estimator = str(self.estimator).upper()
-        self.optimizer = str(self.optimizer).lower()
-        self.refine_optimizer = str(self.refine_optimizer).lower()
-        is_sbn = self.model == "sbn"
-        checks = [
-            (self.model in MODELS, f"model must be one of {MODELS}, got {self.model!r}"),
-            (not is_sbn or self.method in SBN_METHODS,
-             f"method {self.method!r} is for Gaussian latents; a sigmoid belief network (--model sbn) "
-             f"trains with one of {SBN_METHODS}"),
-            (is_sbn or self.method not in SBN_METHODS,
-             f"method {self.method!r} trains binary latents and needs --model sbn (model is {self.model!r})"),
-            (self.estimator in ESTIMATORS, f"estimator must be one of {ESTIMATORS}, got {self.estimator!r}"),
-            (self.optimizer in OPTIMIZERS, f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}"),
-            (self.device.split(":")[0] in DEVICES, f"device must be cpu or cuda[:N], got {self.device!r}"),
-            (self.samples >= 1, f"samples must be >= 1, got {self.samples}"),
-            (self.valid_samples >= 1, f"valid_samples must be >= 1, got {self.valid_samples}"),
-            (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
-            (self.epochs >= 0, f"epochs must be >= 0, got {self.epochs}"),
-            (self.lr > 0, f"lr must be > 0, got {self.lr}"),
-            (self.warmup_steps >= 0, f"warmup_steps must be >= 0, got {self.warmup_steps}"),
-            (self.latent_dim >= 1, f"latent_dim must be >= 1, got {self.latent_dim}"),
-            (self.refine_steps >= 0, f"refine_steps must be >= 0, got {self.refine_steps}"),
-            (self.method not in REFINING_METHODS or self.refine_steps >= 1,
-             f"method {self.method!r} refines q in every E-step and needs refine_steps >= 1 "
-             f"(--refine-steps; seed 003's GBVI_20 uses 20), got {self.refine_steps}"),
-            (self.inference_rate > 0, f"inference_rate must be > 0, got {self.inference_rate}"),
-            (self.refine_optimizer in REFINE_OPTIMIZERS,
-             f"refine_optimizer must be one of {REFINE_OPTIMIZERS}, got {self.refine_optimizer!r}"),
-            (self.refine_samples >= 1, f"refine_samples must be >= 1, got {self.refine_samples}"),
-            (0 < self.avi_rate <= 1, f"avi_rate must be in (0, 1], got {self.avi_rate}"),
-            (self.patience is None or self.patience >= 1, f"patience must be >= 1 or None, got {self.patience}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
+        for name, value in list(dataclasses.asdict(self).items()):
+            setattr(self, name, _check(name, value))
+        from varinf.infer import METHODS
+        from varinf.models import MODEL_CLASSES
+        if self.method not in METHODS:
+            raise ConfigError(f"method must be one of {sorted(METHODS)}, got {self.method!r}")
+        spec = METHODS[self.method]
+        family = MODEL_CLASSES[self.model].family.name
+        if family not in spec.families:
+            fitting = sorted(n for n, s in METHODS.items() if family in s.families)
+            raise ConfigError(f"method {self.method!r} trains {' or '.join(spec.families)} latents but model "
+                              f"{self.model!r} has {family} latents; with --model {self.model} use one of {fitting}")
+        for name, generic in GENERIC_DEFAULTS.items():
+            if getattr(self, name) is None:
+                setattr(self, name, spec.defaults.get(name, generic))
+        if self.valid_refine_steps is None:
+            self.valid_refine_steps = self.refine_steps
+        if self.model == "cnn" and not self.channels:
+            raise ConfigError("channels must list at least one width for --model cnn, got []")
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["hidden"], d["channels"] = list(self.hidden), list(self.channels)
         return d
 
-    # Settings that may change when a run is resumed (more epochs, another device...).
+    # Settings that may change when a run is resumed: they do not change what the run computes.
     RESUMABLE_CHANGES = ("epochs", "patience", "device", "threads", "data_dir")
 
     def architecture_dict(self) -> dict[str, Any]:
@@ -108,7 +108,120 @@ class TrainConfig:
         return d
 
 
+def _int(name, value, low=None, high=None, allow_none=False):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, float) and value.is_integer() and not isinstance(value, bool):
+            value = int(value)
+        else:
+            raise ConfigError(f"{name} must be an integer, got {value!r}")
+    if low is not None and value < low or high is not None and value > high:
+        span = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ConfigError(f"{name} must be an integer {span}{' or None' if allow_none else ''}, got {value!r}")
+    return value
+
+
+def _float(name, value, low=None, high=None, low_open=True, allow_none=False):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{name} must be a number, got {value!r}")
+    value = float(value)
+    bad = not math.isfinite(value) or (low is not None and (value <= low if low_open else value < low)) \
+        or (high is not None and value > high)
+    if bad:
+        lo = "" if low is None else f"{'>' if low_open else '>='} {low:g}"
+        hi = "" if high is None else f"<= {high:g}"
+        raise ConfigError(f"{name} must be a finite number {' and '.join(t for t in (lo, hi) if t)}, got {value!r}")
+    return value
+
+
+def _choice(name, value, choices, allow_none=False, normalise=str):
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(f"{name} must be one of {list(choices)}, got {value!r}")
+    value = normalise(value)
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {list(choices)}, got {value!r}")
+    return value
+
+
+def _ints(name, value, low, allow_empty=True):
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        value = [value]
+    out = tuple(_int(f"{name} entry", v) for v in value)
+    if any(v < low for v in out) or (not allow_empty and not out):
+        raise ConfigError(f"{name} must be a list of integers >= {low}, got {list(value)!r}")
+    return out
+
+
+def _string(name, value, allow_none=False):
+    if value is None and allow_none:
+        return None
+    if isinstance(value, Path):
+        value = str(value)
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{name} must be a non-empty string, got {value!r}")
+    return value
+
+
+def _device(name, value):
+    value = _string(name, value)
+    kind, _, index = value.partition(":")
+    if kind not in ("cpu", "cuda") or (index and not (kind == "cuda" and index.isdigit())):
+        raise ConfigError(f"{name} must be cpu, cuda or cuda:N, got {value!r}")
+    return value
+
+
+def _bool(name, value, allow_none=False):
+    if value is None and allow_none:
+        return None
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
+    return value
+
+
+# name -> check(value) returning the normalised value: the single table of what each setting allows.
+RULES = {
+    "dataset": lambda v: _string("dataset", v),
+    "data_dir": lambda v: _string("data_dir", v, allow_none=True),
+    "binarize": lambda v: _bool("binarize", v, allow_none=True),
+    "model": lambda v: _choice("model", v, MODELS),
+    "latent_dim": lambda v: _int("latent_dim", v, 1),
+    "hidden": lambda v: _ints("hidden", v, 1),
+    "activation": lambda v: _choice("activation", v, tuple(ACTIVATIONS)),
+    "channels": lambda v: _ints("channels", v, 1),
+    "method": lambda v: _string("method", v),
+    "estimator": lambda v: _choice("estimator", v, ESTIMATORS, normalise=str.upper),
+    "samples": lambda v: _int("samples", v, 1, allow_none=True),
+    "optimizer": lambda v: _choice("optimizer", v, OPTIMIZERS, normalise=str.lower),
+    "lr": lambda v: _float("lr", v, 0.0),
+    "warmup_steps": lambda v: _int("warmup_steps", v, 0),
+    "batch_size": lambda v: _int("batch_size", v, 1),
+    "epochs": lambda v: _int("epochs", v, 1),
+    "patience": lambda v: _int("patience", v, 1, allow_none=True),
+    "valid_samples": lambda v: _int("valid_samples", v, 1),
+    "refine_steps": lambda v: _int("refine_steps", v, 0, allow_none=True),
+    "inference_rate": lambda v: _float("inference_rate", v, 0.0, allow_none=True),
+    "refine_optimizer": lambda v: _choice("refine_optimizer", v, REFINE_OPTIMIZERS, allow_none=True,
+                                          normalise=str.lower),
+    "refine_samples": lambda v: _int("refine_samples", v, 1, allow_none=True),
+    "avi_rate": lambda v: _float("avi_rate", v, 0.0, 1.0, allow_none=True),
+    "valid_refine_steps": lambda v: _int("valid_refine_steps", v, 0, allow_none=True),
+    "seed": lambda v: _int("seed", v, 0, MAX_SEED),
+    "device": lambda v: _device("device", v),
+    "threads": lambda v: _int("threads", v, 1, allow_none=True),
+}
+
+
+def _check(name: str, value: Any) -> Any:
+    return RULES[name](value)
+
+
 FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
+assert FIELDS == set(RULES), "every TrainConfig field has exactly one rule"
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
@@ -116,11 +229,17 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise ConfigError(f"config file {path} does not exist") from exc
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a directory; give a .toml file") from None
+    except (UnicodeDecodeError, PermissionError) as exc:
+        raise ConfigError(f"config file {path} cannot be read: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
     settings = raw.get("train", raw)
+    if not isinstance(settings, dict):
+        raise ConfigError(f"config file {path}: [train] must be a table of settings")
     settings = {k.replace("-", "_"): v for k, v in settings.items()}
     unknown = sorted(set(settings) - FIELDS)
     if unknown:
@@ -134,13 +253,17 @@ def make_config(config_file: str | Path | None = None, **overrides: Any) -> Trai
     if config_file is not None:
         settings.update(load_toml(config_file))
     settings.update({k: v for k, v in overrides.items() if v is not None})
+    return config_from_dict(settings)
+
+
+def config_from_dict(settings: dict[str, Any], what: str = "settings") -> TrainConfig:
+    """TrainConfig from a mapping of setting names (a checkpoint's JSON, an API dict), checked."""
+    if not isinstance(settings, dict):
+        raise ConfigError(f"{what} must be a mapping of setting names to values, got {type(settings).__name__}")
     unknown = sorted(set(settings) - FIELDS)
     if unknown:
-        raise ConfigError(f"unknown setting(s) {unknown}; known: {sorted(FIELDS)}")
-    try:
-        return TrainConfig(**settings)
-    except TypeError as exc:
-        raise ConfigError(str(exc)) from exc
+        raise ConfigError(f"{what}: unknown setting(s) {unknown}; known: {sorted(FIELDS)}")
+    return TrainConfig(**settings)
 
 
-__all__ = ["TrainConfig", "make_config", "load_toml"]
+__all__ = ["TrainConfig", "make_config", "config_from_dict", "load_toml", "RULES"]

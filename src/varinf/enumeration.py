@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from varinf.models.sbn import bernoulli_q
+from varinf.families import BERNOULLI
 
 __all__ = ["all_binary", "exact_log_joint", "exact_log_marginal", "exact_posterior", "exact_elbo",
            "kl_to_posterior", "MAX_LATENTS"]
@@ -58,7 +58,7 @@ def exact_elbo(model, q_logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     Differentiable in ``q_logits`` and in the model's parameters (an exact gradient).
     """
     h = _states(model, x)
-    log_q = bernoulli_q(logits=q_logits).log_prob(h)                      # (2^K, B)
+    log_q = BERNOULLI.log_prob((q_logits,), h)                      # (2^K, B)
     return (log_q.exp() * (model.log_joint(x, h) - log_q)).sum(0)
 
 

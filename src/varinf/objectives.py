@@ -23,6 +23,8 @@ import math
 import torch
 from torch import distributions as D
 
+from varinf.contract import log_joint as _log_joint
+from varinf.errors import ConfigError
 from varinf.sampling import draw
 
 __all__ = [
@@ -34,8 +36,16 @@ __all__ = [
     "log_marginal_estimate",
     "elbo_and_log_marginal",
     "score_function_surrogate",
+    "score_function_terms",
     "logmeanexp",
 ]
+
+
+def _samples(num_samples) -> int:
+    """``num_samples`` checked: an integer >= 1 (a one-line error instead of a torch traceback)."""
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise ConfigError(f"num_samples must be an integer >= 1, got {num_samples!r}")
+    return num_samples
 
 
 def logmeanexp(a: torch.Tensor, dim: int = 0) -> torch.Tensor:
@@ -50,8 +60,8 @@ def log_weights(model, q: D.Distribution, x: torch.Tensor, num_samples: int = 1,
     The per-sample quantity that SGVB-A, the IWAE bound and the marginal-likelihood
     estimate are all built on (seed 003 Eq. 1, the summand).
     """
-    z = draw(q, num_samples, generator)                       # (S, B, K)
-    return model.log_joint(x, z) - q.log_prob(z)              # (S, B)
+    z = draw(q, _samples(num_samples), generator)             # (S, B, K)
+    return _log_joint(model, x, z) - q.log_prob(z)            # (S, B)
 
 
 def sgvb_a(model, q: D.Distribution, x: torch.Tensor, num_samples: int = 1,
@@ -90,7 +100,7 @@ def sgvb_b(model, q: D.Distribution, x: torch.Tensor, num_samples: int = 1,
     The expected reconstruction term is estimated by sampling; the KL term is exact
     when torch.distributions knows it (lower variance than estimator A).
     """
-    z = draw(q, num_samples, generator)                                  # (S, B, K)
+    z = draw(q, _samples(num_samples), generator)                        # (S, B, K)
     reconstruction = model.log_likelihood(x, z).mean(0)                  # E_q[log p(x|z)]  (B,)
     kl = kl_to_prior(q, model.prior(), num_samples, generator)           # KL(q ‖ p(z))     (B,)
     return reconstruction - kl
@@ -144,25 +154,34 @@ def log_marginal_estimate(model, q: D.Distribution, x: torch.Tensor, num_samples
     return elbo_and_log_marginal(model, q, x, num_samples, chunk_size, generator)[1]
 
 
+def score_function_terms(log_joint: torch.Tensor, log_q: torch.Tensor, baseline: torch.Tensor | float = 0.0,
+                         scale: torch.Tensor | float = 1.0) -> torch.Tensor:
+    """Per-sample score-function surrogate (S, B) from log p(x, z) and log q(z|x) at z ~ q (z held fixed).
+
+        value     l = log p(x, z) − log q(z|x)                     (the ELBO's summand)
+        gradient  ∇ log p(x, z) + ((l − b) / s) ∇ log q(z|x)         (Ranganath et al. 2014 Eq. 3;
+                                                                    Mnih & Gregor 2014 §3.3)
+
+    ``baseline`` b (scalar, (B,) or (S, B)) and ``scale`` s > 0 are constants: E_q[∇ log q] = 0, so b
+    leaves the gradient unbiased and s rescales it. With b = 0, s = 1 this is plain REINFORCE.
+    """
+    signal = (log_joint - log_q).detach()                                         # l
+    b = baseline.detach() if torch.is_tensor(baseline) else baseline
+    s = scale.detach() if torch.is_tensor(scale) else scale
+    score = ((signal - b) / s) * log_q                                            # ∇ gives ((l − b)/s) ∇ log q
+    return log_joint + score - score.detach() - log_joint.detach() + signal
+
+
 def score_function_surrogate(model, q: D.Distribution, x: torch.Tensor, num_samples: int = 1,
                              generator: torch.Generator | None = None,
                              baseline: torch.Tensor | float | None = None) -> torch.Tensor:
-    """Score-function (REINFORCE) surrogate of the ELBO, shape (B,) (seed 002 Eq. 1–2).
+    """Score-function (REINFORCE) surrogate of the ELBO, shape (B,) (Patlan Eqs. 1–2; Ranganath et al. 2014).
 
-        ∇_φ L = E_q[ ∇_φ log q(z|x) (log p(x, z) − log q(z|x) − b) ] + E_q[∇ log p(x,z) − ∇_φ log q]
-
-    with z drawn *without* reparameterisation, so it works for discrete latents. The
-    returned tensor's value equals the plain ELBO estimate (1/S) Σ_s f_s with
-    f_s = log p(x, z_s) − log q(z_s|x); its gradient is the estimator above.
-    ``baseline`` b (a scalar or a (B,) tensor, e.g. an input-dependent learned
-    baseline as in NVIL) is treated as a constant: it leaves the estimator unbiased
-    because E_q[∇ log q] = 0 and only changes its variance.
+    z is drawn *without* reparameterisation, so it works for discrete latents. The value is the
+    plain ELBO estimate (1/S) Σ_s [log p(x, z_s) − log q(z_s|x)]; the gradient is
+    (1/S) Σ_s [∇ log p(x, z_s) + (l_s − b) ∇ log q(z_s|x)] (:func:`score_function_terms`).
+    ``baseline`` b (a scalar or a (B,) tensor, e.g. NVIL's learned baseline) is treated as a constant.
     """
-    z = draw(q, num_samples, generator, reparameterize=False).detach()  # (S, B, K)
-    log_q = q.log_prob(z)                                                # (S, B)
-    f = model.log_joint(x, z) - log_q                                   # (S, B)
-    signal = f.detach()
-    if baseline is not None:
-        signal = signal - (baseline.detach() if torch.is_tensor(baseline) else baseline)
-    score_term = signal * log_q                                          # ∇ gives (f − b) ∇ log q
-    return (f + score_term - score_term.detach()).mean(0)
+    z = draw(q, _samples(num_samples), generator, reparameterize=False).detach()   # (S, B, K)
+    terms = score_function_terms(_log_joint(model, x, z), q.log_prob(z), 0.0 if baseline is None else baseline)
+    return terms.mean(0)                                                            # (B,)

@@ -1,97 +1,71 @@
-"""Iterative refinement of a diagonal-Gaussian approximate posterior (seed 003 §2–3, Eqs. 3–5).
+"""Iterative refinement of the approximate posterior (Hjelm et al. 2015, §2–5): four refiners.
 
-Given the encoder's variational parameters z₀ = (μ₀, log σ₀) for a batch x, take T gradient
-steps on the per-datapoint bound with respect to z only (Eq. 4):
+Start from the encoder's variational parameters z₀ = q_φ(x) and improve them for each datapoint
+with an operator applied T times; the result z_T defines q̃(h|x). A refiner is a small object
 
-    z_t = z_{t−1} + γ ∇_z L(x, z_{t−1}),
+    refiner.refine(model, x, params0, generator) -> params_T          (tuples of (B, K) tensors)
+    refiner.iterate(model, x, params0, generator)  -> z_0, z_1, …, z_T  (a generator; traces, sweeps)
+    refiner.check(model)                           one-line ConfigError if the model's family does not fit
 
-    L(x, z) = (1/N) Σ_n log p(x, h⁽ⁿ⁾) + H(q̃_z),   h⁽ⁿ⁾ = μ + σ ⊙ ε⁽ⁿ⁾,  ε⁽ⁿ⁾ ~ N(0, I)   (Eq. 5).
+with four implementations, one per operator of the paper:
 
-Which estimator of the bound. Eq. 3 writes the entropy term as the sampled −log q̃(h⁽ⁿ⁾);
-here it is the closed-form Gaussian entropy H = K/2 (1 + log 2π) + Σ_k log σ_k. For a
-diagonal Gaussian the two have *the same gradient* in (μ, log σ) for every ε
-(−log q̃(μ + σε) = Σ log σ + ½‖ε‖² + const, and ½‖ε‖² does not depend on z once ε is
-drawn), so the refinement steps are exactly those of Eq. 4; only the reported value of
-the bound has lower variance.
+==========================  ========================  =====================================================
+refiner                     latent family             operator
+==========================  ========================  =====================================================
+GaussianGradient            DiagonalGaussian          z ← z + γ ∇_z L̂(x, z), L̂ of Eqs. 3 and 5 (GBVI, Eq. 4)
+MeanPassGradient            FactorialBernoulli        z ← z − γ ∇_z L_e, L_e of Eq. 7 (decoder sees μ = σ(z))
+StraightThroughGradient     FactorialBernoulli        z ← z − γ ∂L_e/∂z of Eq. 8 (∂/∂h passed straight to z)
+AdaptiveImportanceSampling  FactorialBernoulli        μ ← (1 − γ) μ + γ Σ_n w̃⁽ⁿ⁾ h⁽ⁿ⁾ (Eq. 9; γ = 1 as printed)
+==========================  ========================  =====================================================
 
-Batching. The steps ascend Σ_i L(x⁽ⁱ⁾, z⁽ⁱ⁾), the *sum* over the batch: datapoint i's
-parameters enter only its own term, so each gets exactly its own gradient, with one
-forward and one backward pass for the whole batch per step (no Python loop over
-datapoints). Refining a batch therefore equals refining each datapoint alone with the
-same noise (tested).
+Gradient refiners share one loop (:meth:`GradientRefiner.iterate`) and differ only in the
+objective they ascend (``objective(model, x, params, generator) -> (B,)``). The loop ascends the
+*sum* over the batch: datapoint i's parameters enter only its own term, so each gets exactly its
+own gradient with one forward and one backward pass per step (refining a batch equals refining
+each datapoint alone with the same noise — tested). The gradient is taken with
+``torch.autograd.grad`` with respect to z only, so the model's parameters get no ``.grad``. With
+``create_graph=True`` the steps stay differentiable (semi-amortised training, Kim et al. 2018).
 
-The model's parameters receive no gradient: the gradient is taken with
-``torch.autograd.grad`` with respect to (μ, log σ) only, which neither writes ``.grad``
-nor computes the weight gradients. With ``create_graph=True`` the steps stay in the
-autograd graph, so the refined parameters (and any bound computed from them) can be
-differentiated with respect to whatever produced z₀ — the encoder φ in semi-amortised
-training (Kim et al. 2018) — and with respect to the model's parameters.
+Step rules for gradient refiners: :class:`GradientStep` (plain ascent, Eq. 4, as in the paper)
+and :class:`AdamStep` (per-parameter adaptive steps, an option beyond the paper). Both are
+written without in-place updates so that ``create_graph`` can differentiate through them.
 
-Step rules: :class:`GradientStep` (plain ascent, Eq. 4, as in the paper) and
-:class:`AdamStep` (a per-parameter adaptive step à la Adam, an option beyond the paper).
-Both are written without in-place updates so that ``create_graph`` can differentiate
-through them.
+Which estimator of the Gaussian bound. Eq. 3 writes the entropy term as the sampled −log q̃(h⁽ⁿ⁾);
+here it is the closed-form entropy. For a diagonal Gaussian both have the same gradient in
+(μ, log σ) for every ε (−log q̃(μ + σε) = Σ log σ + ½‖ε‖² + const), so the steps are exactly
+Eq. 4's; only the reported value has lower variance.
 """
 
 from __future__ import annotations
 
-import math
-from typing import Callable, NamedTuple
+import copy
+from typing import Callable, Iterator, NamedTuple
 
 import torch
 from torch import distributions as D
 
-__all__ = ["refine", "gaussian_bound", "gaussian_entropy", "gaussian_kl", "diag_gaussian", "Refined",
-           "GradientStep", "AdamStep", "STEP_RULES", "make_step_rule"]
+from varinf.contract import log_joint as _log_joint
+from varinf.errors import ConfigError
+from varinf.families import BERNOULLI, GAUSSIAN, Family
 
-LogJoint = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]   # (x (B, D), h (S, B, K)) -> (S, B)
+__all__ = ["Refiner", "GradientRefiner", "GaussianGradient", "MeanPassGradient", "StraightThroughGradient",
+           "AdaptiveImportanceSampling", "GradientStep", "AdamStep", "STEP_RULES", "make_step_rule",
+           "refine", "Refined", "gaussian_bound", "gaussian_entropy", "gaussian_kl", "diag_gaussian",
+           "entropy_bound", "mean_pass_objective", "straight_through_objective", "avi_step", "AVI_CLAMP"]
 
-
-def diag_gaussian(mu: torch.Tensor, log_std: torch.Tensor) -> D.Distribution:
-    """q̃(h|x; z) = N(μ, diag σ²) as torch.distributions: batch (B,), event (K,)."""
-    return D.Independent(D.Normal(mu, log_std.exp(), validate_args=False), 1, validate_args=False)
-
-
-def gaussian_entropy(log_std: torch.Tensor) -> torch.Tensor:
-    """H(N(μ, diag σ²)) = K/2 (1 + log 2π) + Σ_k log σ_k, shape (B,)."""
-    k = log_std.shape[-1]
-    return 0.5 * k * (1.0 + math.log(2 * math.pi)) + log_std.sum(-1)
+Params = tuple[torch.Tensor, ...]
 
 
-def gaussian_kl(mu_p: torch.Tensor, log_std_p: torch.Tensor, mu_q: torch.Tensor, log_std_q: torch.Tensor
-                ) -> torch.Tensor:
-    """KL(N(μ_p, σ_p²) ‖ N(μ_q, σ_q²)) for diagonal Gaussians in closed form, shape (B,).
-
-        KL = Σ_k [ log σ_q − log σ_p + (σ_p² + (μ_p − μ_q)²) / (2 σ_q²) − ½ ]
-
-    (``torch.distributions.kl_divergence``'s Normal–Normal rule, summed over the event.)
-    Seed 003 Eq. 6 with p = q̃ (the refined posterior) and q = q_φ (the encoder).
-    """
-    return D.kl_divergence(diag_gaussian(mu_p, log_std_p), diag_gaussian(mu_q, log_std_q))
-
-
-def gaussian_bound(log_joint: LogJoint, x: torch.Tensor, mu: torch.Tensor, log_std: torch.Tensor,
-                   num_samples: int = 1, generator: torch.Generator | None = None,
-                   noise: torch.Tensor | None = None) -> torch.Tensor:
-    """Per-datapoint bound (1/N) Σ_n log p(x, μ + σ ⊙ ε⁽ⁿ⁾) + H(q̃), shape (B,).
-
-    ``noise`` (N, B, K) replaces the draw of ε from ``generator`` (common random numbers).
-    """
-    if noise is None:
-        noise = torch.randn((num_samples, *mu.shape), generator=generator, dtype=mu.dtype, device=mu.device)
-    h = mu + log_std.exp() * noise                                          # (N, B, K), Eq. 5
-    return log_joint(x, h).mean(0) + gaussian_entropy(log_std)
-
-
+# ---- step rules ---------------------------------------------------------------------------------
 class GradientStep:
-    """Plain gradient ascent z ← z + γ ∇_z L (seed 003 Eq. 4)."""
+    """Plain gradient ascent z ← z + γ ∇_z L (Hjelm et al. 2015 Eq. 4)."""
 
     name = "sgd"
 
     def __init__(self, rate: float):
         self.rate = rate
 
-    def init(self, params: tuple[torch.Tensor, ...]) -> tuple:
+    def init(self, params: Params) -> tuple:
         return ()
 
     def __call__(self, params, grads, state, t: int):
@@ -135,7 +109,295 @@ def make_step_rule(name: str, rate: float):
     try:
         return STEP_RULES[name](rate)
     except KeyError:
-        raise ValueError(f"unknown refinement step rule {name!r}; choose one of {sorted(STEP_RULES)}") from None
+        raise ConfigError(f"refine_optimizer must be one of {sorted(STEP_RULES)}, got {name!r}") from None
+
+
+# ---- the objectives the gradient refiners ascend ---------------------------------------------------
+def entropy_bound(model, x: torch.Tensor, params: Params, family: Family, num_samples: int = 1,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """L̂(x, z) = (1/N) Σ_n log p(x, h⁽ⁿ⁾) + H(q_z), h⁽ⁿ⁾ ~ q_z (reparameterised where possible): (B,).
+
+    Hjelm et al. 2015 Eq. 3 with the closed-form entropy in place of the sampled −log q̃ (same
+    gradient for a Gaussian, lower variance); for any family an unbiased estimate of the ELBO.
+    """
+    h = family.draw(params, num_samples, generator)                          # (N, B, K)
+    return _log_joint(model, x, h).mean(0) + family.entropy(params)           # E_q̃[log p(x,h)] + H(q̃)
+
+
+def kl_to_prior(model, logits: torch.Tensor) -> torch.Tensor:
+    """KL(q̃ ‖ p(h)) = −E_q̃[log p(h)] − H(q̃) for a factorial Bernoulli q̃ and prior, in closed form: (B,)."""
+    q = BERNOULLI.dist(logits)
+    return D.kl_divergence(q, model.prior().expand(q.batch_shape))
+
+
+def mean_pass_objective(model, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """−L_e of Hjelm et al. 2015 Eq. 7, per datapoint (B,): the decoder sees the centres μ = σ(z).
+
+        −L_e = log p(x | μ) + E_q̃[log p(h)] + H(q̃) = log p(x | μ) − KL(q̃ ‖ p(h))
+
+    The prior and entropy terms are exact (a closed-form KL for a factorial Bernoulli prior).
+    Deterministic and differentiable in z; not a bound on log p(x) (log p(x|μ) ≠ E_q̃ log p(x|h)).
+    """
+    reconstruction = model.log_likelihood(x, torch.sigmoid(logits).unsqueeze(0))[0]   # log p(x|μ)   (B,)
+    return reconstruction - kl_to_prior(model, logits)                              # − KL(q̃ ‖ p(h)) (B,)
+
+
+def straight_through_objective(model, x: torch.Tensor, logits: torch.Tensor, num_samples: int = 1,
+                               generator: torch.Generator | None = None) -> torch.Tensor:
+    """Surrogate whose z-gradient is Hjelm et al. 2015 Eq. 8 (negated), per datapoint (B,).
+
+        ∂(−L_e)/∂z = (1/N) Σ_n ∂/∂h log p(x | h⁽ⁿ⁾) + ∂/∂z (E_q̃[log p(h)] + H(q̃)),   h⁽ⁿ⁾ ~ Bernoulli(σ(z))
+
+    As printed, the gradient of the conditional term with respect to the sample h⁽ⁿ⁾ is passed
+    *straight* to z (∂h/∂z taken as the identity: h_st = z + (h − z) held constant; Bengio, Léonard
+    & Courville 2013). The value is the unbiased ELBO estimate (1/N) Σ_n log p(x|h⁽ⁿ⁾) − KL(q̃ ‖ p(h)).
+    """
+    h = BERNOULLI.draw((logits,), num_samples, generator)                         # (N, B, K), no gradient
+    h_st = logits + (h - logits).detach()                                         # forward h, backward identity
+    reconstruction = model.log_likelihood(x, h_st).mean(0)                         # (1/N) Σ log p(x|h)   (B,)
+    return reconstruction - kl_to_prior(model, logits)                            # − KL(q̃ ‖ p(h))     (B,)
+
+
+# ---- refiners ---------------------------------------------------------------------------------------
+class Refiner:
+    """An operator applied T times to the variational parameters, from the encoder's output."""
+
+    name = ""
+    family: Family = GAUSSIAN
+    equation = ""
+    reads: tuple[str, ...] = ("refine_steps",)      # the run settings this refiner is built from
+
+    def __init__(self, steps: int):
+        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
+            raise ConfigError(f"refine_steps must be an integer >= 0, got {steps!r}")
+        self.steps = steps
+
+    def check(self, model) -> None:
+        """One-line ConfigError unless the model's latent family is the one this refiner works on."""
+        fam = getattr(model, "family", None)
+        if fam is None or fam.name != self.family.name:
+            got = getattr(fam, "name", "none declared")
+            raise ConfigError(f"refiner {self.name} ({self.equation}) works on {self.family.name} latents; "
+                              f"{type(model).__name__} has {got} latents")
+
+    def iterate(self, model, x: torch.Tensor, params0: Params, generator: torch.Generator | None,
+                create_graph: bool = False) -> Iterator[Params]:
+        raise NotImplementedError
+
+    def refine(self, model, x: torch.Tensor, params0: Params, generator: torch.Generator | None,
+               create_graph: bool = False) -> Params:
+        """z_T after ``steps`` applications of the operator; detached unless ``create_graph``."""
+        params = tuple(params0)
+        for params in self.iterate(model, x, params0, generator, create_graph):
+            pass
+        return params
+
+    __call__ = refine
+
+    def with_steps(self, steps: int) -> "Refiner":
+        """The same operator applied ``steps`` times (a copy)."""
+        other = copy.copy(self)
+        other.steps = Refiner(steps).steps
+        return other
+
+    def settings(self) -> dict:
+        return {"refiner": self.name, "steps": self.steps}
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}={v!r}" for k, v in self.settings().items() if k != "refiner")
+        return f"{type(self).__name__}({inner})"
+
+
+class GradientRefiner(Refiner):
+    """T steps z_t = z_{t−1} + step(∇_z Σ_i objective_i(z_{t−1})) of a per-datapoint objective (B,)."""
+
+    reads = ("refine_steps", "inference_rate", "refine_optimizer", "refine_samples")
+
+    def __init__(self, steps: int, rate: float, step_rule: str = "sgd", samples: int = 1):
+        super().__init__(steps)
+        if not rate > 0 or rate != rate or rate == float("inf"):
+            raise ConfigError(f"inference_rate must be a finite number > 0, got {rate!r}")
+        if not isinstance(samples, int) or samples < 1:
+            raise ConfigError(f"refine_samples must be an integer >= 1, got {samples!r}")
+        self.rate, self.samples = rate, samples
+        self.rule_name = step_rule
+        self.step_rule = make_step_rule(step_rule, rate)
+
+    def objective(self, model, x: torch.Tensor, params: Params, generator: torch.Generator | None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def iterate(self, model, x, params0, generator, create_graph=False):
+        """Yield z_0, …, z_T. Works under ``torch.no_grad()`` too (gradients are enabled inside)."""
+        with torch.enable_grad():
+            if create_graph:
+                params = tuple(p if p.requires_grad else p.detach().requires_grad_() for p in params0)
+            else:
+                params = tuple(p.detach() for p in params0)
+            yield params
+            state = self.step_rule.init(params)
+            for t in range(self.steps):
+                if not create_graph:
+                    params = tuple(p.detach().requires_grad_() for p in params)
+                value = self.objective(model, x, params, generator)                       # (B,)
+                grads = torch.autograd.grad(value.sum(), params, create_graph=create_graph)  # ∇_z Σ_i L_i
+                params, state = self.step_rule(params, grads, state, t + 1)
+                if not create_graph:
+                    params = tuple(p.detach() for p in params)
+                    state = tuple(tuple(s.detach() for s in pair) for pair in state)
+                yield params
+
+    def settings(self) -> dict:
+        return {**super().settings(), "rate": self.rate, "step_rule": self.rule_name, "samples": self.samples}
+
+
+class GaussianGradient(GradientRefiner):
+    """GBVI's refinement (Hjelm et al. 2015 §3, Eqs. 3–5): gradient ascent on the bound in (μ, log σ)."""
+
+    name = "gaussian-gradient"
+    family = GAUSSIAN
+    equation = "Hjelm et al. 2015 Eqs. 3-5"
+
+    def objective(self, model, x, params, generator):
+        """L̂(x, z) = (1/N) Σ_n log p(x, μ + σ ⊙ ε⁽ⁿ⁾) + H(q̃_z), Eqs. 3 and 5 (:func:`entropy_bound`)."""
+        return entropy_bound(model, x, params, GAUSSIAN, self.samples, generator)
+
+
+class MeanPassGradient(GradientRefiner):
+    """MPVI's refinement (Hjelm et al. 2015 Eq. 7): gradient steps on the logits with the mean-pass loss."""
+
+    name = "mean-pass"
+    family = BERNOULLI
+    equation = "Hjelm et al. 2015 Eq. 7"
+    reads = ("refine_steps", "inference_rate", "refine_optimizer")
+
+    def __init__(self, steps: int, rate: float, step_rule: str = "sgd", samples: int = 1):
+        super().__init__(steps, rate, step_rule, samples)     # deterministic: ``samples`` is not used
+
+    def objective(self, model, x, params, generator):
+        """−L_e(x, z) of Eq. 7 (:func:`mean_pass_objective`)."""
+        return mean_pass_objective(model, x, params[0])
+
+
+class StraightThroughGradient(GradientRefiner):
+    """STVI's refinement (Hjelm et al. 2015 Eq. 8): straight-through gradient steps on the logits."""
+
+    name = "straight-through"
+    family = BERNOULLI
+    equation = "Hjelm et al. 2015 Eq. 8"
+
+    def objective(self, model, x, params, generator):
+        """Surrogate of Eq. 8 with N = ``samples`` draws (:func:`straight_through_objective`)."""
+        return straight_through_objective(model, x, params[0], self.samples, generator)
+
+
+AVI_CLAMP = 1e-3
+
+
+def avi_step(model, x: torch.Tensor, probs: torch.Tensor, num_samples: int, generator: torch.Generator | None,
+             rate: float = 1.0) -> torch.Tensor:
+    """One adaptive-importance-sampling step (Hjelm et al. 2015 Eq. 9), damped by γ = ``rate``: (B, K).
+
+        h⁽ⁿ⁾ ~ Bernoulli(μ_t),  w⁽ⁿ⁾ = p(x, h⁽ⁿ⁾) / q_t(h⁽ⁿ⁾|x),  w̃⁽ⁿ⁾ = w⁽ⁿ⁾ / Σ_m w⁽ᵐ⁾
+        μ_{t+1} = (1 − γ) μ_t + γ Σ_n w̃⁽ⁿ⁾ h⁽ⁿ⁾          (γ = 1: Eq. 9 as printed)
+
+    The damped step is the "adaptive importance refinement" of Hjelm et al. 2016 (NeurIPS).
+    """
+    params = (torch.logit(probs),)
+    h = BERNOULLI.draw(params, num_samples, generator)                          # (N, B, K)
+    log_w = _log_joint(model, x, h) - BERNOULLI.log_prob(params, h)             # log w⁽ⁿ⁾     (N, B)
+    w = torch.softmax(log_w, dim=0)                                             # w̃⁽ⁿ⁾         (N, B)
+    target = (w.unsqueeze(-1) * h).sum(0)                                       # Σ_n w̃ h      (B, K)
+    return target if rate == 1.0 else torch.lerp(probs, target, rate)
+
+
+class AdaptiveImportanceSampling(Refiner):
+    """AVI's refinement (Hjelm et al. 2015 Eq. 9): T adaptive-importance-sampling steps of N samples.
+
+    Clamp: a weighted mean of N binary samples is exactly 0 or 1 in a unit where all samples
+    agree; q̃ would then give probability 0 to states the posterior allows (log q̃ = −∞ there,
+    importance sampling with q̃ inconsistent). Every μ_t is clamped to [ε, 1 − ε], ε = ``clamp``.
+    With K = 200 latents and N ≈ 10–20 samples the normalised weights are nearly one-hot, so the
+    undamped step (γ = 1) moves μ onto one sample; γ < 1 keeps part of the encoder's q.
+    """
+
+    name = "avi"
+    family = BERNOULLI
+    equation = "Hjelm et al. 2015 Eq. 9"
+    reads = ("refine_steps", "refine_samples", "avi_rate")
+
+    def __init__(self, steps: int, samples: int = 20, rate: float = 1.0, clamp: float = AVI_CLAMP):
+        super().__init__(steps)
+        if not isinstance(samples, int) or samples < 1:
+            raise ConfigError(f"refine_samples must be an integer >= 1, got {samples!r}")
+        if not 0 < rate <= 1:
+            raise ConfigError(f"avi_rate (AVI's step γ) must be in (0, 1], got {rate!r}")
+        if not 0 < clamp < 0.5:
+            raise ConfigError(f"AVI clamp must be in (0, 0.5), got {clamp!r}")
+        self.samples, self.rate, self.clamp = samples, rate, clamp
+
+    @torch.no_grad()
+    def _steps(self, model, x, params0, generator):
+        probs = torch.sigmoid(params0[0].detach()).clamp(self.clamp, 1 - self.clamp)
+        yield (torch.logit(probs),)
+        for _ in range(self.steps):
+            probs = avi_step(model, x, probs, self.samples, generator, self.rate).clamp(self.clamp, 1 - self.clamp)
+            yield (torch.logit(probs),)
+
+    def iterate(self, model, x, params0, generator, create_graph=False):
+        """Yield z_0, …, z_T as logits of the clamped centres (the steps are not differentiable)."""
+        if create_graph:
+            raise ConfigError("adaptive importance sampling (Eq. 9) is not differentiable; it cannot be "
+                              "used for semi-amortised training")
+        yield from self._steps(model, x, params0, generator)
+
+    def settings(self) -> dict:
+        return {**super().settings(), "samples": self.samples, "rate": self.rate, "clamp": self.clamp}
+
+
+# ---- the Gaussian helpers in their historical form (tests and scripts use them) ----------------------
+LogJoint = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]   # (x (B, D), h (S, B, K)) -> (S, B)
+
+
+def diag_gaussian(mu: torch.Tensor, log_std: torch.Tensor) -> D.Distribution:
+    """q̃(h|x; z) = N(μ, diag σ²) as torch.distributions: batch (B,), event (K,)."""
+    return GAUSSIAN.dist(mu, log_std)
+
+
+def gaussian_entropy(log_std: torch.Tensor) -> torch.Tensor:
+    """H(N(μ, diag σ²)) = K/2 (1 + log 2π) + Σ_k log σ_k, shape (B,)."""
+    return GAUSSIAN.entropy((None, log_std))
+
+
+def gaussian_kl(mu_p: torch.Tensor, log_std_p: torch.Tensor, mu_q: torch.Tensor, log_std_q: torch.Tensor
+                ) -> torch.Tensor:
+    """KL(N(μ_p, σ_p²) ‖ N(μ_q, σ_q²)) for diagonal Gaussians in closed form, shape (B,).
+
+        KL = Σ_k [ log σ_q − log σ_p + (σ_p² + (μ_p − μ_q)²) / (2 σ_q²) − ½ ]
+
+    Hjelm et al. 2015 Eq. 6 with p = q̃ (the refined posterior) and q = q_φ (the encoder).
+    """
+    return GAUSSIAN.kl((mu_p, log_std_p), (mu_q, log_std_q))
+
+
+class _LogJointModel:
+    """Adapts a bare ``log_joint`` callable to the model interface the refiners take."""
+
+    family = GAUSSIAN
+
+    def __init__(self, fn: LogJoint):
+        self.log_joint = fn
+
+
+def gaussian_bound(log_joint: LogJoint, x: torch.Tensor, mu: torch.Tensor, log_std: torch.Tensor,
+                   num_samples: int = 1, generator: torch.Generator | None = None,
+                   noise: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-datapoint bound (1/N) Σ_n log p(x, μ + σ ⊙ ε⁽ⁿ⁾) + H(q̃), shape (B,).
+
+    ``noise`` (N, B, K) replaces the draw of ε from ``generator`` (common random numbers).
+    """
+    if noise is None:
+        return entropy_bound(_LogJointModel(log_joint), x, (mu, log_std), GAUSSIAN, num_samples, generator)
+    return log_joint(x, mu + log_std.exp() * noise).mean(0) + gaussian_entropy(log_std)
 
 
 class Refined(NamedTuple):
@@ -146,58 +408,46 @@ class Refined(NamedTuple):
     trace: torch.Tensor | None
 
 
+class _FixedNoiseGaussian(GaussianGradient):
+    """GaussianGradient whose step t uses the given noise[t] (common random numbers for tests)."""
+
+    def __init__(self, noise: torch.Tensor, **kw):
+        super().__init__(**kw)
+        self.noise, self.t = noise, 0
+
+    def objective(self, model, x, params, generator):
+        value = gaussian_bound(model.log_joint, x, *params, noise=self.noise[self.t])
+        self.t += 1
+        return value
+
+
 def refine(log_joint: LogJoint, x: torch.Tensor, mu0: torch.Tensor, log_std0: torch.Tensor, *, steps: int,
            rate: float = 1e-3, num_samples: int = 1, generator: torch.Generator | None = None,
            step_rule: str | GradientStep | AdamStep = "sgd", return_trace: bool = False,
            create_graph: bool = False, noise: torch.Tensor | None = None) -> Refined:
-    """T steps of gradient ascent on the bound in the variational parameters only (seed 003 Eq. 4).
+    """T steps of :class:`GaussianGradient` from (μ₀, log σ₀) on a bare ``log_joint`` (Eq. 4).
 
-    Arguments
-        log_joint   (x (B, D), h (S, B, K)) -> log p(x, h) (S, B), e.g. ``model.log_joint``
-        x           data (B, D)
-        mu0, log_std0   initial variational parameters z₀ (B, K), e.g. the encoder's output
-        steps       T ≥ 0
-        rate        inference rate γ (the step size for ``"sgd"``, the learning rate for ``"adam"``)
-        num_samples N reparameterised samples per step (Eq. 5)
-        generator   source of all the noise ε (one (N, B, K) draw per step; one more for the
-                    last trace entry)
-        step_rule   "sgd" (Eq. 4), "adam", or a step-rule object
-        return_trace    also return the bound of every z_t, t = 0..T, per datapoint: (T+1, B).
-                    Entry t is estimated with the noise of step t (drawn before z_t is
-                    updated, so it is unbiased for L(z_t)); entry T costs one extra forward.
-        create_graph    keep the steps differentiable (semi-amortised training); otherwise
-                    the returned (μ, log σ) are detached from z₀ and from the model
-        noise       optional fixed noise (T [+1 with trace], N, B, K) instead of ``generator``
-
-    Works under ``torch.no_grad()`` too (gradients are enabled inside). Returns
-    :class:`Refined` (mu, log_std, trace).
+    ``return_trace`` also returns the bound of every z_t, t = 0..T, per datapoint: (T+1, B),
+    entry t estimated with fresh noise at z_t; ``noise`` (T [+1 with trace], N, B, K) fixes the
+    noise of each step. ``create_graph`` keeps the steps differentiable.
     """
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
-    rule = make_step_rule(step_rule, rate) if isinstance(step_rule, str) else step_rule
     if noise is not None and noise.shape[0] < steps + int(return_trace):
         raise ValueError(f"noise has {noise.shape[0]} steps; need {steps + int(return_trace)}")
+    rule_name = step_rule if isinstance(step_rule, str) else step_rule.name
+    rule_rate = rate if isinstance(step_rule, str) else step_rule.rate
+    kw = dict(steps=steps, rate=rule_rate, step_rule=rule_name, samples=num_samples)
+    refiner = GaussianGradient(**kw) if noise is None else _FixedNoiseGaussian(noise, **kw)
+    if not isinstance(step_rule, str):
+        refiner.step_rule = step_rule
+    model = _LogJointModel(log_joint)
     trace = []
-    with torch.enable_grad():
-        if create_graph:
-            params = tuple(p if p.requires_grad else p.detach().requires_grad_() for p in (mu0, log_std0))
-        else:
-            params = (mu0.detach(), log_std0.detach())
-        state = rule.init(params)
-        for t in range(steps):
-            if not create_graph:
-                params = tuple(p.detach().requires_grad_() for p in params)
-            bound = gaussian_bound(log_joint, x, *params, num_samples, generator,
-                                   None if noise is None else noise[t])                     # (B,)
-            grads = torch.autograd.grad(bound.sum(), params, create_graph=create_graph)  # ∇_z Σ_i L_i
-            if return_trace:
-                trace.append(bound.detach())
-            params, state = rule(params, grads, state, t + 1)
-            if not create_graph:
-                state = tuple(tuple(s.detach() for s in pair) for pair in state)
-        mu, log_std = params if create_graph else (params[0].detach(), params[1].detach())
-    if return_trace:
-        with torch.no_grad():
-            trace.append(gaussian_bound(log_joint, x, mu.detach(), log_std.detach(), num_samples, generator,
-                                        None if noise is None else noise[steps]))
-    return Refined(mu, log_std, torch.stack(trace) if return_trace else None)
+    params = (mu0, log_std0)
+    for t, params in enumerate(refiner.iterate(model, x, (mu0, log_std0), generator, create_graph)):
+        if return_trace:
+            with torch.no_grad():
+                eps = None if noise is None else noise[t]
+                trace.append(gaussian_bound(log_joint, x, params[0].detach(), params[1].detach(), num_samples,
+                                            generator, eps))
+    return Refined(params[0], params[1], torch.stack(trace) if return_trace else None)

@@ -3,8 +3,8 @@
 torch.distributions' ``sample``/``rsample`` use the global RNG. Every estimator in
 varinf takes a generator instead, so that a training run is a pure function of its
 seed and a resumed run continues the exact random stream of an uninterrupted one.
-This module is the one place that maps a distribution to its reparameterised
-draw with a given generator; the densities themselves stay torch.distributions'.
+This module maps a torch.distributions object to its varinf family
+(``varinf.families``), which owns the draw; the densities stay torch.distributions'.
 """
 
 from __future__ import annotations
@@ -13,39 +13,39 @@ import torch
 from torch import distributions as D
 
 
-def _normal_noise(shape: torch.Size, like: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    return torch.randn(shape, generator=generator, dtype=like.dtype, device=like.device)
-
-
 def draw(q: D.Distribution, num_samples: int = 1, generator: torch.Generator | None = None,
          reparameterize: bool = True) -> torch.Tensor:
     """Draw ``num_samples`` samples from ``q``: shape ``(num_samples, *q.batch_shape, *q.event_shape)``.
 
     Normal (and ``Independent`` wrappers of it) is drawn by the reparameterisation
-    h = μ + σ ⊙ ε, ε ~ N(0, I) (Kingma & Welling 2014, Eq. 10; seed 003 Eq. 5), so
+    h = μ + σ ⊙ ε, ε ~ N(0, I) (Kingma & Welling 2014, Eq. 10; Hjelm et al. 2015 Eq. 5), so
     gradients flow to μ and σ when ``reparameterize`` is true. Bernoulli draws are
     not differentiable (score-function estimators handle them). Other families
     fall back to ``q.rsample``/``q.sample`` with the global RNG, and refuse a
     generator rather than silently ignoring it.
     """
-    base, _ = _unwrap(q)
-    shape = torch.Size((num_samples,)) + q.batch_shape + q.event_shape
-    if isinstance(base, D.Normal):
-        loc, scale = base.loc, base.scale
-        eps = _normal_noise(shape, loc, generator)
-        z = loc + scale * eps
+    from varinf.families import family_of
+    family = family_of(q)
+    if family is not None:
+        params = _params_of(q)
+        z = family.draw(params, num_samples, generator)
         return z if reparameterize else z.detach()
-    if isinstance(base, D.Bernoulli):
-        probs = base.probs.detach().expand(shape)
-        return torch.bernoulli(probs, generator=generator)
     if generator is not None:
         raise TypeError(
-            f"varinf.sampling.draw cannot use an explicit generator with {type(base).__name__}; "
+            f"varinf.sampling.draw cannot use an explicit generator with {type(_unwrap(q)[0]).__name__}; "
             "pass generator=None to use the global RNG"
         )
     if reparameterize and q.has_rsample:
         return q.rsample((num_samples,))
     return q.sample((num_samples,))
+
+
+def _params_of(q: D.Distribution) -> tuple[torch.Tensor, ...]:
+    """The varinf family parameters of an (Independent) Normal or Bernoulli: (μ, log σ) or (logits,)."""
+    base, _ = _unwrap(q)
+    if isinstance(base, D.Normal):
+        return base.loc, base.scale.log()
+    return (base.logits,)
 
 
 def _unwrap(q: D.Distribution) -> tuple[D.Distribution, int]:

@@ -6,17 +6,25 @@ A run directory holds
     checkpoints/{last,best}.*        safetensors weights + JSON (see varinf.checkpoint)
     metrics.jsonl                    one line per epoch: epoch, train_elbo, valid_elbo, seconds
 
-The loop is a pure function of the config: parameter initialisation, batch order and
-every Monte Carlo draw come from generators seeded by ``cfg.seed``. The last checkpoint
-stores the generator state, so ``resume=True`` continues the very same random stream
-and ends with exactly the parameters of an uninterrupted run.
+The loop owns the optimizers (one per parameter group the method declares, built from the run's
+settings), the device, the checkpoints and the random stream; a method only says what its losses
+are (``varinf.infer._base``). The loop is a pure function of the config: parameter
+initialisation, batch order and every Monte Carlo draw come from generators seeded by
+``cfg.seed``. The last checkpoint stores the generator state, so ``resume=True`` continues the
+very same random stream and ends with exactly the parameters of an uninterrupted run.
+
+Bring your own model: ``train(cfg, run_dir, model=my_model, data=my_dataset)`` trains any object
+that meets ``varinf.contract.AmortizedLatentModel`` with every method that fits its family
+(``cfg.model`` is then "custom"); ``load_weights(my_model, run_dir)`` reloads it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,13 +33,15 @@ from tqdm.auto import tqdm
 
 from varinf.checkpoint import (atomic_write_json, atomic_write_text, decode_rng_state, encode_rng_state,
                                read_checkpoint, restore, save_checkpoint)
-from varinf.config import TrainConfig
+from varinf.config import TrainConfig, config_from_dict
+from varinf.contract import check_amortized
 from varinf.data import Dataset, check_data, iterate_batches, load_dataset
 from varinf.errors import CheckpointError, ConfigError, DataError, VarinfError
-from varinf.infer import METHODS
-from varinf.models import MODEL_KINDS, SBNConfig, VAEConfig, kind_of, model_kind
+from varinf.infer import METHODS, Method, make_optimizers
+from varinf.models import MODEL_KINDS, SBNConfig, VAEConfig, kind_of
 
 CHECKPOINTS = "checkpoints"
+CUSTOM = "custom"
 
 
 @dataclass
@@ -51,8 +61,8 @@ def resolve_device(name: str) -> torch.device:
 
 
 def model_config(cfg: TrainConfig, dataset: Dataset) -> VAEConfig | SBNConfig:
-    """The model's architecture config for ``cfg.model``: "mlp"/"cnn" → VAEConfig, "sbn" → SBNConfig."""
-    if model_kind(cfg.model) == "sbn":
+    """The built-in model's architecture config for ``cfg.model``: "mlp"/"cnn" → VAEConfig, "sbn" → SBNConfig."""
+    if cfg.model == "sbn":
         return SBNConfig(data_dim=dataset.dim, latent_dim=cfg.latent_dim, hidden=cfg.hidden,
                          activation=cfg.activation)
     return VAEConfig(data_dim=dataset.dim, latent_dim=cfg.latent_dim, architecture=cfg.model,
@@ -68,12 +78,21 @@ def build_model(mcfg: VAEConfig | SBNConfig, seed: int, device: torch.device):
     return model.to(device)
 
 
+def method_for(cfg: TrainConfig, model, data_dim: int) -> Method:
+    """The training method ``cfg.method`` on ``model``, built from the run's settings (the registry's builder)."""
+    return METHODS[cfg.method].build(model, cfg, data_dim)
+
+
 def build_method(cfg: TrainConfig, device: torch.device):
-    """What ``train`` starts from: the checked dataset, the model initialised from ``cfg.seed`` and
-    the training method ``cfg.method`` on it; returns ``(dataset, model, method)``."""
+    """What ``train`` starts from for a built-in model: ``(dataset, model, method)``."""
     dataset = load_training_data(cfg, device)
     model = build_model(model_config(cfg, dataset), cfg.seed, device)
-    return dataset, model, METHODS[cfg.method](model, cfg)
+    return dataset, model, method_for(cfg, model, dataset.dim)
+
+
+def optimizers_for(cfg: TrainConfig, method: Method) -> dict[str, torch.optim.Optimizer]:
+    """One optimizer per parameter group of ``method``, with the run's rule, learning rate and warm-up."""
+    return make_optimizers(method, cfg.optimizer, cfg.lr, cfg.warmup_steps)
 
 
 class _WithMethodState:
@@ -85,35 +104,75 @@ class _WithMethodState:
 
     PREFIX = "method."
 
-    def __init__(self, model: torch.nn.Module, extra: torch.nn.Module):
+    def __init__(self, model: torch.nn.Module, extra: torch.nn.Module | None):
         self.model, self.extra = model, extra
 
     def state_dict(self) -> dict:
         d = dict(self.model.state_dict())
-        d.update({self.PREFIX + k: v for k, v in self.extra.state_dict().items()})
+        if self.extra is not None:
+            d.update({self.PREFIX + k: v for k, v in self.extra.state_dict().items()})
         return d
 
     def load_state_dict(self, state: dict) -> None:
         self.model.load_state_dict({k: v for k, v in state.items() if not k.startswith(self.PREFIX)})
-        self.extra.load_state_dict({k[len(self.PREFIX):]: v for k, v in state.items() if k.startswith(self.PREFIX)})
+        if self.extra is not None:
+            self.extra.load_state_dict({k[len(self.PREFIX):]: v for k, v in state.items()
+                                        if k.startswith(self.PREFIX)})
 
 
-def _checkpointed(model, method):
-    return _WithMethodState(model, method.state_module()) if hasattr(method, "state_module") else model
+# Optimizer names of the checkpoint layout before one optimizer per parameter group (varinf ≤ 0.1):
+# name -> the parameters it held, in order. Their state moves to the group that now holds each parameter.
+_LEGACY_OPTIMIZERS = {
+    "model": lambda model, method: list(model.parameters()),
+    "decoder": lambda model, method: list(model.decoder.parameters()),
+    "encoder": lambda model, method: list(model.encoder.parameters()),
+}
 
 
-def load_training_data(cfg: TrainConfig, device: torch.device) -> Dataset:
-    """The dataset of ``cfg`` with train and valid splits checked for a Bernoulli likelihood."""
+def restore_training_state(tensors: dict, meta: dict, model, method: Method,
+                           optimizers: dict[str, torch.optim.Optimizer], cfg: TrainConfig) -> None:
+    """Load weights and optimizer state; checkpoints of the older per-method layout are converted."""
+    saved = set(meta.get("optimizers", {}))
+    if saved == set(optimizers):
+        restore(tensors, meta, model=_WithMethodState(model, method.state_module()), optimizers=optimizers)
+        return
+    legacy = {name: _LEGACY_OPTIMIZERS[name](model, method) if name in _LEGACY_OPTIMIZERS
+              else method.parameter_groups().get(name) for name in saved}
+    if any(params is None for params in legacy.values()):
+        raise CheckpointError(f"checkpoint optimizers {sorted(saved)} do not fit method {method.name} "
+                              f"(expects {sorted(optimizers)}); resume it with the varinf version that wrote it")
+    old = {name: make_optimizers_like(cfg, params) for name, params in legacy.items()}
+    restore(tensors, meta, model=_WithMethodState(model, method.state_module()), optimizers=old)
+    for opt in optimizers.values():
+        for group in opt.param_groups:
+            for p in group["params"]:
+                source = next((o for o in old.values() if p in o.state), None)
+                if source is not None:
+                    opt.state[p] = source.state[p]
+
+
+def make_optimizers_like(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+    from varinf.infer import make_optimizer
+    return make_optimizer(params, cfg.optimizer, cfg.lr, cfg.warmup_steps)
+
+
+def load_training_data(cfg: TrainConfig, device: torch.device, require_binary: bool = True) -> Dataset:
+    """The dataset of ``cfg`` with train and valid splits checked (binary for a Bernoulli likelihood)."""
     dataset = load_dataset(cfg.dataset, cfg.data_dir, binarize=cfg.binarize)
+    return check_training_data(dataset, require_binary).to(device)
+
+
+def check_training_data(dataset: Dataset, require_binary: bool) -> Dataset:
     for split in ("train", "valid"):
         x = dataset.split(split)
-        if not dataset.dynamic_binarize:
-            try:
-                check_data(x, what=f"{dataset.name} {split} split", require_binary=True)
-            except DataError as exc:
-                raise DataError(f"{exc}; or pass --binarize (binarize=True) to draw a fresh Bernoulli "
-                                "binarization of the grey levels every epoch") from None
-    return dataset.to(device)
+        try:
+            check_data(x, what=f"{dataset.name} {split} split", require_binary=require_binary
+                       and not dataset.dynamic_binarize)
+        except DataError as exc:
+            hint = ("; or pass --binarize (binarize=True) to draw a fresh Bernoulli binarization of the grey "
+                    "levels every epoch") if require_binary else ""
+            raise DataError(f"{exc}{hint}") from None
+    return dataset
 
 
 def _seeded(seed: int, device: torch.device) -> torch.Generator:
@@ -121,7 +180,7 @@ def _seeded(seed: int, device: torch.device) -> torch.Generator:
 
 
 @torch.no_grad()
-def validation_bound(method, x: torch.Tensor, cfg: TrainConfig, epoch: int, device: torch.device,
+def validation_bound(method: Method, x: torch.Tensor, cfg: TrainConfig, epoch: int, device: torch.device,
                      dynamic_binarize: bool) -> float:
     """Mean per-datapoint bound on the validation split, with its own generator (seeded by epoch)."""
     gen = _seeded(cfg.seed * 1_000_003 + epoch + 1, device)
@@ -132,13 +191,13 @@ def validation_bound(method, x: torch.Tensor, cfg: TrainConfig, epoch: int, devi
     return total / x.shape[0]
 
 
-def train_epoch(method, x: torch.Tensor, batch_size: int, generator: torch.Generator,
-                dynamic_binarize: bool = False, bar: tqdm | None = None) -> float:
+def train_epoch(method: Method, optimizers: dict[str, torch.optim.Optimizer], x: torch.Tensor, batch_size: int,
+                generator: torch.Generator, dynamic_binarize: bool = False, bar: tqdm | None = None) -> float:
     """One pass over ``x`` in shuffled minibatches, one ``method.step`` each; returns the mean bound."""
     total = torch.zeros((), device=x.device)
     seen = 0
     for i, xb in enumerate(iterate_batches(x, batch_size, generator=generator, dynamic_binarize=dynamic_binarize)):
-        bound = method.step(xb, generator)                    # E/M updates of the method, (1/B) Σ bound
+        bound = method.step(xb, generator, optimizers)       # the method's losses, one step per group
         total += bound * xb.shape[0]
         seen += xb.shape[0]
         if bar is not None and not bar.disable:
@@ -152,59 +211,128 @@ def _write_metrics(run_dir: Path, history: list[dict]) -> None:
     atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
 
 
-def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True) -> TrainResult:
-    """Train ``cfg.method`` on ``cfg.dataset`` into ``run_dir``; see the module docstring."""
+def saved_config(run_dir: str | Path) -> TrainConfig | None:
+    """The settings a run directory was started with (config.json), or None before its start."""
+    path = Path(run_dir) / "config.json"
+    if not path.exists():
+        return None
+    try:
+        return config_from_dict(json.loads(path.read_text())["train"], what=str(path))
+    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path} is unreadable ({exc}); it is the run's settings — restore it or "
+                              "start a new run directory") from None
+
+
+def resume_config(run_dir: str | Path, **changes) -> TrainConfig:
+    """The run's saved settings with ``changes`` applied; only settings that are safe to change may differ.
+
+    ``epochs``, ``patience``, ``device``, ``data_dir`` and ``threads`` may change (a different thread
+    count warns: the result is then not bit-identical). Any other setting that differs from the
+    saved one is refused with the list of differences.
+    """
+    saved = saved_config(run_dir)
+    if saved is None:
+        raise CheckpointError(f"{run_dir} holds no run to resume (no config.json)")
+    changes = {k: v for k, v in changes.items() if v is not None}
+    current = saved.to_dict()
+    diff = {k: (current.get(k), v) for k, v in changes.items()
+            if k not in TrainConfig.RESUMABLE_CHANGES and _normal(v) != _normal(current.get(k))}
+    if diff:
+        listed = ", ".join(f"{k}: saved {a!r}, given {b!r}" for k, (a, b) in sorted(diff.items()))
+        raise ConfigError(f"cannot resume {run_dir} with other settings ({listed}); only "
+                          f"{', '.join(TrainConfig.RESUMABLE_CHANGES)} may change on --resume")
+    if changes.get("threads") not in (None, saved.threads):
+        warnings.warn(f"resuming {run_dir} with {changes['threads']} threads (it ran with {saved.threads}): the "
+                      "result will not be bit-identical to an unbroken run", stacklevel=2)
+    return config_from_dict({**current, **changes})
+
+
+def _normal(v):
+    return list(v) if isinstance(v, tuple) else v
+
+
+def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True,
+          model=None, data: Dataset | None = None) -> TrainResult:
+    """Train ``cfg.method`` into ``run_dir``; see the module docstring.
+
+    ``model`` and ``data``: a user's amortised model (``varinf.contract``) and a
+    :class:`varinf.data.Dataset` with train and valid splits, instead of the built-in model and
+    ``cfg.dataset``. ``resume=True`` continues the run in ``run_dir`` (or starts it if it was
+    stopped before its first checkpoint).
+    """
+    if not isinstance(cfg, TrainConfig):
+        raise ConfigError(f"train() takes a TrainConfig (varinf.make_config(...)), got {type(cfg).__name__}")
     run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--out {run_dir} is an existing file; give a directory for the run")
     ckpt_dir = run_dir / CHECKPOINTS
-    if cfg.method not in METHODS:
-        raise ConfigError(f"unknown method {cfg.method!r}; choose one of {sorted(METHODS)}")
-    if not resume and (ckpt_dir / "last.json").exists():
+    has_checkpoint = (ckpt_dir / "last.json").exists()
+    if not resume and has_checkpoint:
         raise CheckpointError(f"{run_dir} already holds a training run; pass --resume to continue it "
                               "or choose another --out (nothing was overwritten)")
     device = resolve_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
 
-    dataset, model, method = build_method(cfg, device)
+    if model is None:
+        if cfg.model == CUSTOM:
+            raise ConfigError("model 'custom' trains a model object: pass model=... (and data=...) to varinf.train")
+        dataset, model, method = build_method(cfg, device)
+        mcfg, kind = model.config.to_dict(), kind_of(model.config)
+    else:
+        check_amortized(model)
+        if cfg.model != CUSTOM:
+            cfg = dataclasses.replace(cfg, model=CUSTOM)
+        if not isinstance(data, Dataset):
+            raise ConfigError("a user model needs data=varinf.data.Dataset(name=..., train=..., valid=...), "
+                              f"got {type(data).__name__}")
+        dataset = check_training_data(data, require_binary=False).to(device)
+        model = model.to(device)
+        method = method_for(cfg, model, dataset.dim)
+        mcfg, kind = {"class": f"{type(model).__module__}.{type(model).__qualname__}"}, CUSTOM
+    optimizers = optimizers_for(cfg, method)
     train_x, valid_x = dataset.split("train"), dataset.split("valid")
-    mcfg = model.config
     gen = _seeded(cfg.seed, device)
 
     start_epoch, best_valid, best_epoch, bad_epochs, history = 0, -math.inf, -1, 0, []
-    if resume:
+    if resume and has_checkpoint:
         tensors, meta = read_checkpoint(ckpt_dir, "last")
-        saved = TrainConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in meta["config"].items()})
+        saved = config_from_dict(meta["config"], what=f"checkpoint {ckpt_dir / 'last.json'}")
         if saved.architecture_dict() != cfg.architecture_dict():
             diff = {k: (v, cfg.architecture_dict()[k]) for k, v in saved.architecture_dict().items()
                     if cfg.architecture_dict()[k] != v}
-            raise CheckpointError(f"cannot resume {run_dir}: its checkpoint was trained with another config "
+            raise CheckpointError(f"cannot resume {run_dir}: its checkpoint was trained with other settings "
                                   f"(saved vs now: {diff})")
-        restore(tensors, meta, model=_checkpointed(model, method), optimizers=method.optimizers())
-        gen.set_state(decode_rng_state(meta["rng_state"]))
-        start_epoch, history = meta["epoch"] + 1, meta["history"]
-        best_valid, best_epoch, bad_epochs = meta["best_valid_elbo"], meta["best_epoch"], meta["bad_epochs"]
+        restore_training_state(tensors, meta, model, method, optimizers, cfg)
+        try:
+            gen.set_state(decode_rng_state(meta["rng_state"]))
+            start_epoch, history = meta["epoch"] + 1, meta["history"]
+            best_valid, best_epoch, bad_epochs = meta["best_valid_elbo"], meta["best_epoch"], meta["bad_epochs"]
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise CheckpointError(f"checkpoint {ckpt_dir / 'last.json'} has unreadable training state ({exc!r}); "
+                                  "restore it from a copy or start a new run directory") from None
         if meta.get("stopped_early"):
             start_epoch = cfg.epochs  # nothing left to do
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(run_dir / "config.json", {"train": cfg.to_dict(), "model": mcfg.to_dict(),
-                                                   "model_kind": kind_of(mcfg),
+        atomic_write_json(run_dir / "config.json", {"train": cfg.to_dict(), "model": mcfg, "model_kind": kind,
                                                    "dataset": dataset.name, "method": cfg.method,
-                                                   "valid_elbo": getattr(method, "validation_description",
-                                                                         "bound of the amortised encoder q_phi")})
+                                                   "valid_elbo": method.validation_description})
     _write_metrics(run_dir, history)
 
     stopped_early = False
     n_batches = math.ceil(train_x.shape[0] / cfg.batch_size)
+    checkpointed = _WithMethodState(model, method.state_module())
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
         model.train()
         with tqdm(total=n_batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False,
                   mininterval=0.5) as bar:
-            train_elbo = train_epoch(method, train_x, cfg.batch_size, gen, dataset.dynamic_binarize, bar)
+            train_elbo = train_epoch(method, optimizers, train_x, cfg.batch_size, gen, dataset.dynamic_binarize, bar)
         if not math.isfinite(train_elbo):
             raise VarinfError(f"the training bound became {train_elbo} in epoch {epoch + 1}; lower the learning "
-                              f"rate (now {cfg.lr}) or warm it up (--warmup-steps). The checkpoints of epoch {epoch} in {ckpt_dir} are intact.")
+                              f"rate (now {cfg.lr}) or warm it up (--warmup-steps). The checkpoints of epoch "
+                              f"{epoch} in {ckpt_dir} are intact.")
         model.eval()
         valid_elbo = validation_bound(method, valid_x, cfg, epoch, device, dataset.dynamic_binarize)
         seconds = time.perf_counter() - t0
@@ -216,13 +344,13 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
         else:
             bad_epochs += 1
         stopped_early = cfg.patience is not None and bad_epochs >= cfg.patience
-        meta = {"config": cfg.to_dict(), "model": mcfg.to_dict(), "model_kind": kind_of(mcfg), "epoch": epoch, "history": history,
-                "best_valid_elbo": best_valid, "best_epoch": best_epoch, "bad_epochs": bad_epochs,
-                "stopped_early": stopped_early, "rng_state": encode_rng_state(gen.get_state())}
+        meta = {"config": cfg.to_dict(), "model": mcfg, "model_kind": kind, "epoch": epoch,
+                "history": history, "best_valid_elbo": best_valid, "best_epoch": best_epoch,
+                "bad_epochs": bad_epochs, "stopped_early": stopped_early,
+                "rng_state": encode_rng_state(gen.get_state())}
         if improved:
-            save_checkpoint(ckpt_dir, "best", model=_checkpointed(model, method), optimizers=method.optimizers(),
-                            meta=meta)
-        save_checkpoint(ckpt_dir, "last", model=_checkpointed(model, method), optimizers=method.optimizers(), meta=meta)
+            save_checkpoint(ckpt_dir, "best", model=checkpointed, optimizers=optimizers, meta=meta)
+        save_checkpoint(ckpt_dir, "last", model=checkpointed, optimizers=optimizers, meta=meta)
         _write_metrics(run_dir, history)
         if progress:
             tqdm.write(f"epoch {epoch + 1:4d}  train ELBO {train_elbo:9.3f}  valid ELBO {valid_elbo:9.3f}  "
@@ -237,25 +365,41 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
 
 def load_model(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu") -> tuple[torch.nn.Module, TrainConfig,
                                                                                            dict]:
-    """Rebuild the model of a run directory from its checkpoint: (model, train config, checkpoint meta).
+    """Rebuild the built-in model of a run directory from its checkpoint: (model, train config, checkpoint meta).
 
-    The model kind comes from the checkpoint's ``model_kind`` ("vae" when absent: older runs).
+    The model kind comes from the checkpoint's ``model_kind`` ("vae" when absent: older runs). A run
+    of a user's model is reloaded with :func:`load_weights` instead.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CheckpointError(f"run directory {run_dir} does not exist")
     tensors, meta = read_checkpoint(run_dir / CHECKPOINTS, checkpoint)
+    kind = meta.get("model_kind", "vae")
+    if kind == CUSTOM:
+        raise CheckpointError(f"{run_dir} trained a user-defined model ({meta.get('model', {}).get('class')}); "
+                              "build it in Python and call varinf.load_weights(model, run_dir)")
     try:
-        cfg = TrainConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in meta["config"].items()})
-        model_cls, config_cls = MODEL_KINDS[meta.get("model_kind", "vae")]
+        cfg = config_from_dict(meta["config"], what=f"checkpoint {run_dir / CHECKPOINTS / checkpoint}.json")
+        model_cls, config_cls = MODEL_KINDS[kind]
         mcfg = config_cls(**meta["model"])
     except (TypeError, KeyError, VarinfError) as exc:
         raise CheckpointError(f"checkpoint {run_dir / CHECKPOINTS / checkpoint}.json has an unreadable config: {exc}")
     model = model_cls(mcfg)
-    prefix = "model." + _WithMethodState.PREFIX
-    restore({k: v for k, v in tensors.items() if not k.startswith(prefix)}, meta, model=model)
+    _restore_model_only(tensors, meta, model)
     return model.to(resolve_device(device)).eval(), cfg, meta
 
 
-__all__ = ["train", "train_epoch", "TrainResult", "load_model", "build_method", "build_model", "model_config",
-           "load_training_data"]
+def load_weights(model: torch.nn.Module, run_dir: str | Path, checkpoint: str = "best") -> dict:
+    """Load a run's weights into ``model`` (built by the caller, e.g. a user-defined model); returns the meta."""
+    tensors, meta = read_checkpoint(Path(run_dir) / CHECKPOINTS, checkpoint)
+    _restore_model_only(tensors, meta, model)
+    return meta
+
+
+def _restore_model_only(tensors: dict, meta: dict, model: torch.nn.Module) -> None:
+    prefix = "model." + _WithMethodState.PREFIX
+    restore({k: v for k, v in tensors.items() if not k.startswith(prefix)}, meta, model=model)
+
+
+__all__ = ["train", "train_epoch", "TrainResult", "load_model", "load_weights", "build_method", "build_model",
+           "model_config", "load_training_data", "method_for", "optimizers_for", "resume_config", "saved_config"]

@@ -1,4 +1,4 @@
-"""Neural variational inference and learning (NVIL; Mnih & Gregor 2014) for an SBN.
+"""Neural variational inference and learning (NVIL; Mnih & Gregor 2014).
 
 Score-function gradient with three variance-reduction devices (Mnih & Gregor §3.3):
 
@@ -11,9 +11,10 @@ Score-function gradient with three variance-reduction devices (Mnih & Gregor §3
     baseline         ψ ← ψ − η ∇_ψ (l − c − b_ψ(x))²
 
 c and v are exponential moving averages with α = 0.8 (Mnih & Gregor's value). Subtracting
-c + b_ψ(x) leaves the gradient unbiased (E_q[∇ log q] = 0); the normalisation rescales
-it by a positive per-batch constant. The baseline network and (c, v) are part of the
-method's state (``state_module``), saved in checkpoints so a resumed run is bit-identical.
+c + b_ψ(x) leaves the gradient unbiased (E_q[∇ log q] = 0); the normalisation rescales it by a
+positive per-batch constant. The baseline network and (c, v) are the method's state
+(``state_module``), saved in checkpoints so a resumed run is bit-identical; ψ is the parameter
+group "baseline".
 """
 
 from __future__ import annotations
@@ -21,31 +22,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from varinf.config import TrainConfig
-from varinf.infer._base import make_optimizer
-from varinf.models.sbn import encoder_elbo
-from varinf.sampling import draw
+from varinf.contract import log_joint
+from varinf.infer._base import Losses, Method
+from varinf.objectives import score_function_terms
 
-__all__ = ["NVIL", "NVILState", "nvil_surrogate"]
-
-
-def nvil_surrogate(model, q, x: torch.Tensor, num_samples: int = 1, generator: torch.Generator | None = None,
-                   baseline: torch.Tensor | float = 0.0, scale: torch.Tensor | float = 1.0
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    """NVIL surrogate (B,) and the learning signal l (S, B), detached.
-
-    Value of the surrogate: the ELBO estimate (1/S) Σ_s l_s. Gradient: ((l − baseline)/scale) ∇ log q
-    in q's parameters plus ∇_θ log p(x, h) in the model's (baseline: scalar or (B,), a constant).
-    """
-    h = draw(q, num_samples, generator, reparameterize=False).detach()
-    log_q = q.log_prob(h)                                                          # (S, B)
-    log_joint = model.log_joint(x, h)
-    signal = (log_joint - log_q).detach()
-    b = baseline.detach() if torch.is_tensor(baseline) else baseline
-    s = scale.detach() if torch.is_tensor(scale) else scale
-    score = ((signal - b) / s) * log_q
-    surrogate = log_joint + score - score.detach() - log_joint.detach() + signal
-    return surrogate.mean(0), signal
+__all__ = ["NVIL", "NVILState"]
 
 
 class NVILState(nn.Module):
@@ -68,47 +49,36 @@ class NVILState(nn.Module):
         self.var.mul_(self.alpha).add_((1 - self.alpha) * residual.var(unbiased=False))
 
 
-class NVIL:
+class NVIL(Method):
     """Training method ``nvil``: score function with learned baseline, centring and variance normalisation."""
 
     name = "nvil"
-    validation_description = "Monte Carlo ELBO of the amortised encoder q_phi"
+    families = ("bernoulli", "gaussian")
 
-    def __init__(self, model, cfg: TrainConfig):
-        self.model, self.samples = model, cfg.samples
+    def __init__(self, model, data_dim: int, samples: int = 1, seed: int = 0):
+        super().__init__(model)
+        self.samples = samples
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cfg.seed + 7919)
-            self.state = NVILState(model.config.data_dim)
-        device = next(model.parameters()).device
-        self.state.to(device)
-        self.optimizer = make_optimizer(model.parameters(), cfg)
-        self.baseline_optimizer = make_optimizer(self.state.parameters(), cfg)
+            torch.manual_seed(seed + 7919)
+            self.state = NVILState(data_dim)
+        self.state.to(next(model.parameters()).device)
 
-    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"model": self.optimizer, "baseline": self.baseline_optimizer}
+    def parameter_groups(self):
+        return {**super().parameter_groups(), "baseline": list(self.state.parameters())}
 
     def state_module(self) -> nn.Module:
         return self.state
 
-    def step(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        q = self.model.q(*self.model.encode(x))
-        b = self.state(x)                                                          # b_ψ(x), (B,)
-        h = draw(q, self.samples, generator, reparameterize=False)
-        log_joint, log_q = self.model.log_joint(x, h), q.log_prob(h)               # (S, B)
-        signal = (log_joint - log_q).detach()                                      # l
+    def losses(self, x, generator):
+        params = self.model.encode(x)
+        b = self.state(x)                                                            # b_ψ(x)   (B,)
+        h = self.family.draw(params, self.samples, generator).detach()               # (S, B, K)
+        lj, log_q = log_joint(self.model, x, h), self.family.log_prob(params, h)     # (S, B)
+        signal = (lj - log_q).detach()                                               # l        (S, B)
         self.state.update(signal - b.detach())
-        centre = self.state.mean + b.detach()
-        scale = self.state.var.sqrt().clamp(min=1.0)
-        score = ((signal - centre) / scale) * log_q
-        surrogate = (log_joint + score).mean()
-        self.optimizer.zero_grad(set_to_none=True)
-        (-surrogate).backward()
-        self.optimizer.step()
-        baseline_loss = ((signal - self.state.mean - b) ** 2).mean()
-        self.baseline_optimizer.zero_grad(set_to_none=True)
-        baseline_loss.backward()
-        self.baseline_optimizer.step()
-        return signal.mean().detach()
-
-    def validation_bound(self, x: torch.Tensor, num_samples: int, generator: torch.Generator) -> torch.Tensor:
-        return encoder_elbo(self.model, x, num_samples, generator)
+        centre = self.state.mean + b.detach()                                        # c + b_ψ(x)
+        scale = self.state.var.sqrt().clamp(min=1.0)                                 # max(1, √v)
+        surrogate = score_function_terms(lj, log_q, centre, scale).mean()            # θ and φ
+        baseline_loss = ((signal - self.state.mean - b) ** 2).mean()                 # ψ
+        return Losses({"generative": -surrogate, "inference": -surrogate, "baseline": baseline_loss},
+                      signal.mean(0))

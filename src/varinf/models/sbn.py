@@ -20,10 +20,12 @@ import torch.nn.functional as F
 from torch import distributions as D
 from torch import nn
 
+from varinf.contract import AmortizedModel
 from varinf.errors import ConfigError
+from varinf.families import BERNOULLI
 from varinf.models.vae import ACTIVATIONS, _mlp
 
-__all__ = ["SBN", "SBNConfig", "bernoulli_q", "expected_log_prior", "encoder_elbo"]
+__all__ = ["SBN", "SBNConfig"]
 
 
 @dataclass
@@ -50,19 +52,10 @@ class SBNConfig:
         return d
 
 
-def bernoulli_q(logits: torch.Tensor | None = None, probs: torch.Tensor | None = None) -> D.Distribution:
-    """Factorial Bernoulli with batch (B,), event (K,), from logits or probabilities."""
-    base = D.Bernoulli(probs=probs, logits=logits, validate_args=False)
-    return D.Independent(base, 1, validate_args=False)
-
-
-def expected_log_prior(prior_logits: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
-    """E_q[log p(h)] = Σ_k μ_k log σ(a_k) + (1 − μ_k) log σ(−a_k), exact for factorial q: (..., K) -> (...)."""
-    return -F.binary_cross_entropy_with_logits(prior_logits.expand_as(mu), mu, reduction="none").sum(-1)
-
-
-class SBN(nn.Module):
+class SBN(AmortizedModel):
     """p(x, h) = p(h) p(x|h) with binary h and an amortised factorial Bernoulli encoder q_φ(h|x)."""
+
+    family = BERNOULLI
 
     def __init__(self, cfg: SBNConfig):
         super().__init__()
@@ -75,26 +68,14 @@ class SBN(nn.Module):
     def latent_dim(self) -> int:
         return self.config.latent_dim
 
-    def generative_parameters(self) -> list[nn.Parameter]:
-        """θ: decoder weights and the prior logits."""
-        return [*self.decoder.parameters(), self.prior_logits]
-
-    def inference_parameters(self) -> list[nn.Parameter]:
-        """φ: encoder weights."""
-        return list(self.encoder.parameters())
-
     # ---- inference network q_φ(h|x) -------------------------------------------------
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor]:
         """Variational parameters (logits,), (B, K): q(h_k = 1|x) = σ(logits_k)."""
         return (self.encoder(x),)
 
-    @staticmethod
-    def q(logits: torch.Tensor) -> D.Distribution:
-        return bernoulli_q(logits=logits)
-
     # ---- generative model p_θ(x, h) -------------------------------------------------
     def prior(self) -> D.Distribution:
-        return bernoulli_q(logits=self.prior_logits)
+        return BERNOULLI.dist(self.prior_logits)
 
     def decode(self, h: torch.Tensor) -> torch.Tensor:
         """Bernoulli logits of p(x|h): h (..., K) -> (..., D). h may be relaxed (mean-pass, ST)."""
@@ -104,14 +85,6 @@ class SBN(nn.Module):
         """log p(x|h): x (B, D), h (S, B, K) -> (S, B)."""
         logits = self.decode(h)
         return -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").sum(-1)
-
-    def log_prior(self, h: torch.Tensor) -> torch.Tensor:
-        """log p(h): (..., K) -> (...)."""
-        return expected_log_prior(self.prior_logits, h)
-
-    def log_joint(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        """log p(x, h) = log p(x|h) + log p(h): (S, B)."""
-        return self.log_likelihood(x, h) + self.log_prior(h)
 
     @torch.no_grad()
     def sample_joint(self, num: int, generator: torch.Generator | None = None
@@ -127,10 +100,3 @@ class SBN(nn.Module):
         """Decoder means E[x|h] for h ~ p(h): (num, D)."""
         p = torch.sigmoid(self.prior_logits).expand(num, -1)
         return torch.sigmoid(self.decode(torch.bernoulli(p, generator=generator)))
-
-
-@torch.no_grad()
-def encoder_elbo(model, x: torch.Tensor, num_samples: int, generator: torch.Generator | None) -> torch.Tensor:
-    """Monte Carlo ELBO of the amortised q_φ(h|x), (1/S) Σ_s log p(x, h_s) − log q(h_s|x): shape (B,)."""
-    from varinf.objectives import log_weights
-    return log_weights(model, model.q(*model.encode(x)), x, num_samples, generator).mean(0)

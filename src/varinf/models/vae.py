@@ -18,7 +18,9 @@ import torch
 from torch import distributions as D
 from torch import nn
 
+from varinf.contract import AmortizedModel
 from varinf.errors import ConfigError
+from varinf.families import GAUSSIAN
 
 ACTIVATIONS = {"softplus": nn.Softplus, "relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU}
 ARCHITECTURES = ("mlp", "cnn")
@@ -155,13 +157,15 @@ class ConvDecoder(nn.Module):
         return self.deconv(feats).reshape(*lead, self.data_dim)
 
 
-class VAE(nn.Module):
+class VAE(AmortizedModel):
     """Generative model p(x, z) = p(z) p(x|z) with an amortised Gaussian encoder q_φ(z|x).
 
     Code name ↔ paper symbol: ``x`` = v (seed 001) = x (seed 003); ``z`` = h; encoder = q_φ
     (recognition network); decoder = p_θ(x|h) (generation network); ``(mu, log_std)`` = the
     variational parameters z of seed 003 Eq. 2 (there written z = (μ, σ)).
     """
+
+    family = GAUSSIAN
 
     def __init__(self, cfg: VAEConfig):
         super().__init__()
@@ -181,11 +185,6 @@ class VAE(nn.Module):
         """Variational parameters (mu, log_std), each (B, K), as plain tensors."""
         return self.encoder(x)
 
-    @staticmethod
-    def q(mu: torch.Tensor, log_std: torch.Tensor) -> D.Distribution:
-        """q(z|x) = N(mu, diag(exp(log_std)²)): batch (B,), event (K,)."""
-        return D.Independent(D.Normal(mu, log_std.exp(), validate_args=False), 1, validate_args=False)
-
     # ---- generative model p_θ(x, z) -------------------------------------------------
     def prior(self) -> D.Distribution:
         """p(z) = N(0, I_K)."""
@@ -200,10 +199,6 @@ class VAE(nn.Module):
         """log p(x|z) = Σ_d x_d log σ(η_d) + (1 − x_d) log(1 − σ(η_d)): x (B, D), z (S, B, K) -> (S, B)."""
         logits = self.decode(z)                                                   # (S, B, D)
         return D.Bernoulli(logits=logits, validate_args=False).log_prob(x).sum(-1)
-
-    def log_joint(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """log p(x, z) = log p(x|z) + log p(z): (S, B)."""
-        return self.log_likelihood(x, z) + self.prior().log_prob(z)
 
     @torch.no_grad()
     def sample(self, num: int, generator: torch.Generator | None = None) -> torch.Tensor:
