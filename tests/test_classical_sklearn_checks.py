@@ -68,7 +68,8 @@ def test_sparse_coding_is_a_transformer_in_a_pipeline():
     codes = sc.fit_transform(X)
     np.testing.assert_allclose(codes, sc.transform(X))                # fit_transform = fit(X).transform(X)
     assert list(sc.get_feature_names_out()) == ["sparsecoding0", "sparsecoding1", "sparsecoding2"]
-    assert make_pipeline(StandardScaler(), SparseCoding(3, max_iter=5, random_state=0)).fit_transform(X).shape == (40, 3)
+    pipe = make_pipeline(StandardScaler(), SparseCoding(3, max_iter=5, random_state=0))
+    assert pipe.fit_transform(X).shape == (40, 3)
 
 
 def test_loglinear_is_a_classifier():
