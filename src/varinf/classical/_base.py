@@ -32,30 +32,43 @@ from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator
-from sklearn.exceptions import NotFittedError
-from sklearn.utils import check_random_state
+from sklearn.utils import check_array, check_random_state
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from varinf.errors import ConfigError, ConvergenceWarning, DataError
 
-__all__ = ["CoordinateAscent", "check_data"]
+__all__ = ["CoordinateAscent", "check_data", "check_fitted", "validate_input"]
 
 
-def check_data(X, *, min_samples: int = 1, n_features: int | None = None, name: str = "X") -> np.ndarray:
-    """Return ``X`` as a C-contiguous 2-D float64 array, or raise :class:`DataError`.
+def _data_error(exc: Exception, X, name: str) -> Exception:
+    """Turn a scikit-learn validation error into a one-line varinf error of a compatible type.
 
-    The message names the problem: not numeric, not 2-D, empty, non-finite
-    values (with their count), fewer samples than ``min_samples``, or a number of
-    features different from the fitted one.
+    scikit-learn's own messages are kept where its estimator checks look for them
+    ("Reshape your data", "Complex data not supported", "0 feature(s)", "X has 2 features,
+    but ... is expecting 3"); only the array dumps that follow some of them are dropped.
+    ValueErrors become :class:`DataError` (a ValueError); a non-numeric object entry stays a
+    TypeError, as scikit-learn raises it.
     """
-    try:
-        arr = np.asarray(X, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise DataError(f"{name} must be numeric; it could not be converted to float64 ({exc}).") from exc
-    if arr.ndim != 2:
-        hint = " Use X.reshape(-1, 1) for a single feature." if arr.ndim == 1 else ""
-        raise DataError(f"{name} must be 2-D (n_samples, n_features); got an array of shape {arr.shape}.{hint}")
-    if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise DataError(f"{name} is empty: shape {arr.shape}.")
+    msg = str(exc)
+    first = msg.splitlines()[0].rstrip(":") if msg else type(exc).__name__
+    if isinstance(exc, TypeError) and msg.startswith("Sparse data"):
+        return DataError(f"{name} is a sparse matrix; sparse input is not supported: pass a dense array "
+                         "(X.toarray()).")
+    if isinstance(exc, TypeError):
+        return TypeError(f"{name} must be numeric; {first.rstrip('.')}.")
+    if msg.startswith("Expected 2D array") or msg.startswith("Found array with dim"):
+        return DataError(f"{name} must be 2-D (n_samples, n_features); got an array of shape {np.shape(X)}. "
+                         "Reshape your data: X.reshape(-1, 1) for a single feature, X.reshape(1, -1) for "
+                         "a single sample.")
+    if msg.startswith("Complex data not supported"):
+        return DataError(f"{name} is complex: Complex data not supported; pass real values (e.g. X.real).")
+    if "convert" in msg:
+        return DataError(f"{name} must be numeric; it could not be converted to float64 ({first}).")
+    return DataError(f"{name}: {first}")
+
+
+def _finish_data(arr: np.ndarray, *, min_samples: int, n_features: int | None, name: str) -> np.ndarray:
+    """The checks scikit-learn's validation leaves to varinf: finiteness (with counts), sample count, width."""
     finite = np.isfinite(arr)
     if not finite.all():
         n_nan = int(np.isnan(arr).sum())
@@ -67,7 +80,42 @@ def check_data(X, *, min_samples: int = 1, n_features: int | None = None, name: 
         raise DataError(f"{name} has n_samples={arr.shape[0]} but at least {min_samples} are needed (n_components).")
     if n_features is not None and arr.shape[1] != n_features:
         raise DataError(f"{name} has {arr.shape[1]} features but the model was fitted with {n_features}.")
-    return np.ascontiguousarray(arr)
+    return arr
+
+
+def check_data(X, *, min_samples: int = 1, n_features: int | None = None, name: str = "X") -> np.ndarray:
+    """Return ``X`` as a C-contiguous 2-D float64 array, or raise :class:`DataError`.
+
+    Conversion, dimensionality, emptiness, complex and sparse input are checked by
+    ``sklearn.utils.check_array``; the one-line message names the problem: not numeric,
+    not 2-D, empty, complex, sparse, non-finite values (with their count), fewer samples
+    than ``min_samples``, or a number of features different from ``n_features``.
+    For estimators use :meth:`CoordinateAscent._validate` / :func:`validate_input`, which
+    also record or compare ``n_features_in_``.
+    """
+    try:
+        arr = check_array(X, dtype=np.float64, order="C", ensure_all_finite=False, input_name=name)
+    except (TypeError, ValueError) as exc:
+        raise _data_error(exc, X, name) from exc
+    return _finish_data(arr, min_samples=min_samples, n_features=n_features, name=name)
+
+
+def validate_input(estimator, X, *, reset: bool, min_samples: int = 1, name: str = "X") -> np.ndarray:
+    """:func:`check_data` through ``sklearn.utils.validation.validate_data``.
+
+    ``reset=True`` (in ``fit``) records ``n_features_in_`` (and ``feature_names_in_``);
+    ``reset=False`` (predict, transform, score) compares X with them.
+    """
+    try:
+        arr = validate_data(estimator, X, reset=reset, dtype=np.float64, order="C", ensure_all_finite=False)
+    except (TypeError, ValueError) as exc:
+        raise _data_error(exc, X, name) from exc
+    return _finish_data(arr, min_samples=min_samples, n_features=None, name=name)
+
+
+def check_fitted(estimator) -> None:
+    """``sklearn.utils.validation.check_is_fitted`` with varinf's one-line message (a NotFittedError)."""
+    check_is_fitted(estimator, msg="This %(name)s is not fitted yet; call fit first.")
 
 
 def _check_int(value, name: str, low: int) -> int:
@@ -189,9 +237,8 @@ class CoordinateAscent(BaseEstimator, ABC):
         t0 = time.perf_counter()
         self._tol = _check_real(self.tol, "tol", 0.0)
         self._max_iter = _check_int(self.max_iter, "max_iter", 1)
-        X = check_data(X, min_samples=self._min_samples())
+        X = self._validate(X, reset=True)
         self._check_params(X)
-        self.n_features_in_ = X.shape[1]
         self._n_fit_samples = X.shape[0]
         rng = check_random_state(self.random_state)
         data = self._prepare(X)
@@ -243,6 +290,14 @@ class CoordinateAscent(BaseEstimator, ABC):
             )
         return self
 
+    def _validate(self, X, *, reset: bool = False, name: str = "X") -> np.ndarray:
+        """Validate data for ``fit`` (``reset=True``) or for a fitted model (``reset=False``)."""
+        if not reset:
+            self._check_fitted()
+        return validate_input(self, X, reset=reset, min_samples=self._min_samples() if reset else 1, name=name)
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "n_iter_")
+
     def _check_fitted(self) -> None:
-        if not hasattr(self, "n_iter_"):
-            raise NotFittedError(f"This {type(self).__name__} is not fitted yet; call fit(X) first.")
+        check_fitted(self)

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 
 import numpy as np
 from scipy.special import digamma, gammaln
+from sklearn.base import DensityMixin
 
 from varinf.errors import ConfigError, DataError
 
@@ -97,7 +98,7 @@ def expected_log_det_wishart(logdet_W: np.ndarray, nu: np.ndarray, d: int) -> np
 
 
 # --------------------------------------------------------------------------- Bayesian GMM
-class BayesianGaussianMixture(MeanFieldCAVI):
+class BayesianGaussianMixture(DensityMixin, MeanFieldCAVI):
     """Variational Bayesian Gaussian mixture fitted by CAVI (Bishop 2006 §10.2).
 
     Model (Bishop 10.37-10.40): pi ~ Dir(alpha_0 1), Lambda_k ~ W(W_0, nu_0),
@@ -338,8 +339,7 @@ class BayesianGaussianMixture(MeanFieldCAVI):
     # ------------------------------------------------------------ inference on new data
     def _weighted_log_prob(self, X) -> np.ndarray:
         """ln rho_nk for new rows (the q(z) update with q(pi), q(mu, Lambda) held fixed)."""
-        self._check_fitted()
-        X = check_data(X, n_features=self.n_features_in_)
+        X = self._validate(X)
         feats = G.QuadraticFeatures(X, "full", n_components=self.n_components, shift=self._shift)
         d = X.shape[1]
         bias = self._e_log_pi() + 0.5 * self._e_logdet_lambda() - 0.5 * d * G.LOG_2PI - 0.5 * d / self._beta

@@ -21,6 +21,7 @@ reports and whose change it compares with ``tol``.
 from __future__ import annotations
 
 import numpy as np
+from sklearn.base import DensityMixin
 
 from varinf.errors import ConfigError, DataError
 
@@ -61,7 +62,7 @@ def gmm_lower_bound_terms(nk, s1, s2, entropy, weights, means_c, precisions, log
     }
 
 
-class GaussianMixture(CoordinateAscent):
+class GaussianMixture(DensityMixin, CoordinateAscent):
     """Gaussian mixture fitted by EM (exact E-step, closed-form M-step).
 
     Same hyper-parameters, attributes and defaults as ``sklearn.mixture.GaussianMixture``
@@ -211,8 +212,7 @@ class GaussianMixture(CoordinateAscent):
 
     # ------------------------------------------------------------ inference on new data
     def _weighted_log_prob(self, X) -> np.ndarray:
-        self._check_fitted()
-        X = check_data(X, n_features=self.n_features_in_)
+        X = self._validate(X)
         feats = G.QuadraticFeatures(X, self.covariance_type, n_components=self.n_components, shift=self._shift)
         logdet = G.logdet_precisions(self.precisions_, self.covariance_type)
         bias = np.log(np.maximum(self.weights_, np.finfo(float).tiny)) + 0.5 * (logdet - X.shape[1] * G.LOG_2PI)

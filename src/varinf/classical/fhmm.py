@@ -320,6 +320,5 @@ class FactorialHMM(CoordinateAscent):
 
     def log_likelihood(self, Y) -> float:
         """Exact log p(Y) under the fitted parameters (forward-backward on L^M states)."""
-        self._check_fitted()
-        Y = check_data(Y, n_features=self.n_features_in_, name="Y")
+        Y = self._validate(Y, name="Y")
         return exact_posterior(self.params_, Y)["log_likelihood"]

@@ -23,13 +23,18 @@ Log joint and predictions are vectorised over weight samples and datapoints.
 from __future__ import annotations
 
 import math
+import time
+from numbers import Integral
 
 import numpy as np
 import torch
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils import check_random_state, column_or_1d
+from sklearn.utils.multiclass import check_classification_targets
 
 from varinf.errors import ConfigError, DataError
 
-from ._base import _check_int, _check_real, check_data
+from ._base import _check_int, _check_real, check_fitted, validate_input
 from .bbvi import ESTIMATORS, MeanFieldNormal, fit_bbvi
 
 __all__ = ["BayesianLogLinear", "loglinear_log_joint"]
@@ -49,12 +54,15 @@ def loglinear_log_joint(X: torch.Tensor, y: torch.Tensor, n_classes: int, prior_
     return log_joint
 
 
-class BayesianLogLinear:
+class BayesianLogLinear(ClassifierMixin, BaseEstimator):
     """Variational Bayesian multinomial logistic regression (mean-field or full-rank Gaussian q).
 
-    ``fit(X, y)`` returns self; attributes ``classes_``, ``mean_`` (C, F'), ``cov_``
-    (K, K) with K = C F' (F' = F + intercept), ``elbo_trace_`` [(iteration, MC ELBO)],
-    ``fit_time_``. ``predict_proba`` averages softmax over ``num_samples`` weight draws.
+    A scikit-learn classifier: ``fit(X, y)`` returns self; attributes ``classes_``,
+    ``n_features_in_``, ``mean_`` (C, F'), ``cov_`` (K, K) with K = C F' (F' = F + intercept),
+    ``elbo_trace_`` [(iteration, MC ELBO)], ``fit_time_``. ``predict_proba`` averages softmax
+    over ``num_samples`` weight draws; ``score`` is the accuracy (ClassifierMixin).
+    ``random_state`` seeds the torch generator of the Monte Carlo gradients (an int is used as
+    the seed itself; None or a RandomState draws one).
     """
 
     def __init__(self, *, family: str = "full_rank", estimator: str = "reparam", prior_std: float = 1.0,
@@ -70,21 +78,21 @@ class BayesianLogLinear:
         self.random_state = random_state
 
     def _design(self, X):
-        X = torch.as_tensor(X)
+        X = torch.tensor(X, dtype=torch.float64)                               # a copy: X may be read-only
         if self.fit_intercept:
             X = torch.cat([X, torch.ones(X.shape[0], 1, dtype=X.dtype)], 1)
         return X
 
     def fit(self, X, y):
-        import time
         t0 = time.perf_counter()
-        X = check_data(X)
-        y = np.asarray(y)
+        X = validate_input(self, X, reset=True)
+        y = column_or_1d(y, warn=True)                                          # (n, 1) -> (n,) with a warning
         if y.shape != (X.shape[0],):
             raise DataError(f"y must have shape ({X.shape[0]},) to match X; got {y.shape}.")
-        self.classes_, y_idx = np.unique(y, return_inverse=True)
-        if len(self.classes_) < 2:
-            raise DataError("y must contain at least 2 classes.")
+        check_classification_targets(y)                                         # class labels, not continuous
+        classes, y_idx = np.unique(y, return_inverse=True)
+        if len(classes) < 2:
+            raise DataError(f"y must contain at least 2 classes; got 1 class ({classes[0]!r}).")
         if self.family not in ("mean_field", "full_rank"):
             raise ConfigError(f"family {self.family!r} is not one of mean_field, full_rank.")
         if self.estimator not in ESTIMATORS:
@@ -95,11 +103,11 @@ class BayesianLogLinear:
         n_iter = _check_int(self.n_iter, "n_iter", 1)
         s = _check_int(self.num_samples, "num_samples", 1)
         Xd = self._design(X)
-        c, f = len(self.classes_), Xd.shape[1]
+        self.classes_ = classes
+        c, f = len(classes), Xd.shape[1]
         k = c * f
-        self.n_features_in_ = X.shape[1]
         log_joint = loglinear_log_joint(Xd, torch.as_tensor(y_idx), c, prior_std)
-        g = torch.Generator().manual_seed(int(self.random_state))
+        g = torch.Generator().manual_seed(self._seed())
         if self.family == "mean_field":
             init = torch.stack([torch.zeros(k, dtype=torch.float64), torch.full((k,), -2.0, dtype=torch.float64)], 1)
             res = fit_bbvi(log_joint, MeanFieldNormal(), init, estimator=self.estimator, n_iter=n_iter, lr=self.lr,
@@ -112,6 +120,12 @@ class BayesianLogLinear:
             self.mean_ = self._m.reshape(c, f)
         self.fit_time_ = time.perf_counter() - t0
         return self
+
+    def _seed(self) -> int:
+        rs = self.random_state
+        if isinstance(rs, Integral) and not isinstance(rs, bool):
+            return int(rs)
+        return int(check_random_state(rs).randint(2 ** 31 - 1))
 
     def _fit_full_rank(self, log_joint, k, n_iter, s, g):
         m = torch.zeros(k, dtype=torch.float64, requires_grad=True)
@@ -138,8 +152,7 @@ class BayesianLogLinear:
 
     def sample_weights(self, num_samples: int, seed: int = 0) -> torch.Tensor:
         """Draws from q: (S, C, F')."""
-        if not hasattr(self, "mean_"):
-            raise ConfigError("BayesianLogLinear is not fitted; call fit(X, y) first.")
+        check_fitted(self)
         g = torch.Generator().manual_seed(seed)
         L = torch.linalg.cholesky(self.cov_)
         eps = torch.randn(num_samples, L.shape[0], generator=g, dtype=torch.float64)
@@ -147,9 +160,11 @@ class BayesianLogLinear:
 
     def predict_proba(self, X, num_samples: int = 500, seed: int = 0) -> np.ndarray:
         """Posterior predictive p(y | x) = E_q[softmax(W x)] by Monte Carlo: (N, C)."""
-        X = check_data(X, n_features=getattr(self, "n_features_in_", None))
+        check_fitted(self)
+        X = validate_input(self, X, reset=False)
         W = self.sample_weights(num_samples, seed)
         return torch.softmax(torch.einsum("nf,scf->snc", self._design(X), W), -1).mean(0).numpy()
 
     def predict(self, X, **kw) -> np.ndarray:
-        return self.classes_[self.predict_proba(X, **kw).argmax(1)]
+        proba = self.predict_proba(X, **kw)                                     # checks fitted first
+        return self.classes_[proba.argmax(1)]

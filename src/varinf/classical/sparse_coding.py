@@ -37,6 +37,7 @@ row k is the atom w_k (the k-th column of the seed's W); codes H are
 from __future__ import annotations
 
 import numpy as np
+from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 
 from varinf.errors import ConfigError, DataError
 
@@ -168,7 +169,7 @@ def dictionary_step(gram_h, cross, dictionary, *, max_sweeps: int = 50, tol: flo
     return W
 
 
-class SparseCoding(CoordinateAscent):
+class SparseCoding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, CoordinateAscent):
     """Sparse coding learned by alternating MAP inference (H-step) and a dictionary step (W-step).
 
     Parameters
@@ -192,6 +193,10 @@ class SparseCoding(CoordinateAscent):
     dict_init : array (n_components, n_features) or None
         Initial dictionary (rows normalised); default: K random centred data rows.
     random_state : int, RandomState or None
+
+    A scikit-learn transformer: ``transform`` returns the MAP codes of new rows,
+    ``fit_transform(X)`` is ``fit(X).transform(X)`` and ``get_feature_names_out``
+    names the codes ``sparsecoding0 ... sparsecoding{K-1}``.
 
     Attributes
     ----------
@@ -295,15 +300,19 @@ class SparseCoding(CoordinateAscent):
         self.codes_ = self._H
         self.objective_ = -self.lower_bound_
 
+    @property
+    def _n_features_out(self) -> int:
+        """Width of ``transform``'s output (for ``get_feature_names_out``)."""
+        return self.components_.shape[0]
+
     def transform(self, X, *, max_iter: int = 1000, tol: float = 1e-8) -> np.ndarray:
         """MAP codes of new rows with the learned dictionary (the H-step run to convergence)."""
-        self._check_fitted()
-        X = check_data(X, n_features=self.n_features_in_)
+        X = self._validate(X)
         solver = fista if self.solver == "fista" else ista
         return solver(X - self.intercept_, self.components_, self.alpha, max_iter=max_iter, tol=tol)[0]
 
     def score(self, X, y=None) -> float:
         """-J / n at the MAP codes of X: mean log p(h*, v) up to a constant."""
+        X = self._validate(X)
         H = self.transform(X)
-        X = check_data(X, n_features=self.n_features_in_)
         return -sparse_coding_objective(X, H, self.components_, self.alpha, self.intercept_) / X.shape[0]
