@@ -1,4 +1,4 @@
-"""Factorial HMM (varinf.classical.fhmm): seed 004, Ghahramani & Jordan (1996)."""
+"""Factorial HMM (varinf.classical.fhmm): Eikema & Aziz (2020); Ghahramani & Jordan (1997), Machine Learning 29."""
 
 import itertools
 import math

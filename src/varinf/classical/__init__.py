@@ -10,6 +10,8 @@
 * :class:`BinaryLatentFactorModel`, :class:`MeanFieldLatentFactor`, :func:`fit_amortised` - binary
   latent-factor model, mean-field and amortised (``latent_factor.py``);
 * :class:`FactorialHMM` - factorial HMM, exact and mean-field E-steps (``fhmm.py``);
+  :func:`factorised_mean_field_posterior` (fully factorised CAVI), :class:`FHMMInferenceNetwork` and
+  :func:`fit_fhmm_inference_network` (amortised);
 * :class:`BayesianLogLinear` - Bayesian multinomial logistic regression, Gaussian q (``loglinear.py``);
 * :class:`CoordinateAscent` - the loop all of them share (``_base.py``).
 """
@@ -21,6 +23,8 @@ from .bbvi import (MeanFieldBernoulli, MeanFieldNormal, elbo_estimate, fit_bbvi,
 from .datasets import make_gaussian_mixture
 from .em import GaussianMixture
 from .fhmm import FactorialHMM, FHMMParams, exact_posterior, mean_field_posterior
+from .fhmm import (FHMMInferenceNetwork, factorised_elbo_terms, factorised_mean_field_posterior,
+                   fit_fhmm_inference_network)
 from .latent_factor import AmortisedMeanField, BinaryLatentFactorModel, MeanFieldLatentFactor, fit_amortised
 from .loglinear import BayesianLogLinear
 from .sparse_coding import SparseCoding, fista, ista, sparse_coding_objective
@@ -50,5 +54,9 @@ __all__ = [
     "FHMMParams",
     "exact_posterior",
     "mean_field_posterior",
+    "factorised_mean_field_posterior",
+    "factorised_elbo_terms",
+    "FHMMInferenceNetwork",
+    "fit_fhmm_inference_network",
     "BayesianLogLinear",
 ]
