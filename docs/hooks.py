@@ -57,11 +57,24 @@ def _option_line(action: argparse.Action, formatter: argparse.HelpFormatter) -> 
 
 def cli_reference() -> str:
     """Markdown reference of ``varinf`` and each subcommand, from the live parser."""
-    sys.path.insert(0, str(ROOT / "src"))
+    if str(ROOT / "src") not in sys.path:
+        sys.path.insert(0, str(ROOT / "src"))
     from varinf.cli import build_parser
 
-    os.environ["COLUMNS"] = "100"   # usage lines wrapped the same on every machine
     parser = build_parser()
+    columns = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = "76"   # usage wrapped the same on every machine, to fit a page's code box
+    try:
+        return _render(parser)
+    finally:
+        if columns is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = columns
+
+
+def _render(parser: argparse.ArgumentParser) -> str:
+    """The top-level usage, then per subcommand: its help, its usage and one list item per option."""
     lines = [f"`{parser.prog}`: {_escape(parser.description or '')}", "", "```text", parser.format_usage().strip(),
              "```", ""]
     for name, summary, sub in _subcommands(parser):
