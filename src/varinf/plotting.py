@@ -10,6 +10,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display on these machines
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import torch  # noqa: E402
 
 from varinf.data import load_dataset  # noqa: E402
@@ -46,24 +47,43 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def _grid_ticks(grid: np.ndarray, tile: int, pad: int, every: int) -> tuple[np.ndarray, list[str]]:
+    """Pixel centres of every ``every``-th tile of a mosaic and the z value each one shows."""
+    idx = np.arange(0, len(grid), every)
+    centres = pad + idx * (tile + pad) + (tile - 1) / 2
+    return centres, [f"{grid[i]:.2f}" for i in idx]
+
+
 @torch.no_grad()
 def plot_manifold(model, path: Path, shape: tuple[int, int], n: int = 20) -> Path:
-    """Decoder means on an n×n grid of standard-normal quantiles (Kingma & Welling Fig. 4; seed 000 Fig. 4)."""
+    """Decoder means on an n×n grid of standard-normal quantiles (Kingma & Welling Fig. 4; Han Fig. 4).
+
+    Tile (row r, column c) shows E[x|z] at z = (grid[c], grid[n-1-r]): z1 grows to the right and z2
+    upwards; the axis ticks give the z values of every other tile.
+    """
     from scipy.stats import norm  # quantile function of N(0, 1)
 
     grid = norm.ppf(np.linspace(0.05, 0.95, n))
-    zz = np.array([[gx, gy] for gy in grid[::-1] for gx in grid], dtype=np.float32)
+    zz = np.array([[gx, gy] for gy in grid[::-1] for gx in grid], dtype=np.float32)   # (n*n, 2)
     means = torch.sigmoid(model.decode(torch.from_numpy(zz))).numpy()
-    fig, ax = plt.subplots(figsize=(7, 7))
-    ax.imshow(_tile(means, n, n, shape), cmap="gray_r", vmin=0, vmax=1)
+    h, w = shape
+    pad = 1
+    every = max(1, n // 10)
+    fig, ax = plt.subplots(figsize=(7.5, 7.5))
+    ax.imshow(_tile(means, n, n, shape, pad), cmap="gray_r", vmin=0, vmax=1)
+    xt, xl = _grid_ticks(grid, w, pad, every)
+    yt, yl = _grid_ticks(grid[::-1], h, pad, every)
+    ax.set_xticks(xt, xl, rotation=90)
+    ax.set_yticks(yt, yl)
+    ax.set_xlabel("z1")
+    ax.set_ylabel("z2")
     ax.set_title("learned manifold: E[x|z] on a grid of N(0,1) quantiles")
-    ax.axis("off")
     return _save(fig, path)
 
 
 @torch.no_grad()
 def plot_samples(model, path: Path, shape: tuple[int, int], n: int = 10, seed: int = 0) -> Path:
-    """Decoder means E[x|z] for z ~ p(z) (seed 002 Fig. 1)."""
+    """Decoder means E[x|z] for z ~ p(z) (Patlan Fig. 1)."""
     means = model.sample(n * n, generator=torch.Generator().manual_seed(seed)).numpy()
     fig, ax = plt.subplots(figsize=(6, 6))
     ax.imshow(_tile(means, n, n, shape), cmap="gray_r", vmin=0, vmax=1)
@@ -89,11 +109,16 @@ def plot_reconstructions(model, x: torch.Tensor, path: Path, shape: tuple[int, i
 
 
 def plot_curves(history: list[dict], path: Path) -> Path:
-    """Train and validation −ELBO per epoch (seed 002 Fig. 2)."""
+    """Train and validation −ELBO per epoch, the best validation epoch marked (Patlan Fig. 2)."""
     epochs = [r["epoch"] for r in history]
+    valid = [-r["valid_elbo"] for r in history]
+    best = int(np.argmin(valid))
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(epochs, [-r["train_elbo"] for r in history], label="train −ELBO")
-    ax.plot(epochs, [-r["valid_elbo"] for r in history], label="valid −ELBO")
+    ax.plot(epochs, valid, label="valid −ELBO")
+    ax.axvline(epochs[best], color="black", ls=":", lw=1,
+               label=f"best valid: epoch {epochs[best]}, {valid[best]:.2f}")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel("−ELBO (nats per datapoint)")
     ax.legend()
@@ -102,17 +127,27 @@ def plot_curves(history: list[dict], path: Path) -> Path:
 
 
 @torch.no_grad()
-def plot_latent(model, x: torch.Tensor, labels: torch.Tensor, path: Path) -> Path:
-    """Encoder means of labelled data; the first two principal components when K > 2."""
-    pts = _posterior_mean(model, x).numpy()
-    title = "latent means"
+def plot_latent(model, x: torch.Tensor, labels: torch.Tensor, path: Path, split: str = "test") -> Path:
+    """Encoder means E_q[z] of labelled data from ``split``, one colour per label; the first two principal
+    components when K > 2."""
+    pts = _posterior_mean(model, x).numpy()                     # (B, K)
+    axes = ("z1", "z2")
+    title = f"latent means E_q[z|x], {split} split"
     if pts.shape[1] > 2:
         from sklearn.decomposition import PCA
-        pts = PCA(n_components=2).fit_transform(pts)
-        title += " (first two principal components)"
-    fig, ax = plt.subplots(figsize=(6, 5))
-    sc = ax.scatter(pts[:, 0], pts[:, 1], c=labels.numpy(), cmap="tab10", s=4, alpha=0.7)
-    fig.colorbar(sc, ax=ax, label="label")
+        pts = PCA(n_components=2).fit_transform(pts)            # (B, 2)
+        axes = ("principal component 1 of E_q[z|x]", "principal component 2 of E_q[z|x]")
+        title += f" (first two principal components of K = {model.latent_dim})"
+    labels = labels.numpy()
+    classes = np.unique(labels)
+    cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
+    fig, ax = plt.subplots(figsize=(6.5, 5))
+    for i, c in enumerate(classes):
+        sel = labels == c
+        ax.scatter(pts[sel, 0], pts[sel, 1], color=cmap(i % cmap.N), s=4, alpha=0.7, label=str(c))
+    ax.legend(title="label", loc="center left", bbox_to_anchor=(1.01, 0.5), markerscale=3, frameon=False)
+    ax.set_xlabel(axes[0])
+    ax.set_ylabel(axes[1])
     ax.set_title(title)
     return _save(fig, path)
 
@@ -143,5 +178,5 @@ def plot_run(run_dir: str | Path, *, checkpoint: str = "best", data_dir: str | N
         paths.append(plot_curves(history, out / "curves.png"))
     labels = dataset.labels.get(split)
     if labels is not None:
-        paths.append(plot_latent(model, x, labels[idx], out / "latent.png"))
+        paths.append(plot_latent(model, x, labels[idx], out / "latent.png", split))
     return paths
