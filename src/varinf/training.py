@@ -24,12 +24,13 @@ import torch
 from tqdm.auto import tqdm
 
 from varinf.checkpoint import (atomic_write_json, atomic_write_text, decode_rng_state, encode_rng_state,
-                               read_checkpoint, restore, save_checkpoint)
+                               read_checkpoint, remove_stale_files, restore, save_checkpoint)
 from varinf.config import TrainConfig
 from varinf.data import Dataset, check_data, iterate_batches, load_dataset
 from varinf.errors import CheckpointError, ConfigError, DataError, VarinfError
 from varinf.infer import METHODS
 from varinf.models import MODEL_KINDS, SBNConfig, VAEConfig, kind_of, model_kind
+from varinf.runlock import run_lock
 
 CHECKPOINTS = "checkpoints"
 
@@ -154,6 +155,12 @@ def _write_metrics(run_dir: Path, history: list[dict]) -> None:
 
 def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True) -> TrainResult:
     """Train ``cfg.method`` on ``cfg.dataset`` into ``run_dir``; see the module docstring."""
+    with run_lock(run_dir):                   # one writer per run directory; then clear what a kill left
+        remove_stale_files(run_dir, Path(run_dir) / CHECKPOINTS)
+        return _train_locked(cfg, run_dir, resume=resume, progress=progress)
+
+
+def _train_locked(cfg: TrainConfig, run_dir: str | Path, *, resume: bool, progress: bool) -> TrainResult:
     run_dir = Path(run_dir)
     ckpt_dir = run_dir / CHECKPOINTS
     if cfg.method not in METHODS:
