@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import torch
@@ -76,11 +77,10 @@ class FaultyOS:
         return getattr(os, name)(*args)
 
 
-def run_faulty(monkeypatch, kill_at, fn, *args, **kwargs) -> FaultyOS:
+def run_faulty(kill_at, fn, *args, **kwargs) -> FaultyOS:
     """Run ``fn`` with the writer killed at boundary ``kill_at`` (None: count only); returns the counter."""
     fake = FaultyOS(kill_at)
-    with monkeypatch.context() as m:
-        m.setattr(checkpoint, "os", fake)
+    with mock.patch.object(checkpoint, "os", fake):
         try:
             fn(*args, **kwargs)
         except SimulatedKill:
@@ -143,21 +143,21 @@ def save_step(directory: Path, step: int) -> None:
     save_checkpoint(directory, "last", model=model, optimizers=opts, meta={"step": step})
 
 
-@pytest.mark.parametrize("before", ["none", "format 1", "format 2"])
-def test_a_save_killed_at_every_boundary_leaves_the_old_or_the_new_checkpoint(tmp_path, monkeypatch, before):
+def kill_a_save_at_every_boundary(tmp_path: Path, before: str) -> tuple[int, set]:
+    """Kill a save at each boundary k = 1..K, checking what is left; returns (K, outcomes seen)."""
     start = tmp_path / "start"
-    start.mkdir()
+    start.mkdir(parents=True)
     if before == "format 1":
         write_format_1(start, "last", 1)
     elif before == "format 2":
         save_step(start, 1)
-    boundaries = run_faulty(monkeypatch, None, save_step, tmp_path / "dry", 2).calls
-    assert boundaries >= 8          # weights: write, fsync, rename, dir fsync; the same for the record; ...
+    shutil.copytree(start, tmp_path / "dry")
+    boundaries = run_faulty(None, save_step, tmp_path / "dry", 2).calls
     outcomes = set()
     for k in range(1, boundaries + 1):
         d = tmp_path / f"k{k}"
         shutil.copytree(start, d)
-        run_faulty(monkeypatch, k, save_step, d, 2)
+        run_faulty(k, save_step, d, 2)
         if before == "none" and not (d / "last.json").exists():
             outcome = "none"
         else:
@@ -173,6 +173,14 @@ def test_a_save_killed_at_every_boundary_leaves_the_old_or_the_new_checkpoint(tm
         save_step(d, 3)                                             # and the writer carries on
         assert step_of(d) == 3
         assert_clean(d, ["last"])
+    return boundaries, outcomes
+
+
+@pytest.mark.parametrize("before", ["none", "format 1", "format 2"])
+def test_a_save_killed_at_every_boundary_leaves_the_old_or_the_new_checkpoint(tmp_path, before):
+    boundaries, outcomes = kill_a_save_at_every_boundary(tmp_path, before)
+    # weights: write, fsync, rename, directory fsync; the same for the record; unlink of the old weights
+    assert boundaries == (8 if before == "none" else 9)
     assert len(outcomes) == 2                                       # both sides of the commit were hit
 
 
@@ -216,13 +224,16 @@ def test_stale_files_of_an_unreadable_record_are_kept(tmp_path):
 
 # ---- training killed at every boundary of its checkpoint writes ---------------------------------
 
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory):
+def make_reference(root: Path) -> tuple[Path, Path]:
     """(1-epoch run, unbroken 2-epoch run) on digits."""
-    root = tmp_path_factory.mktemp("ref")
     train(make_config(**CFG, epochs=1), root / "part", progress=False)
     train(make_config(**CFG, epochs=2), root / "full", progress=False)
     return root / "part", root / "full"
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    return make_reference(tmp_path_factory.mktemp("ref"))
 
 
 def metrics(run: Path) -> list[tuple]:
@@ -238,18 +249,19 @@ def assert_same_run(run: Path, full: Path):
     assert metrics(run) == metrics(full)
 
 
-def test_resume_after_a_kill_at_every_write_boundary_is_bit_identical(tmp_path, monkeypatch, reference):
-    part, full = reference
+def kill_a_resumed_epoch_at_every_boundary(tmp_path: Path, part: Path, full: Path) -> tuple[int, set]:
+    """Resume ``part`` towards ``full``, killed at each boundary k = 1..K; resume again and compare.
+
+    Returns (K, last-checkpoint epochs seen right after the kills)."""
     cfg = make_config(**CFG, epochs=2)
     dry = tmp_path / "dry"
     shutil.copytree(part, dry)
-    boundaries = run_faulty(monkeypatch, None, train, cfg, dry, resume=True, progress=False).calls
-    assert boundaries >= 20         # metrics at start, best, last, metrics at the end of the epoch
+    boundaries = run_faulty(None, train, cfg, dry, resume=True, progress=False).calls
     epochs_seen = set()
     for k in range(1, boundaries + 1):
         run = tmp_path / f"k{k}"
         shutil.copytree(part, run)
-        run_faulty(monkeypatch, k, train, cfg, run, resume=True, progress=False)
+        run_faulty(k, train, cfg, run, resume=True, progress=False)
         # right after the kill: complete checkpoints of epoch 1 or 2, each equal to a reference one
         for name in ("best", "last"):
             tensors, meta = read_checkpoint(run / "checkpoints", name)
@@ -260,6 +272,12 @@ def test_resume_after_a_kill_at_every_write_boundary_is_bit_identical(tmp_path, 
         assert_same_run(run, full)
         assert_clean(run / "checkpoints")
         assert [p.name for p in run.iterdir() if p.name.endswith(".tmp")] == []
+    return boundaries, epochs_seen
+
+
+def test_resume_after_a_kill_at_every_write_boundary_is_bit_identical(tmp_path, reference):
+    boundaries, epochs_seen = kill_a_resumed_epoch_at_every_boundary(tmp_path, *reference)
+    assert boundaries >= 20         # metrics at start, best, last, metrics at the end of the epoch
     assert epochs_seen == {0, 1}
 
 
