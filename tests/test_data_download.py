@@ -165,17 +165,22 @@ def test_connection_refused_is_dataset_not_found(tmp_path, small_counts):
         load_dataset("binarized-mnist", tmp_path / "data", base_url=url)
 
 
-def test_connection_closed_early(tmp_path):
-    srv, thread, url = _serve(tmp_path, _LyingHandler)
+def assert_download_fails(tmp_path: Path, handler, match: str) -> None:
+    """A download from a server with ``handler`` raises DataError matching ``match`` and leaves nothing."""
+    srv, thread, url = _serve(tmp_path, handler)
     try:
         dest = tmp_path / "out" / "file.amat"
-        with pytest.raises(DataError, match="truncated"):
+        with pytest.raises(DataError, match=match):
             download_file(url + "file.amat", dest)
         assert list(dest.parent.iterdir()) == []
     finally:
         srv.shutdown()
         srv.server_close()
         thread.join(5)
+
+
+def test_connection_closed_early(tmp_path):
+    assert_download_fails(tmp_path, _LyingHandler, "truncated")
 
 
 def test_wrong_sha256_is_refused_and_leaves_nothing(tmp_path, server, small_counts, monkeypatch):
@@ -226,13 +231,4 @@ def test_loopback_http_and_https_are_allowed():
 
 
 def test_redirect_to_plain_http_is_refused(tmp_path):
-    srv, thread, url = _serve(tmp_path, _DowngradingHandler)
-    try:
-        dest = tmp_path / "out" / "file.amat"
-        with pytest.raises(DataError, match=r"refusing to download http://example\.invalid/"):
-            download_file(url + "file.amat", dest)
-        assert list(dest.parent.iterdir()) == []
-    finally:
-        srv.shutdown()
-        srv.server_close()
-        thread.join(5)
+    assert_download_fails(tmp_path, _DowngradingHandler, r"refusing to download http://example\.invalid/")
