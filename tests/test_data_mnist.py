@@ -32,7 +32,7 @@ def write_gz(path: Path, payload: bytes) -> str:
 
 
 def make_mnist(d: Path, monkeypatch, *, n_train: int = 12, n_test: int = 5, train: bool = True):
-    """Tiny 4x4 MNIST-like files; the MD5 table is patched to match them."""
+    """Tiny 4x4 MNIST-like files; the MD5 table is patched to match them (and no SHA-256 is pinned)."""
     rng = np.random.default_rng(0)
     md5 = {}
     out = {}
@@ -44,6 +44,7 @@ def make_mnist(d: Path, monkeypatch, *, n_train: int = 12, n_test: int = 5, trai
         md5[lab] = write_gz(d / lab, idx_bytes(y))
         out[key] = (x, y)
     monkeypatch.setattr(_mnist, "MNIST_MD5", md5)
+    monkeypatch.setattr(_mnist, "MNIST_SHA256", {})
     monkeypatch.setattr(_mnist, "MNIST_TRAIN_SIZE", n_train - 3)
     return out
 
@@ -102,6 +103,15 @@ def test_default_md5_table_is_the_published_one():
         TEST_IMG: "9fb629c4189551a2d022fa330f9573f3",
         TEST_LAB: "ec29112dd5afa0611ce80d1b7f02629c",
     }
+
+
+def test_sha256_table_matches_the_shared_test_files(shared_data_dir, monkeypatch):
+    for name in (TEST_IMG, TEST_LAB):
+        assert _mnist.file_digest(shared_data_dir / name, "sha256") == _mnist.MNIST_SHA256[name]
+    assert load_dataset("mnist", shared_data_dir).test.shape == (10000, 784)        # both digests pass
+    monkeypatch.setitem(_mnist.MNIST_SHA256, TEST_LAB, "0" * 64)
+    with pytest.raises(DataError, match=f"{TEST_LAB} has SHA-256 f7ae60f9.*, expected {'0' * 64}"):
+        load_dataset("mnist", shared_data_dir)
 
 
 def test_bad_magic(tmp_path, monkeypatch):

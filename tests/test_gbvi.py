@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 
+from varinf.checkpoint import read_checkpoint
 from varinf.cli import main
 from varinf.config import make_config
 from varinf.errors import ConfigError
@@ -152,7 +152,7 @@ def test_linear_warmup_scales_the_learning_rate_by_update_count(optimizer):
 
 
 def tensors(run: Path, which="last") -> dict:
-    return load_file(str(run / "checkpoints" / f"{which}.safetensors"))
+    return read_checkpoint(run / "checkpoints", which)[0]
 
 
 def test_gbvi_cli_train_resume_eval(tmp_path):

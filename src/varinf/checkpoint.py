@@ -1,16 +1,25 @@
-"""Atomic, verifiable checkpoints: weights in safetensors, everything else in JSON.
+"""Crash-safe, verifiable checkpoints: weights in safetensors, everything else in JSON.
 
-A checkpoint named ``NAME`` in a directory is two files:
+A checkpoint named ``NAME`` in a directory is
 
-    NAME.safetensors   model parameters (``model.*``) and optimizer tensors (``optim.*``)
-    NAME.json          config, epoch, metrics, RNG state, optimizer hyper-parameters, and
-                       the SHA-256 of NAME.safetensors
+    NAME-000012.safetensors   model parameters (``model.*``) and optimizer tensors (``optim.*``); one
+                              immutable file per save, numbered 1, 2, 3, ... per NAME
+    NAME.json                 the commit record: config, epoch, metrics, RNG state, optimizer
+                              hyper-parameters, the name of the weights file and its SHA-256
 
-Each file is written to a temporary file in the same directory, flushed, fsync'd and
-renamed over the old one (``os.replace`` is atomic on POSIX), then the directory is
-fsync'd. The weights go first and the JSON, which names the weights' hash, last: a kill
-at any moment leaves either the old checkpoint or the new one, and a weights file that
-does not match its JSON is detected on load rather than silently used.
+A save (1) writes the new weights under a new number (temporary file, fsync, rename, fsync of
+the directory), (2) commits by replacing NAME.json in one atomic rename (same steps), and only
+then (3) deletes the weights file the old NAME.json named. A kill at any instant therefore leaves
+NAME.json naming complete, fsync'd weights: the old checkpoint before the rename of step 2, the new
+one after it. A reader reads NAME.json and then the weights it names; if a writer deleted them in
+between (step 3), the reader reads NAME.json again and finds the new version. Weights files are
+never rewritten in place, so a reader never sees weights of one save beside the record of another.
+What a kill leaves behind (temporary files, a numbered weights file never committed, a superseded
+one not yet deleted) is removed by ``remove_stale_files``, which only the single writer of a run
+directory calls (``varinf.training.train`` under ``varinf.runlock.run_lock``).
+
+Format 1 checkpoints (``NAME.safetensors`` rewritten in place beside ``NAME.json``), written by
+earlier versions of varinf, are still read; the next save replaces them by the layout above.
 """
 
 from __future__ import annotations
@@ -19,17 +28,38 @@ import base64
 import hashlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save as save_bytes
+from safetensors.torch import load as load_bytes, save as save_bytes
 
 from varinf.errors import CheckpointError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
+#: How often a reader re-reads NAME.json when a writer deleted the weights it named meanwhile.
+READ_ATTEMPTS = 3
+_VERSIONED = re.compile(r"^(?P<name>.+)-(?P<number>\d{6,})\.safetensors$")
+_TEMPORARY = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")  # tempfile.mkstemp names made by atomic_write_bytes
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _unlink(path: str | os.PathLike) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -38,21 +68,20 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        # mkstemp creates 0600; give the file the mode of the one it replaces, else rw-r--r--.
-        os.fchmod(fd, path.stat().st_mode & 0o777 if path.exists() else 0o644)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        try:
+            # mkstemp creates 0600; give the file the mode of the one it replaces, else rw-r--r--.
+            os.fchmod(fd, path.stat().st_mode & 0o777 if path.exists() else 0o644)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        _unlink(tmp)
         raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    _fsync_dir(path.parent)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -97,12 +126,50 @@ def _optimizer_join(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
+def _load_record(json_path: Path) -> dict | None:
+    """The parsed NAME.json, or None when it does not exist. Raises CheckpointError when unusable."""
+    try:
+        text = json_path.read_bytes()
+    except FileNotFoundError:
+        return None
+    try:
+        meta = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"checkpoint metadata {json_path} is corrupt ({exc}); "
+                              "delete the run directory or restore it from a copy") from exc
+    if not isinstance(meta, dict) or meta.get("format_version") not in READABLE_FORMATS:
+        raise CheckpointError(f"{json_path} is not a varinf checkpoint of format "
+                              f"{' or '.join(map(str, READABLE_FORMATS))}")
+    return meta
+
+
+def _weights_name(meta: dict, json_path: Path) -> str:
+    """The weights file a record names: a plain file name beside it (format 1: NAME.safetensors)."""
+    name = meta.get("weights_file", json_path.stem + ".safetensors")
+    if not isinstance(name, str) or Path(name).name != name or name.startswith(".") \
+            or not name.endswith(".safetensors"):
+        raise CheckpointError(f"{json_path} names the weights file {name!r}; expected a .safetensors file "
+                              "in the same directory")
+    return name
+
+
+def _committed_weights(directory: Path, name: str) -> str | None:
+    """The weights file that ``directory/name.json`` commits to, or None (no or unreadable record)."""
+    json_path = directory / f"{name}.json"
+    try:
+        meta = _load_record(json_path)
+        return None if meta is None else _weights_name(meta, json_path)
+    except CheckpointError:
+        return None
+
+
 def save_checkpoint(directory: str | os.PathLike, name: str, *, model: torch.nn.Module,
                     optimizers: dict[str, torch.optim.Optimizer], meta: dict) -> Path:
-    """Write ``directory/name.{safetensors,json}`` atomically; returns the JSON path.
+    """Save ``directory/name`` (see the module docstring for the commit protocol); returns the JSON path.
 
     ``optimizers`` maps a name (e.g. ``"model"``) to an optimizer; several are allowed
-    for methods that update encoder and decoder separately.
+    for methods that update encoder and decoder separately. One writer per directory
+    (``varinf.runlock``); any number of concurrent readers.
     """
     directory = Path(directory)
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -112,40 +179,84 @@ def save_checkpoint(directory: str | os.PathLike, name: str, *, model: torch.nn.
         tensors.update({f"{oname}/{k}": v for k, v in t.items()})
         optim_meta[oname] = m
     blob = save_bytes(tensors)
-    atomic_write_bytes(directory / f"{name}.safetensors", blob)
+    previous = _committed_weights(directory, name)
+    match = _VERSIONED.match(previous or "")
+    weights_file = f"{name}-{int(match['number']) + 1 if match else 1:06d}.safetensors"
+    atomic_write_bytes(directory / weights_file, blob)                          # (1) new immutable weights
     record = dict(meta)
     record.update(format_version=FORMAT_VERSION, optimizers=optim_meta,
-                  weights_sha256=hashlib.sha256(blob).hexdigest(), weights_file=f"{name}.safetensors")
+                  weights_sha256=hashlib.sha256(blob).hexdigest(), weights_file=weights_file)
     json_path = directory / f"{name}.json"
-    atomic_write_json(json_path, record)
+    atomic_write_json(json_path, record)                                        # (2) commit
+    if previous is not None and previous != weights_file:
+        _unlink(directory / previous)                                           # (3) superseded weights
     return json_path
 
 
 def read_checkpoint(directory: str | os.PathLike, name: str) -> tuple[dict[str, torch.Tensor], dict]:
-    """Read and verify a checkpoint: (tensors, meta). Raises CheckpointError naming the problem."""
+    """Read and verify a checkpoint: (tensors, meta). Raises CheckpointError naming the problem.
+
+    Safe while a writer saves: when the weights named by NAME.json were superseded and deleted
+    between reading the record and opening them, the record is read again (READ_ATTEMPTS times).
+    """
     directory = Path(directory)
-    json_path, weights_path = directory / f"{name}.json", directory / f"{name}.safetensors"
-    if not json_path.exists():
-        raise CheckpointError(f"no checkpoint {json_path}: train first (varinf train --out {directory.parent})")
-    try:
-        meta = json.loads(json_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"checkpoint metadata {json_path} is corrupt ({exc}); "
-                              "delete the run directory or restore it from a copy") from exc
-    if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{json_path} is not a varinf checkpoint of format {FORMAT_VERSION}")
-    if not weights_path.exists():
-        raise CheckpointError(f"checkpoint weights {weights_path} are missing")
-    blob = weights_path.read_bytes()
-    digest = hashlib.sha256(blob).hexdigest()
-    if digest != meta.get("weights_sha256"):
-        raise CheckpointError(f"checkpoint weights {weights_path} are corrupt or do not belong to {json_path.name} "
-                              f"(sha256 {digest[:12]}…, expected {str(meta.get('weights_sha256'))[:12]}…)")
-    try:
-        tensors = load_file(str(weights_path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"checkpoint weights {weights_path} cannot be read: {exc}") from exc
-    return tensors, meta
+    json_path = directory / f"{name}.json"
+    vanished = None
+    for _ in range(READ_ATTEMPTS):
+        meta = _load_record(json_path)
+        if meta is None:
+            raise CheckpointError(f"no checkpoint {json_path}: train first (varinf train --out {directory.parent})")
+        weights_path = directory / _weights_name(meta, json_path)
+        try:
+            blob = weights_path.read_bytes()
+        except FileNotFoundError:
+            if vanished == weights_path.name:
+                break                                  # the record did not move on: the weights are missing
+            vanished = weights_path.name
+            continue
+        digest = hashlib.sha256(blob).hexdigest()
+        if digest != meta.get("weights_sha256"):
+            raise CheckpointError(f"checkpoint weights {weights_path} are corrupt or do not belong to "
+                                  f"{json_path.name} (sha256 {digest[:12]}…, expected "
+                                  f"{str(meta.get('weights_sha256'))[:12]}…)")
+        try:
+            tensors = load_bytes(blob)
+        except (SafetensorError, ValueError) as exc:
+            raise CheckpointError(f"checkpoint weights {weights_path} cannot be read: {exc}") from exc
+        return tensors, meta
+    raise CheckpointError(f"checkpoint weights {weights_path} named by {json_path} are missing; "
+                          "restore the run directory from a copy")
+
+
+def remove_stale_files(*directories: str | os.PathLike) -> list[Path]:
+    """Delete what killed writers left in ``directories``; returns the paths removed.
+
+    Removes temporary files of ``atomic_write_bytes`` and weights files that no NAME.json commits
+    to: numbered ones never committed or superseded but not yet deleted, and a format-1
+    ``NAME.safetensors`` once NAME.json names another file. Leaves everything of a NAME whose
+    record is unreadable. Only the single writer of a run directory may call this (a concurrent
+    save's temporary files would be removed); readers never do.
+    """
+    removed = []
+    for directory in map(Path, directories):
+        if not directory.is_dir():
+            continue
+        for path in sorted(directory.iterdir()):
+            match = _VERSIONED.match(path.name)
+            if _TEMPORARY.match(path.name):
+                stale = True
+            elif match:
+                json_path = directory / f"{match['name']}.json"
+                stale = not json_path.exists() or _committed_weights(directory, match["name"]) not in (None, path.name)
+            elif path.suffix == ".safetensors":
+                committed = _committed_weights(directory, path.stem)
+                stale = committed is not None and committed != path.name
+            else:
+                stale = False
+            if stale and path.is_file():
+                _unlink(path)
+                removed.append(path)
+    return removed
 
 
 def restore(tensors: dict[str, torch.Tensor], meta: dict, *, model: torch.nn.Module,

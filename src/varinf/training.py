@@ -32,13 +32,14 @@ import torch
 from tqdm.auto import tqdm
 
 from varinf.checkpoint import (atomic_write_json, atomic_write_text, decode_rng_state, encode_rng_state,
-                               read_checkpoint, restore, save_checkpoint)
+                               read_checkpoint, remove_stale_files, restore, save_checkpoint)
 from varinf.config import TrainConfig, config_from_dict
 from varinf.contract import check_amortized
 from varinf.data import Dataset, check_data, iterate_batches, load_dataset
 from varinf.errors import CheckpointError, ConfigError, DataError, VarinfError
 from varinf.infer import METHODS, Method, make_optimizers
 from varinf.models import MODEL_KINDS, SBNConfig, VAEConfig, kind_of
+from varinf.runlock import run_lock
 
 CHECKPOINTS = "checkpoints"
 CUSTOM = "custom"
@@ -265,6 +266,12 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"--out {run_dir} is an existing file; give a directory for the run")
+    with run_lock(run_dir):                   # one writer per run directory; then clear what a kill left
+        remove_stale_files(run_dir, run_dir / CHECKPOINTS)
+        return _train_locked(cfg, run_dir, resume, progress, model, data)
+
+
+def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool, model, data) -> TrainResult:
     ckpt_dir = run_dir / CHECKPOINTS
     has_checkpoint = (ckpt_dir / "last.json").exists()
     if not resume and has_checkpoint:

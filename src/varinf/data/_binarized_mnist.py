@@ -14,14 +14,25 @@ from ._check import check_data
 from ._dataset import SPLITS, Dataset
 from ._download import download_file
 
-__all__ = ["load_binarized_mnist", "AMAT_LINES", "DEFAULT_BMNIST_URL", "BMNIST_URL_ENV", "NPZ_NAME", "amat_name"]
+__all__ = ["load_binarized_mnist", "AMAT_LINES", "AMAT_SHA256", "DEFAULT_BMNIST_URL", "BMNIST_URL_ENV", "NPZ_NAME",
+           "amat_name"]
 
-DEFAULT_BMNIST_URL = "http://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/"
+DEFAULT_BMNIST_URL = "https://www.cs.toronto.edu/~larocheh/public/datasets/binarized_mnist/"
 BMNIST_URL_ENV = "VARINF_BMNIST_URL"
 NPZ_NAME = "binarized_mnist.npz"
 DIM = 784
 #: Expected number of lines (images) per ``.amat`` split; tests may override.
 AMAT_LINES: dict[str, int] = {"train": 50000, "valid": 10000, "test": 10000}
+#: SHA-256 of each published ``.amat`` file, checked on download (from any base URL); tests may override.
+#: Established offline: the .amat text is "0 1 0 ... 0\n" per image, so it is rebuilt byte for byte
+#: from the arrays of binarized_mnist.npz; the rebuilt files match the SHA-1 that other projects
+#: publish for these downloads (train cf70514e..., valid 13418487..., test ca70bd77...), and their
+#: SHA-256 are these (tests/test_data_download.py recomputes them from the shared .npz).
+AMAT_SHA256: dict[str, str] = {
+    "train": "ad693b29f94c14277b095f5238ddefbbdaaae0939789dd2f4f0205278cee3e4d",
+    "valid": "1de3d397c40fe8eeb33dafd4099a1f665ec01e96d9be234aaeeac8a34930e2e2",
+    "test": "e6687bfea3f820c174f33b7865140b2a2dd2930ef786f35d45795fc193b5ab2c",
+}
 
 
 def amat_name(split: str) -> str:
@@ -84,6 +95,7 @@ def load_binarized_mnist(
                 validate=lambda tmp, p=path, e=expected: read_amat(
                     tmp, expected_lines=e, dim=DIM, name=f"{p} (downloaded from {url + p.name})"
                 ),
+                sha256=AMAT_SHA256.get(s),
             )
         else:
             splits[s] = None

@@ -1,19 +1,28 @@
-"""Atomic downloads: stream to a temporary file, fsync, validate, then rename into place."""
+"""Atomic, verified downloads: https only, stream to a temporary file, fsync, validate, check the
+pinned SHA-256, then rename into place.
+
+Plain http is refused, also when a server redirects to it; the one exception is a server on this
+machine's loopback interface (``http://127.0.0.1:PORT/``, ``http://localhost/``: a local mirror,
+or the test suite's server), whose traffic never leaves the machine.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import http.client
+import ipaddress
 import logging
 import os
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Callable, TypeVar
 
 from ..errors import DataError, DatasetNotFoundError
 
-__all__ = ["download_file", "DOWNLOAD_TIMEOUT"]
+__all__ = ["download_file", "check_url", "DOWNLOAD_TIMEOUT"]
 
 log = logging.getLogger(__name__)
 
@@ -36,21 +45,53 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _is_loopback(host: str | None) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return host is not None and ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_url(url: str) -> None:
+    """Raise DataError unless ``url`` is https (or http to this machine's loopback address)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "https" or (parts.scheme == "http" and _is_loopback(parts.hostname)):
+        return
+    raise DataError(f"refusing to download {url}: only https:// URLs are allowed (plain http:// only from "
+                    "this machine, e.g. a local mirror at http://127.0.0.1:PORT/)")
+
+
+class _SecureRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows a redirect only to a URL that ``check_url`` accepts (no downgrade to http)."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        check_url(newurl)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+_OPENER = urllib.request.build_opener(_SecureRedirects)
+
+
 def download_file(
     url: str,
     dest: str | os.PathLike,
     *,
     validate: Callable[[Path], T] | None = None,
+    sha256: str | None = None,
     timeout: float | None = None,
 ) -> T | None:
     """Download ``url`` to ``dest`` atomically and return ``validate(tmp_path)``.
 
-    The body is streamed to a temporary file next to ``dest``, fsynced and
-    passed to ``validate`` (which raises DataError if the content is bad);
-    only then is it renamed onto ``dest``. On any failure the temporary file
-    is removed and ``dest`` is left untouched. Network failures raise
-    DatasetNotFoundError naming the URL; truncated transfers raise DataError.
+    ``url`` must pass ``check_url``. The body is streamed to a temporary file next
+    to ``dest``, fsynced and passed to ``validate`` (which raises DataError if the
+    content is bad); its SHA-256 must equal ``sha256`` when given; only then is it
+    renamed onto ``dest``. On any failure the temporary file is removed and
+    ``dest`` is left untouched. Network failures raise DatasetNotFoundError naming
+    the URL; truncated transfers and wrong content raise DataError.
     """
+    check_url(url)
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
     manual = f"or place {dest.name} in {dest.parent} yourself"
@@ -61,14 +102,16 @@ def download_file(
         with os.fdopen(fd, "wb") as out:
             log.info("downloading %s -> %s", url, dest)
             try:
-                with urllib.request.urlopen(url, timeout=timeout or DOWNLOAD_TIMEOUT) as resp:
+                with _OPENER.open(url, timeout=timeout or DOWNLOAD_TIMEOUT) as resp:
                     length = resp.headers.get("Content-Length")
                     received = 0
+                    digest = hashlib.sha256()
                     while True:
                         chunk = resp.read(_CHUNK)
                         if not chunk:
                             break
                         out.write(chunk)
+                        digest.update(chunk)
                         received += len(chunk)
             except urllib.error.HTTPError as exc:
                 raise DatasetNotFoundError(
@@ -90,6 +133,9 @@ def download_file(
             out.flush()
             os.fsync(out.fileno())
         result = validate(tmp) if validate is not None else None
+        if sha256 is not None and digest.hexdigest() != sha256.lower():
+            raise DataError(f"download of {url} has SHA-256 {digest.hexdigest()}, expected {sha256}: it is not "
+                            f"the published file (a changed or tampered mirror?); {manual}")
         os.replace(tmp, dest)
         _fsync_dir(dest.parent)
         return result

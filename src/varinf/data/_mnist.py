@@ -1,4 +1,4 @@
-"""MNIST from the official IDX gzip files, verified by MD5. Grey levels in [0, 1]."""
+"""MNIST from the official IDX gzip files, verified by MD5 and SHA-256. Grey levels in [0, 1]."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import torch
 from ..errors import DataError, DatasetNotFoundError
 from ._dataset import Dataset
 
-__all__ = ["load_mnist", "read_idx", "MNIST_FILES", "MNIST_MD5", "MNIST_TRAIN_SIZE", "file_md5"]
+__all__ = ["load_mnist", "read_idx", "MNIST_FILES", "MNIST_MD5", "MNIST_SHA256", "MNIST_TRAIN_SIZE", "file_md5",
+           "file_digest"]
 
 #: (images, labels) files per source split.
 MNIST_FILES: dict[str, tuple[str, str]] = {
@@ -27,6 +28,14 @@ MNIST_MD5: dict[str, str] = {
     "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
     "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
 }
+#: SHA-256 of each gzip file; tests may override. The t10k values were computed from the shared copies
+#: (whose MD5 match the published ones); the train values are those published by torchvision and others.
+MNIST_SHA256: dict[str, str] = {
+    "train-images-idx3-ubyte.gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+    "train-labels-idx1-ubyte.gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+    "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+    "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+}
 #: The first MNIST_TRAIN_SIZE training images form "train", the rest "valid".
 MNIST_TRAIN_SIZE = 50000
 
@@ -34,24 +43,29 @@ IDX_IMAGES_MAGIC = 2051
 IDX_LABELS_MAGIC = 2049
 
 
-def file_md5(path: Path) -> str:
-    h = hashlib.md5()
+def file_digest(path: Path, algorithm: str) -> str:
+    h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
 
 
-def _verify_md5(path: Path) -> None:
-    expected = MNIST_MD5.get(path.name)
-    if expected is None:
-        return
-    actual = file_md5(path)
-    if actual != expected.lower():
-        raise DataError(
-            f"{path} has MD5 {actual}, expected {expected}: the file is corrupt or not the official "
-            "MNIST file; delete it and fetch it again"
-        )
+def file_md5(path: Path) -> str:
+    return file_digest(path, "md5")
+
+
+def _verify_digests(path: Path) -> None:
+    for algorithm, label, table in (("md5", "MD5", MNIST_MD5), ("sha256", "SHA-256", MNIST_SHA256)):
+        expected = table.get(path.name)
+        if expected is None:
+            continue
+        actual = file_digest(path, algorithm)
+        if actual != expected.lower():
+            raise DataError(
+                f"{path} has {label} {actual}, expected {expected}: the file is corrupt or not the official "
+                "MNIST file; delete it and fetch it again"
+            )
 
 
 def read_idx(path: str | Path, *, magic: int | None = None) -> np.ndarray:
@@ -87,8 +101,8 @@ def read_idx(path: str | Path, *, magic: int | None = None) -> np.ndarray:
 
 def _load_pair(data_dir: Path, images: str, labels: str) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
     ip, lp = data_dir / images, data_dir / labels
-    _verify_md5(ip)
-    _verify_md5(lp)
+    _verify_digests(ip)
+    _verify_digests(lp)
     x = read_idx(ip, magic=IDX_IMAGES_MAGIC)
     y = read_idx(lp, magic=IDX_LABELS_MAGIC)
     if x.ndim != 3:
