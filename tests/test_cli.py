@@ -183,7 +183,7 @@ def test_checkpoints_are_protected(tmp_path, capsys):
     assert "--resume" in err
     # resuming with another architecture refuses
     err = error_of(capsys, "train", *FAST, "--latent-dim", 3, "--epochs", 4, "--resume", "--out", run)
-    assert "another config" in err and "latent_dim" in err
+    assert "other settings" in err and "latent_dim" in err
     assert digest(run) == before
     # a corrupt weights file is detected, by eval and by resume
     weights = run / "checkpoints" / json.loads((run / "checkpoints" / "best.json").read_text())["weights_file"]

@@ -10,11 +10,13 @@ from varinf.checkpoint import read_checkpoint
 from varinf.cli import main
 from varinf.config import make_config
 from varinf.errors import ConfigError
-from varinf.infer import GBVI, METHODS, SAVAE, make_optimizer
-from varinf.infer.gbvi import encoder_kl_loss
-from varinf.infer.savae import semi_amortized_bound
+from varinf.families import GAUSSIAN
+from varinf.infer import METHODS, RefinedEM, make_optimizer
+from varinf.infer.refined_em import encoder_kl_loss
 from varinf.models import VAE, VAEConfig
-from varinf.refinement import AdamStep, GradientStep
+from varinf.infer.savae import semi_amortized_bound
+from varinf.refinement import GaussianGradient
+from varinf.training import method_for, optimizers_for
 
 FAST = ["--dataset", "digits", "--hidden", "32", "--latent-dim", "2", "--quiet"]
 
@@ -33,13 +35,15 @@ def binary_x(b=4, d=6, dtype=torch.float32):
 
 
 def test_methods_registered():
-    assert {"vae", "gbvi", "savae"} <= set(METHODS)
+    assert {"vae", "gbvi", "savae", "mpvi", "stvi", "avi"} <= set(METHODS)
+    assert METHODS["gbvi"].refiner is not None and METHODS["vae"].refiner is None
 
 
-def test_gbvi_e_step_leaves_theta_unchanged_and_each_update_moves_only_its_parameters():
+def test_gbvi_e_step_leaves_theta_unchanged_and_each_loss_reaches_only_its_group():
     model, x = tiny_vae(), binary_x()
     cfg = make_config(method="gbvi", refine_steps=5, inference_rate=0.05, samples=3, refine_samples=3)
-    method = GBVI(model, cfg)
+    method = method_for(cfg, model, 6)
+    assert isinstance(method, RefinedEM) and isinstance(method.refiner, GaussianGradient)
     gen = torch.Generator().manual_seed(0)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     mu, log_std = method.e_step(x, gen)
@@ -51,23 +55,22 @@ def test_gbvi_e_step_leaves_theta_unchanged_and_each_update_moves_only_its_param
     with torch.no_grad():
         mu0, _ = model.encode(x)
     assert not torch.equal(mu, mu0)                                      # it did refine
-    method.m_step(x, mu, log_std, gen)                                   # θ only
-    after_m = {k: v.clone() for k, v in model.state_dict().items()}
-    assert all(torch.equal(after_m[k], before[k]) for k in before if k.startswith("encoder"))
-    assert any(not torch.equal(after_m[k], before[k]) for k in before if k.startswith("decoder"))
-    method.encoder_step(x, mu, log_std)                                  # φ only
-    after_e = model.state_dict()
-    assert all(torch.equal(after_e[k], after_m[k]) for k in before if k.startswith("decoder"))
-    assert any(not torch.equal(after_e[k], after_m[k]) for k in before if k.startswith("encoder"))
+    optimizers = optimizers_for(cfg, method)
+    method.step(x, gen, optimizers)                                      # M-step on θ, Eq. 6 on φ
+    after = model.state_dict()
+    for prefix in ("encoder", "decoder"):
+        assert any(not torch.equal(after[k], before[k]) for k in before if k.startswith(prefix))
+    theta = {id(p) for p in method.parameter_groups()["generative"]}
+    assert theta == {id(p) for p in model.decoder.parameters()}
 
 
 def test_encoder_kl_update_moves_encoder_towards_refined_posterior():
     model, x = tiny_vae(), binary_x()
-    target_mu, target_ls = torch.ones(4, 2), torch.full((4, 2), -0.5)
+    target = (torch.ones(4, 2), torch.full((4, 2), -0.5))
     opt = torch.optim.Adam(model.encoder.parameters(), lr=0.05)
     kls = []
     for _ in range(100):
-        kl = encoder_kl_loss(target_mu, target_ls, *model.encode(x)).mean()
+        kl = encoder_kl_loss(GAUSSIAN, target, model.encode(x)).mean()
         opt.zero_grad()
         kl.backward()
         opt.step()
@@ -75,13 +78,13 @@ def test_encoder_kl_update_moves_encoder_towards_refined_posterior():
     assert kls[-1] < 0.05 * kls[0]
 
 
-@pytest.mark.parametrize("rule", [GradientStep(0.1), AdamStep(0.1)], ids=["sgd", "adam"])
+@pytest.mark.parametrize("rule", ["sgd", "adam"])
 def test_semi_amortized_gradient_against_finite_differences(rule):
     model, x = tiny_vae(torch.float64), binary_x(dtype=torch.float64)
+    refiner = GaussianGradient(3, 0.1, rule, samples=2)
 
     def f():     # the same noise on every call: a deterministic function of φ
-        b, _, _ = semi_amortized_bound(model, x, steps=3, step_rule=rule, num_samples=2,
-                                       generator=torch.Generator().manual_seed(3))
+        b, _ = semi_amortized_bound(model, x, refiner, torch.Generator().manual_seed(3))
         return b.sum()
 
     params = list(model.encoder.parameters())
@@ -111,18 +114,19 @@ def test_semi_amortized_gradient_against_finite_differences(rule):
 def test_savae_step_updates_both_networks():
     model, x = tiny_vae(), binary_x()
     cfg = make_config(method="savae", refine_steps=3, inference_rate=0.05, samples=2, refine_samples=2)
-    method = SAVAE(model, cfg)
+    method = method_for(cfg, model, 6)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    bound = method.step(x, torch.Generator().manual_seed(0))
+    bound = method.step(x, torch.Generator().manual_seed(0), optimizers_for(cfg, method))
     assert bound.shape == () and torch.isfinite(bound)
     after = model.state_dict()
     for prefix in ("encoder", "decoder"):
         assert any(not torch.equal(after[k], before[k]) for k in before if k.startswith(prefix))
 
 
-def test_config_validation():
-    with pytest.raises(ConfigError, match="refine_steps"):
-        make_config(method="gbvi")
+def test_config_validation_and_method_defaults():
+    cfg = make_config(method="gbvi")                                   # the paper's T = N = 20 by default
+    assert (cfg.refine_steps, cfg.refine_samples, cfg.samples, cfg.valid_refine_steps) == (20, 20, 20, 20)
+    assert make_config(method="vae").samples == 1
     with pytest.raises(ConfigError, match="refine_optimizer"):
         make_config(refine_optimizer="lbfgs")
     with pytest.raises(ConfigError, match="inference_rate"):
@@ -133,7 +137,7 @@ def test_config_validation():
 def test_linear_warmup_scales_the_learning_rate_by_update_count(optimizer):
     torch.manual_seed(0)
     w = torch.nn.Parameter(torch.randn(3))
-    opt = make_optimizer([w], make_config(optimizer=optimizer, lr=0.1, warmup_steps=4))
+    opt = make_optimizer([w], optimizer, 0.1, warmup_steps=4)
     used = []
     for _ in range(6):
         opt.zero_grad()
@@ -141,7 +145,7 @@ def test_linear_warmup_scales_the_learning_rate_by_update_count(optimizer):
         opt.step()
         used.append(opt.param_groups[0]["lr"])                            # the rate this update used
     assert used == pytest.approx([0.025, 0.05, 0.075, 0.1, 0.1, 0.1])
-    fresh = make_optimizer([w], make_config(optimizer=optimizer, lr=0.1, warmup_steps=8))
+    fresh = make_optimizer([w], optimizer, 0.1, warmup_steps=8)
     fresh.load_state_dict(opt.state_dict())                               # a resumed run: 6 updates done
     fresh.zero_grad()
     (w ** 2).sum().backward()
@@ -165,11 +169,11 @@ def test_gbvi_cli_train_resume_eval(tmp_path):
     assert run_cli("train", *args, "--epochs", 3, "--out", part, "--resume") == 0
     a, b = tensors(full), tensors(part)
     assert a.keys() == b.keys()
-    assert any(k.startswith("decoder/optim") for k in a) and any(k.startswith("encoder/optim") for k in a)
+    assert any(k.startswith("generative/optim") for k in a) and any(k.startswith("inference/optim") for k in a)
     for k in a:                                                         # weights and both optimizers
         assert torch.equal(a[k], b[k]), k
     meta = json.loads((full / "checkpoints" / "last.json").read_text())
-    assert {"decoder", "encoder"} <= set(meta["optimizers"])
+    assert set(meta["optimizers"]) == {"generative", "inference"}
     config = json.loads((full / "config.json").read_text())
     assert config["method"] == "gbvi" and "refined" in config["valid_elbo"]
     assert config["train"]["refine_steps"] == 3
@@ -178,7 +182,8 @@ def test_gbvi_cli_train_resume_eval(tmp_path):
 
     assert run_cli("eval", full, "--nll-samples", 50, "--quiet", "--refine-sweep", "0,1,5") == 0
     result = json.loads((full / "eval.json").read_text())
-    assert result["refine_steps"] == 3                                  # the run's own T by default
+    assert result["refiner"]["steps"] == 3                              # the run's own T by default
+    assert result["refiner"]["refiner"] == "gaussian-gradient"
     for key in ("test_elbo", "test_nll", "test_elbo_refined", "test_nll_refined", "amortization_gap"):
         assert key in result
     assert result["amortization_gap"] > -3 * result["amortization_gap_stderr"]
@@ -191,17 +196,18 @@ def test_eval_refines_a_plain_vae(tmp_path, capsys):
     assert run_cli("train", *FAST, "--epochs", 3, "--out", run) == 0
     assert run_cli("eval", run, "--nll-samples", 50, "--quiet") == 0
     plain = json.loads((run / "eval.json").read_text())
-    assert plain["refine_steps"] == 0 and plain["amortization_gap"] == 0.0
+    assert plain["refiner"]["steps"] == 0 and plain["amortization_gap"] == 0.0
     assert run_cli("eval", run, "--nll-samples", 50, "--quiet", "--refine-steps", 20, "--inference-rate", 0.02,
                    "--refine-optimizer", "adam") == 0
     refined = json.loads((run / "eval.json").read_text())
     assert refined["test_elbo"] == plain["test_elbo"]                   # the encoder numbers are unchanged
-    assert refined["refine_steps"] == 20
+    assert refined["refiner"] == {"refiner": "gaussian-gradient", "steps": 20, "rate": 0.02, "step_rule": "adam",
+                                  "samples": 20}
     # a 3-epoch encoder is far from optimal: 20 Adam steps must close a clearly positive gap
     assert refined["amortization_gap"] > 3 * refined["amortization_gap_stderr"] > 0
     assert refined["test_elbo_refined"] > refined["test_elbo"]
     assert run_cli("eval", run, "--refine-steps", -1, "--quiet") == 2
-    assert run_cli("train", *FAST, "--method", "gbvi", "--out", tmp_path / "bad") == 2
+    assert run_cli("train", *FAST, "--method", "gbvi", "--refine-steps", -1, "--out", tmp_path / "bad") == 2
     assert run_cli("eval", run, "--nll-samples", 5, "--quiet", "--refine-steps", 30, "--inference-rate", 1e3) == 2
     assert "diverged" in capsys.readouterr().err                      # a named error, not NaN in eval.json
     # --output keeps the run's eval.json and puts the sweep's figure beside the new file

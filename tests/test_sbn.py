@@ -10,16 +10,15 @@ import torch
 
 from varinf.checkpoint import read_checkpoint
 from varinf.cli import main
-from varinf.config import SBN_METHODS, make_config
+from varinf.config import make_config
 from varinf.enumeration import (all_binary, exact_elbo, exact_log_marginal, exact_posterior, kl_to_posterior)
 from varinf.errors import ConfigError
-from varinf.infer import METHODS, NVIL, WakeSleep
-from varinf.infer.avi import avi_refine
-from varinf.infer.nvil import nvil_surrogate
-from varinf.infer.reinforce import reinforce_surrogate
+from varinf.infer import METHODS, make_optimizer
 from varinf.infer.wake_sleep import sleep_objective
 from varinf.models import SBN, SBNConfig
 from varinf.objectives import elbo_and_log_marginal, log_weights
+from varinf.refinement import AdaptiveImportanceSampling
+from varinf.training import method_for, optimizers_for
 
 
 @pytest.fixture(autouse=True)
@@ -93,59 +92,15 @@ def test_importance_sampling_converges_to_log_marginal():
     assert errs[1] < 0.02 and errs[1] < errs[0]
 
 
-# ---- gradient estimators vs the exact gradient ------------------------------------------
-def _exact_grads(model, logits, x):
-    logits = logits.detach().requires_grad_()
-    model.zero_grad()
-    exact_elbo(model, logits, x).sum().backward()
-    return logits.grad.clone(), model.prior_logits.grad.clone()
-
-
-def _mc_grads(model, logits, x, surrogate, reps=200):
-    gl, gp = [], []
-    gen = torch.Generator().manual_seed(0)
-    for _ in range(reps):
-        leaf = logits.detach().requires_grad_()
-        model.zero_grad()
-        surrogate(model, model.q(leaf), x, gen).sum().backward()
-        gl.append(leaf.grad.clone())
-        gp.append(model.prior_logits.grad.clone())
-    return torch.stack(gl), torch.stack(gp)
-
-
-def _assert_unbiased(samples, exact, scale=1.0):
-    mean, se = samples.mean(0) * scale, samples.std(0) * scale / math.sqrt(samples.shape[0])
-    assert ((mean - exact).abs() <= 4.5 * se + 1e-4).all(), (mean, exact, se)
-
-
-def test_reinforce_gradient_is_unbiased():
-    model, x = tiny_sbn(), binary_x()
-    logits = torch.randn(3, 4, generator=torch.Generator().manual_seed(3))
-    exact_l, exact_p = _exact_grads(model, logits, x)
-    gl, gp = _mc_grads(model, logits, x, lambda m, q, x, g: reinforce_surrogate(m, q, x, 20, g))
-    _assert_unbiased(gl, exact_l)
-    _assert_unbiased(gp, exact_p)
-
-
-@pytest.mark.parametrize("scale", [1.0, 2.5])
-def test_nvil_gradient_is_unbiased_up_to_its_positive_scale(scale):
-    model, x = tiny_sbn(), binary_x()
-    logits = torch.randn(3, 4, generator=torch.Generator().manual_seed(3))
-    baseline = torch.tensor([-9.0, -3.0, 4.0])                   # any input-dependent constant
-    exact_l, exact_p = _exact_grads(model, logits, x)
-    gl, gp = _mc_grads(model, logits, x,
-                       lambda m, q, x, g: nvil_surrogate(m, q, x, 20, g, baseline=baseline, scale=scale)[0])
-    _assert_unbiased(gl, exact_l, scale)
-    _assert_unbiased(gp, exact_p)
-
-
+# ---- NVIL's baseline (the exact-gradient tests of every method: tests/test_methods_exact.py) ----------
 def test_nvil_baseline_lowers_variance_after_training():
     model, x = tiny_sbn(), binary_x()
     cfg = make_config(model="sbn", method="nvil", hidden=(), latent_dim=4, lr=1e-2, samples=1)
-    method = NVIL(model, cfg)
+    method = method_for(cfg, model, x.shape[1])
+    optimizers = optimizers_for(cfg, method)
     gen = torch.Generator().manual_seed(0)
     for _ in range(150):
-        method.step(x, gen)
+        method.step(x, gen, optimizers)
     assert method.state.mean.abs() > 0 and method.state.var > 0
     with torch.no_grad():
         signal = log_weights(model, model.q(*model.encode(x)), x, 2000, gen)
@@ -157,8 +112,8 @@ def test_nvil_baseline_lowers_variance_after_training():
 def test_avi_refinement_lowers_kl_to_the_posterior():
     model, x = tiny_sbn(k=5, d=8, scale=2.0), binary_x(4, 8)
     logits = model.encode(x)[0].detach()
-    probs = avi_refine(model, x, torch.sigmoid(logits), steps=3, num_samples=4000,
-                       generator=torch.Generator().manual_seed(0))
+    probs = torch.sigmoid(AdaptiveImportanceSampling(3, samples=4000, rate=1.0).refine(
+        model, x, (logits,), torch.Generator().manual_seed(0))[0])
     assert probs.min() >= 1e-3 and probs.max() <= 1 - 1e-3          # the documented clamp
     before = kl_to_posterior(logits, model, x)
     after = kl_to_posterior(torch.logit(probs), model, x)
@@ -170,14 +125,18 @@ def test_avi_refinement_lowers_kl_to_the_posterior():
 
 def test_damped_avi_step_is_the_interpolation_and_still_reaches_the_marginals():
     model, x = tiny_sbn(k=5, d=8, scale=2.0), binary_x(4, 8)
-    probs0 = torch.sigmoid(model.encode(x)[0].detach())
-    full = avi_refine(model, x, probs0, steps=1, num_samples=50, generator=torch.Generator().manual_seed(1))
-    damped = avi_refine(model, x, probs0, steps=1, num_samples=50, generator=torch.Generator().manual_seed(1),
-                        rate=0.3)
+    logits0 = model.encode(x)[0].detach()
+    probs0 = torch.sigmoid(logits0)
+
+    def avi(steps, samples, seed, rate):
+        refiner = AdaptiveImportanceSampling(steps, samples=samples, rate=rate)
+        return torch.sigmoid(refiner.refine(model, x, (logits0,), torch.Generator().manual_seed(seed))[0])
+
+    full = avi(1, 50, 1, 1.0)
+    damped = avi(1, 50, 1, 0.3)
     unclamped = full.clamp(1e-3, 1 - 1e-3) == full                  # units where the clamp did not act
     torch.testing.assert_close(damped[unclamped], (0.7 * probs0.clamp(1e-3, 1 - 1e-3) + 0.3 * full)[unclamped])
-    many = avi_refine(model, x, probs0, steps=30, num_samples=4000, generator=torch.Generator().manual_seed(2),
-                      rate=0.3)
+    many = avi(30, 4000, 2, 0.3)
     marginals = exact_posterior(model, x) @ all_binary(5)
     torch.testing.assert_close(many, marginals.clamp(1e-3, 1 - 1e-3), atol=0.05, rtol=0)
     with pytest.raises(ConfigError, match="avi_rate"):
@@ -193,40 +152,43 @@ def test_wake_sleep_sleep_phase_fits_q_to_the_models_own_samples():
             post = exact_posterior(model, xs)                   # (64, 8)
             log_q = model.q(*model.encode(xs)).log_prob(all_binary(3)[:, None, :]).T
             return (px * (post * (post.clamp_min(1e-30).log() - log_q)).sum(1)).sum().item()
-    cfg = make_config(model="sbn", method="wake-sleep", hidden=(8,), latent_dim=3, lr=3e-2)
-    method = WakeSleep(model, cfg)
+    optimizer = make_optimizer(model.inference_parameters(), "adam", 3e-2)
     theta = [p.clone() for p in model.generative_parameters()]
     gen = torch.Generator().manual_seed(0)
     before = dream_kl()
     for _ in range(150):
         loss = -sleep_objective(model, 64, gen).mean()
-        method.inference_optimizer.zero_grad()
+        optimizer.zero_grad()
         loss.backward()
-        method.inference_optimizer.step()
+        optimizer.step()
     assert dream_kl() < 0.5 * before
     assert all(torch.equal(a, b) for a, b in zip(theta, model.generative_parameters()))
 
 
 # ---- training methods ---------------------------------------------------------------------
+SBN_METHODS = sorted(name for name, spec in METHODS.items() if "bernoulli" in spec.families)
+
+
 def test_methods_registered_and_config_errors():
-    assert set(SBN_METHODS) <= set(METHODS)
-    with pytest.raises(ConfigError, match="needs --model sbn"):
-        make_config(method="nvil", model="mlp")
+    assert {"mpvi", "stvi", "avi", "mean-pass", "straight-through", "wake-sleep", "nvil", "reinforce"} <= set(SBN_METHODS)
+    with pytest.raises(ConfigError, match="with --model mlp use one of"):
+        make_config(method="mpvi", model="mlp")
     with pytest.raises(ConfigError, match="wake-sleep"):
         make_config(method="vae", model="sbn")
-    with pytest.raises(ConfigError, match="refine_steps"):
-        make_config(method="avi", model="sbn")
+    cfg = make_config(method="avi", model="sbn")                   # the paper's defaults, no flags needed
+    assert (cfg.refine_steps, cfg.refine_samples, cfg.samples, cfg.valid_refine_steps) == (20, 20, 20, 0)
 
 
 @pytest.mark.parametrize("name", SBN_METHODS)
 def test_each_method_steps_from_the_api(name):
     model, x = tiny_sbn(k=4, d=6, hidden=(5,)), binary_x(8, 6)
     cfg = make_config(model="sbn", method=name, hidden=(5,), latent_dim=4, refine_steps=2, samples=2, lr=1e-2)
-    method = METHODS[name](model, cfg)
+    method = method_for(cfg, model, 6)
+    optimizers = optimizers_for(cfg, method)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     gen = torch.Generator().manual_seed(0)
     for _ in range(3):
-        bound = method.step(x, gen)
+        bound = method.step(x, gen, optimizers)
         assert bound.shape == () and torch.isfinite(bound) and not bound.requires_grad
     assert all(not torch.equal(v, before[k]) for k, v in model.state_dict().items()), name
     vb = method.validation_bound(x, 3, gen)
@@ -244,25 +206,29 @@ def test_cli_train_and_eval_each_method(tmp_path, name, capsys):
     history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert history[-1]["valid_elbo"] > history[0]["valid_elbo"]            # the bound improves
     assert json.loads((out / "config.json").read_text())["model_kind"] == "sbn"
-    assert run_cli("eval", out, "--nll-samples", 50, "--quiet", "--refine-steps", 1, "--refine-samples", 10) == 0
+    assert run_cli("eval", out, "--nll-samples", 50, "--quiet", "--refine-steps", 1) == 0
     result = json.loads((out / "eval.json").read_text())
     assert math.isfinite(result["test_nll"]) and result["test_elbo"] <= -result["test_nll"] + 1e-3
     assert math.isfinite(result["test_nll_refined"])
 
 
-def test_cli_damped_avi_trains_and_evaluates_with_its_rate(tmp_path):
+def test_cli_damped_avi_trains_and_evaluates_with_its_rate(tmp_path, capsys):
     out = tmp_path / "avi"
     assert run_cli("train", "--out", out, "--method", "avi", "--epochs", 2, "--refine-steps", 2, "--avi-rate", 0.3,
                    *FAST) == 0
     assert json.loads((out / "config.json").read_text())["train"]["avi_rate"] == 0.3
     assert run_cli("eval", out, "--nll-samples", 20, "--quiet", "--refine-steps", 2) == 0
-    assert json.loads((out / "eval.json").read_text())["inference_rate"] == 0.3      # the run's γ by default
-    assert run_cli("eval", out, "--nll-samples", 20, "--quiet", "--refine-steps", 2, "--inference-rate", 2) == 2
+    refiner = json.loads((out / "eval.json").read_text())["refiner"]
+    assert refiner["refiner"] == "avi" and refiner["rate"] == 0.3                  # the run's γ by default
+    assert run_cli("eval", out, "--nll-samples", 20, "--quiet", "--refine-steps", 2, "--avi-rate", 2) == 2
+    # --inference-rate is the gradient refiners' step: refused for an AVI refiner, not silently reused
+    assert run_cli("eval", out, "--nll-samples", 20, "--quiet", "--inference-rate", 0.5) == 2
+    assert "--avi-rate" in capsys.readouterr().err
 
 
 def test_cli_rejects_mismatched_model_and_method(tmp_path, capsys):
-    assert run_cli("train", "--out", tmp_path / "a", "--method", "nvil", "--model", "mlp", "--quiet") == 2
-    assert "--model sbn" in capsys.readouterr().err
+    assert run_cli("train", "--out", tmp_path / "a", "--method", "avi", "--model", "mlp", "--quiet") == 2
+    assert "bernoulli latents" in capsys.readouterr().err
 
 
 def test_resume_is_bit_identical_with_method_state(tmp_path):

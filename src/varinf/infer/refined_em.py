@@ -55,7 +55,7 @@ class RefinedEM(Method):
         self.refiner, self.samples = refiner, samples
         self.valid_refine_steps = refiner.steps if valid_refine_steps is None else valid_refine_steps
         self.validation_description = (
-            f"bound of q~ after {self.valid_refine_steps} {refiner.name} refinement steps from the encoder"
+            f"bound of the refined q~ ({self.valid_refine_steps} {refiner.name} steps from the encoder)"
             if self.valid_refine_steps else "Monte Carlo ELBO of the amortised encoder q_phi")
 
     def e_step(self, x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
