@@ -1,4 +1,4 @@
-"""AVI with undamped (seed 003 Eq. 9) and damped refinement steps: bounds after the same training.
+"""AVI with undamped (Hjelm et al. 2015 Eq. 9) and damped refinement steps: bounds after the same training.
 
     python benchmarks/avi_rate.py --rates 1 0.3 0.1 --images 30000 --threads 1
 

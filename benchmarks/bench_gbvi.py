@@ -1,4 +1,4 @@
-"""Cost of GBVI training (seed 003 §4) against its floor: T decoder forward+backward passes on N samples.
+"""Cost of GBVI training (Hjelm et al. 2015 §4) against its floor: T decoder forward+backward passes on N samples.
 
 One GBVI minibatch update is an E-step of T refinement steps, each one forward of log p(x, h)
 on N samples per datapoint and one backward to h (``varinf.refinement.refine``), then the

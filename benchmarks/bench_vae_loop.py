@@ -1,4 +1,4 @@
-"""Seconds per epoch of the seed 003 VAE (784-500-200 softplus) on binarized MNIST, three ways.
+"""Seconds per epoch of the Hjelm et al. (2015) VAE (784-500-200 softplus) on binarized MNIST, three ways.
 
     varinf   varinf's own epoch loop (varinf.training.train_epoch + the ``vae`` method)
     hand     a minimal hand-written PyTorch loop of the same model and estimator,

@@ -1,4 +1,4 @@
-"""Black-box VI gradient estimators (varinf.classical.bbvi): seed 002 §III.
+"""Black-box VI gradient estimators (varinf.classical.bbvi): Patlan §III.
 
 Every estimator is checked for unbiasedness against the exact ELBO gradient: the mean
 of R independent estimates must lie within 5 standard errors of the truth, per coordinate.

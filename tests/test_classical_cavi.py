@@ -1,4 +1,4 @@
-"""Mean-field CAVI (varinf.classical.MeanFieldCAVI, BayesianGaussianMixture): seed 002 §II."""
+"""Mean-field CAVI (varinf.classical.MeanFieldCAVI, BayesianGaussianMixture): Patlan §II."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""EM for the Gaussian mixture (varinf.classical.GaussianMixture): seed 001 §19.2."""
+"""EM for the Gaussian mixture (varinf.classical.GaussianMixture): Goodfellow et al. 2016 §19.2."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Binary latent-factor model (varinf.classical.latent_factor): seed 004, against exact enumeration."""
+"""Binary latent-factor model (varinf.classical.latent_factor): Eikema & Aziz 2020, against exact enumeration."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Bayesian log-linear model (varinf.classical.loglinear): seed 004, against a posterior on a grid."""
+"""Bayesian log-linear model (varinf.classical.loglinear): Eikema & Aziz 2020, against a posterior on a grid."""
 
 import numpy as np
 import pytest

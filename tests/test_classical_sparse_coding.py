@@ -1,4 +1,4 @@
-"""MAP inference and sparse coding (varinf.classical.SparseCoding, fista, ista): seed 001 §19.3."""
+"""MAP inference and sparse coding (varinf.classical.SparseCoding, fista, ista): Goodfellow et al. 2016 §19.3."""
 
 import numpy as np
 import pytest

@@ -58,7 +58,7 @@ def test_elbo_never_exceeds_log_marginal_for_arbitrary_q(setup):
 
 
 def test_closed_form_elbo_matches_log_p_minus_kl(setup):
-    """ELBO = log p(x) − KL(q ‖ p(z|x)) (seed 001 Eq. 19.1), with KL from torch.distributions."""
+    """ELBO = log p(x) − KL(q ‖ p(z|x)) (Goodfellow et al. 2016 Eq. 19.1), with KL from torch.distributions."""
     model, x, mean, log_std, _ = setup
     post = model.posterior(x)
     q_full = D.MultivariateNormal(mean, scale_tril=torch.diag_embed(log_std.exp()))

@@ -1,4 +1,4 @@
-"""varinf.refinement (seed 003 Eqs. 3–5) against closed forms on a linear-Gaussian model.
+"""varinf.refinement (Hjelm et al. 2015 Eqs. 3–5) against closed forms on a linear-Gaussian model.
 
 On PPCA with orthogonal columns and isotropic noise the exact posterior p(z|x) is a diagonal
 Gaussian, so the refinement's target is inside the variational family: gradient ascent from a

@@ -1,4 +1,4 @@
-"""Mean-field CAVI for the Bayesian Gaussian mixture (seed 002 §II; Bishop §10.2).
+"""Mean-field CAVI for the Bayesian Gaussian mixture (Patlan §II; Bishop §10.2).
 
 Fits ``varinf.classical.BayesianGaussianMixture`` with 10 components to 2-D data
 from 4 Gaussians. With a small Dirichlet concentration the superfluous

@@ -1,4 +1,4 @@
-"""Black-box VI (seed 002 §III) with each gradient estimator on the conjugate Gaussian-mean model.
+"""Black-box VI (Patlan §III) with each gradient estimator on the conjugate Gaussian-mean model.
 
 Fits q = MeanFieldNormal by Adam with the score-function, score + control variate,
 Rao-Blackwellised, Rao-Blackwellised + control variate and reparameterisation

@@ -1,4 +1,4 @@
-"""EM for a Gaussian mixture (seed 001 §19.2): fitted ellipses and the Neal-Hinton bound.
+"""EM for a Gaussian mixture (Goodfellow et al. 2016 §19.2): fitted ellipses and the Neal-Hinton bound.
 
 Fits ``varinf.classical.GaussianMixture`` to 2-D data from three overlapping
 Gaussians and draws (left) the data with the fitted components' 2-sigma ellipses,

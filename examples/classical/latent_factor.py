@@ -1,4 +1,4 @@
-"""Binary latent-factor model (seed 004): mean-field CAVI and amortised mean field against the exact posterior.
+"""Binary latent-factor model (Eikema & Aziz 2020): mean-field CAVI and amortised mean field vs. the exact posterior.
 
 For K = 4, 8, 12 binary factors and N = 20 Gaussian outputs, draws ``--n`` datapoints from a
 random model, fits per-datapoint mean-field CAVI (varinf.classical.MeanFieldLatentFactor) and

@@ -1,4 +1,4 @@
-"""Bayesian log-linear model (seed 004) on scikit-learn's wine data: mean-field and full-rank Gaussian q.
+"""Bayesian log-linear model (Eikema & Aziz 2020) on scikit-learn's wine data: mean-field and full-rank Gaussian q.
 
 Fits varinf.classical.BayesianLogLinear three ways - mean field by BBVI (Rao-Blackwellised
 score function with control variates), mean field by reparameterisation, full rank by

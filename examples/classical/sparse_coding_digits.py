@@ -1,4 +1,4 @@
-"""Sparse coding of 8x8 digits by MAP inference (seed 001 §19.3, Eqs. 19.14-19.16).
+"""Sparse coding of 8x8 digits by MAP inference (Goodfellow et al. 2016 §19.3, Eqs. 19.14-19.16).
 
 Learns a dictionary of ``--atoms`` unit-norm atoms on scikit-learn's 8x8 digits
 with ``varinf.classical.SparseCoding`` (H-step: FISTA; W-step: least squares

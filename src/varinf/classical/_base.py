@@ -1,6 +1,6 @@
 """The one coordinate-ascent loop shared by every classical model.
 
-Seed 001 §19.1-19.2 (Neal & Hinton, 1999): EM, MAP learning and mean-field
+Goodfellow, Bengio & Courville 2016 §19.1-19.2 (Neal & Hinton, 1999): EM, MAP learning and mean-field
 variational inference are all *coordinate ascent* on one objective, the evidence
 lower bound
 

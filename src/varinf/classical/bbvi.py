@@ -1,17 +1,17 @@
 """Black-box variational inference (BBVI): score-function, Rao-Blackwellised,
 control-variate and reparameterisation gradients of the ELBO.
 
-Seed 002 §III; Ranganath, Gerrish & Blei (2014), "Black Box Variational Inference".
+Patlan §III; Ranganath, Gerrish & Blei (2014), "Black Box Variational Inference".
 For any ``log_joint(z) = log p(x, z)`` (the data x are closed over) and a mean-field
 family q(z | lambda) = prod_j q_j(z_j | lambda_j), the BBVI identity
 
-    grad L = E_q[ grad log q(z) (log p(x, z) - log q(z)) ]                (seed 002 Eq. 1)
+    grad L = E_q[ grad log q(z) (log p(x, z) - log q(z)) ]                (Patlan Eq. 1)
 
 is estimated by Monte Carlo with S draws z_s ~ q:
 
-    g = (1/S) sum_s grad log q(z_s) (log p(x, z_s) - log q(z_s))          (seed 002 Eq. 2)
+    g = (1/S) sum_s grad log q(z_s) (log p(x, z_s) - log q(z_s))          (Patlan Eq. 2)
 
-Variance reduction (seed 002 §III.B; Ranganath et al. 2014 §3):
+Variance reduction (Patlan §III.B; Ranganath et al. 2014 §3):
 
 * Rao-Blackwellisation, per factor. The gradient for lambda_j only needs the
   terms of log p that contain z_j (its Markov blanket, ``log_joint_terms`` column

@@ -1,14 +1,14 @@
 """Mean-field coordinate ascent variational inference (CAVI).
 
-Seed 002 §II (mean-field VI) and seed 004 (mean-field slides); Blei, Kucukelbir &
+Patlan §II (mean-field VI) and Eikema & Aziz 2020 (mean-field slides); Blei, Kucukelbir &
 McAuliffe (2017), Algorithm 1. Under the mean-field family
 q(Z) = prod_j q_j(Z_j), the ELBO
 
-    L(q) = E_q[log p(X, Z)] - E_q[log q(Z)]                              (seed 002 §I.B)
+    L(q) = E_q[log p(X, Z)] - E_q[log q(Z)]                              (Patlan §I.B)
 
 is maximised over one factor at a time by
 
-    q_j*(Z_j)  propto  exp E_{-j}[log p(X, Z)]                            (seed 002 §II)
+    q_j*(Z_j)  propto  exp E_{-j}[log p(X, Z)]                            (Patlan §II)
 
 (the log of the optimal factor is the expected log joint over all the *other*
 factors). :class:`MeanFieldCAVI` is that loop: a model names its factors and
@@ -55,7 +55,7 @@ class MeanFieldCAVI(CoordinateAscent):
 
     * ``_factors()``: factor names in sweep order;
     * ``_update_factor(name, data)``: set factor ``name`` to its optimal form
-      q_j propto exp E_{-j}[log p(X, Z)] given the others (seed 002 §II);
+      q_j propto exp E_{-j}[log p(X, Z)] given the others (Patlan §II);
     * ``_bound_terms(data)``: the labelled ELBO terms E_q[log p(.)] and -E_q[log q(.)].
 
     ``bound_trace_`` then holds the ELBO after every factor update; each update

@@ -1,6 +1,6 @@
 """Expectation-maximisation (EM) for the Gaussian mixture, in the Neal-Hinton view.
 
-Seed 001 §19.2 (Goodfellow et al., ch. 19; Neal & Hinton, 1999): EM is
+Goodfellow, Bengio & Courville 2016 §19.2 (Deep Learning, ch. 19; Neal & Hinton, 1999): EM is
 coordinate ascent on the evidence lower bound
 
     L(v, theta, q) = E_{h~q}[log p(h, v; theta)] + H(q)                   (19.7)
@@ -42,7 +42,7 @@ def gmm_lower_bound_terms(nk, s1, s2, entropy, weights, means_c, precisions, log
         E_q[log p(x | z; mu, Sigma)] = sum_k N_k (log|P_k| - D log 2pi) / 2 - tr(P_k M_k) / 2
         H(q)                         = -sum_nk q_nk log q_nk
 
-    Their sum is Eq. 19.7 (seed 001), E_q[log p(h, v)] + H(q), for h = z.
+    Their sum is Eq. 19.7 of Goodfellow et al. (2016), E_q[log p(h, v)] + H(q), for h = z.
     """
     d = means_c.shape[1]
     m = G.scatter(nk, s1, s2, means_c, covariance_type)
@@ -172,13 +172,13 @@ class GaussianMixture(DensityMixin, CoordinateAscent):
         return [("E", self._e_step), ("M", self._m_step)]
 
     def _e_step(self, feats: G.QuadraticFeatures) -> None:
-        """q(z_n = k) = p(z_n = k | x_n; theta): the exact posterior (seed 001 §19.2, E-step)."""
+        """q(z_n = k) = p(z_n = k | x_n; theta): the exact posterior (Goodfellow et al. 2016 §19.2, E-step)."""
         C = feats.coefficients(self._means_c, self._prec, self._log_weighted_norm(feats.n_features))
         self._loglik, self._entropy, stats = G.responsibility_pass(feats, C)
         self._nk, self._s1, self._s2 = feats.unpack(stats)
 
     def _m_step(self, feats: G.QuadraticFeatures) -> None:
-        """theta = argmax_theta E_q[log p(x, z; theta)] in closed form (seed 001 §19.2, M-step)."""
+        """theta = argmax_theta E_q[log p(x, z; theta)] in closed form (Goodfellow et al. 2016 §19.2, M-step)."""
         self._weights, self._means_c, self.covariances_ = self._estimate_parameters(self._nk, self._s1, self._s2)
         self._prec, self._logdet = G.precisions_from_covariances(self.covariances_, self.covariance_type)
 

@@ -1,6 +1,6 @@
 """Binary latent-factor model: exact posterior by enumeration, mean-field CAVI, amortised mean field.
 
-Seed 004 ("Latent Factor Model", "Mean Field Latent Factor Model Inference",
+Eikema & Aziz 2020 ("Latent Factor Model", "Mean Field Latent Factor Model Inference",
 "Amortised Mean Field Inference for Latent Factor Model"). K binary factors jointly
 produce N real outputs (the cooperative vector quantiser of Ghahramani 1995):
 
@@ -17,12 +17,12 @@ explaining-away term z_i z_j w_i^T w_j, so exact inference costs O(2^K)
                       - 1/(2 sigma^2) [ ||x - b - W^T lambda||^2 + sum_j lambda_j (1 - lambda_j) ||w_j||^2 ]
     H(q)            = -sum_j lambda_j log lambda_j + (1 - lambda_j) log(1 - lambda_j)
 
-and the CAVI update q_j propto exp E_{-j}[log p(x, z)] (seed 002 §II) is
+and the CAVI update q_j propto exp E_{-j}[log p(x, z)] (Patlan §II) is
 
     logit lambda_j = logit pi_j + w_j^T (x - b - sum_{i != j} lambda_i w_i) / sigma^2
                      - ||w_j||^2 / (2 sigma^2)                              (LF.4)
 
-Amortised mean field (seed 004): the same family with b_{1..K} = NN(x; phi), one
+Amortised mean field (Eikema & Aziz 2020): the same family with b_{1..K} = NN(x; phi), one
 network shared across datapoints, trained on the mean of (LF.3). Its bound is at
 most the per-datapoint CAVI optimum; the difference is the amortisation gap.
 """
@@ -182,7 +182,7 @@ class MeanFieldLatentFactor(MeanFieldCAVI):
 
 
 class AmortisedMeanField(nn.Module):
-    """q(z | x) = prod_j Bernoulli(b_j), b = NN(x; phi): one MLP shared by all datapoints (seed 004)."""
+    """q(z | x) = prod_j Bernoulli(b_j), b = NN(x; phi): one MLP shared by all datapoints (Eikema & Aziz 2020)."""
 
     def __init__(self, n_outputs: int, n_factors: int, hidden: int = 64):
         super().__init__()

@@ -1,12 +1,12 @@
 """Bayesian log-linear model (multinomial logistic regression) with a Gaussian q over the weights.
 
-Seed 004 ("Bayesian Log-Linear Model"): with weights w_c in R^F for classes c = 1..C,
+Eikema & Aziz 2020 ("Bayesian Log-Linear Model"): with weights w_c in R^F for classes c = 1..C,
 
     p(w) = N(0, prior_std^2 I)                                             (LL.1)
     p(y | x, w) = exp(w_y^T x) / sum_c exp(w_c^T x)                        (LL.2)
 
 The Gaussian prior is not conjugate to the categorical likelihood, so the posterior has
-no closed form; "simply assume that the posterior is Gaussian" (seed 004):
+no closed form; "simply assume that the posterior is Gaussian" (Eikema & Aziz 2020):
 
 * ``family="mean_field"``: q(w) = prod_k N(m_k, s_k^2), fitted by black-box VI with any
   estimator of :mod:`varinf.classical.bbvi` (score function, Rao-Blackwellised, control

@@ -1,4 +1,4 @@
-"""MAP inference and sparse coding (seed 001 §19.3, Eqs. 19.9-19.16).
+"""MAP inference and sparse coding (Goodfellow, Bengio & Courville 2016 §19.3, Eqs. 19.9-19.16).
 
 Model. A factorial Laplace prior on the code and a Gaussian likelihood,
 
@@ -12,12 +12,12 @@ up to a constant,
 
     J(H, W) = sum_ij alpha |H_ij| + 1/2 sum_ij (V - H W^T - b)_ij^2       (19.16)
 
-(the seed writes 19.16 with unit weights). Learning alternates (19.16 text):
+(Goodfellow et al. write 19.16 with unit weights). Learning alternates (19.16 text):
 
 * H-step: minimise J over H - a lasso per row, solved by ISTA or FISTA
   (proximal gradient, Beck & Teboulle 2009), vectorised over all rows;
 * W-step: minimise J over W (and b) - least squares under unit-norm columns
-  ||w_k|| <= 1 (the norm constraint the seed asks for, to rule out tiny H / huge W),
+  ||w_k|| <= 1 (the norm constraint Goodfellow et al. ask for, to rule out tiny H / huge W),
   solved exactly by block coordinate descent over the columns on the Gram
   statistics H^T H and H^T V (Mairal et al. 2009).
 
@@ -30,7 +30,7 @@ transform_alpha=a)`` solves, per row, ``(1/(2 D)) ||x - D^T h||^2 + (a / D) ||h|
 above with alpha = a: the minimisers coincide.
 
 Array convention (scikit-learn's): ``components_`` is (n_components, n_features),
-row k is the atom w_k (the k-th column of the seed's W); codes H are
+row k is the atom w_k (the k-th column of Goodfellow et al.'s W); codes H are
 (n_samples, n_components).
 """
 
@@ -52,7 +52,7 @@ def soft_threshold(Z: np.ndarray, t: float) -> np.ndarray:
 
 
 def sparse_coding_objective(X, codes, dictionary, alpha: float, intercept=None, *, per_row: bool = False):
-    """J(H, W) = 1/2 ||X - H W^T - b||_F^2 + alpha ||H||_1   (seed 001 Eq. 19.16).
+    """J(H, W) = 1/2 ||X - H W^T - b||_F^2 + alpha ||H||_1   (Goodfellow et al. 2016 Eq. 19.16).
 
     ``dictionary`` is (n_components, n_features) (rows are atoms). Returns the
     total, or one value per row when ``per_row``.
@@ -114,7 +114,7 @@ def _proximal_gradient(X, D, alpha, H, max_iter, tol, accelerate, restart):
 def ista(X, dictionary, alpha: float, *, init=None, max_iter: int = 1000, tol: float = 1e-8):
     """MAP codes by ISTA: H <- S_{alpha/L}(H - (H G - X D^T) / L), G = D D^T, L = ||G||_2.
 
-    Minimises sum_n [1/2 ||x_n - h_n D||^2 + alpha ||h_n||_1] (seed 001 Eqs. 19.12,
+    Minimises sum_n [1/2 ||x_n - h_n D||^2 + alpha ||h_n||_1] (Goodfellow et al. 2016 Eqs. 19.12,
     19.14-19.16 with a fixed dictionary ``D``, rows = atoms). Monotone; O(1/k).
     Stops when ||H_k - H_{k-1}||_F <= tol ||H_k||_F. Returns ``(codes, n_iter)``.
     """
