@@ -20,6 +20,7 @@ def __getattr__(name):
         "Dataset": ("varinf.data", "Dataset"),
         "train": ("varinf.training", "train"),
         "load_model": ("varinf.training", "load_model"),
+        "load_weights": ("varinf.training", "load_weights"),
         "evaluate_run": ("varinf.evaluate", "evaluate_run"),
         "evaluate_model": ("varinf.evaluate", "evaluate_model"),
         "plot_run": ("varinf.plotting", "plot_run"),
@@ -35,6 +36,6 @@ __all__ = [
     "TrainConfig", "make_config", "VAE", "VAEConfig", "LinearGaussian",
     "sgvb_a", "sgvb_b", "kl_to_prior", "iwae_bound", "log_weights", "logmeanexp", "log_marginal_estimate",
     "elbo_and_log_marginal", "score_function_surrogate",
-    "load_dataset", "Dataset", "train", "load_model", "evaluate_run", "evaluate_model", "plot_run",
+    "load_dataset", "Dataset", "train", "load_model", "load_weights", "evaluate_run", "evaluate_model", "plot_run",
     "VarinfError", "DataError", "DatasetNotFoundError", "CheckpointError", "ConfigError", "ConvergenceWarning",
 ]

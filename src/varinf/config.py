@@ -28,7 +28,7 @@ from varinf.models.vae import ACTIVATIONS
 ESTIMATORS = ("A", "B")
 OPTIMIZERS = ("adam", "rmsprop")
 REFINE_OPTIMIZERS = ("sgd", "adam")
-MODELS = ("mlp", "cnn", "sbn")
+MODELS = ("mlp", "cnn", "sbn", "custom")     # custom: a user model object passed to varinf.train
 MAX_SEED = 2 ** 63 - 1
 
 # Used where a method's registry entry gives no default of its own.
@@ -80,8 +80,8 @@ class TrainConfig:
         if self.method not in METHODS:
             raise ConfigError(f"method must be one of {sorted(METHODS)}, got {self.method!r}")
         spec = METHODS[self.method]
-        family = MODEL_CLASSES[self.model].family.name
-        if family not in spec.families:
+        family = MODEL_CLASSES[self.model].family.name if self.model in MODEL_CLASSES else None
+        if family is not None and family not in spec.families:
             fitting = sorted(n for n, s in METHODS.items() if family in s.families)
             raise ConfigError(f"method {self.method!r} trains {' or '.join(spec.families)} latents but model "
                               f"{self.model!r} has {family} latents; with --model {self.model} use one of {fitting}")
