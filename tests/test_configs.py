@@ -27,17 +27,22 @@ def test_config_parses(path):
 def test_paper_table_rows_name_existing_configs():
     tables = paper_table().TABLES
     rows = {f"table{t}:{row}": REPO / "configs" / name for t, r in tables.items() for row, name in r.items()}
-    assert len(rows) == 14
+    assert len(rows) >= 18
     missing = [row for row, path in rows.items() if not path.exists()]
     assert not missing
-    # the seed's settings in the paper-settings rows (seed 003 §7.1, §7.2)
+    # the paper's settings in the paper-settings rows (Hjelm et al. 2015 §7.1, §7.2)
     for row in ("table1:vae", "table1:gbvi20"):
         cfg = make_config(rows[row])
         assert (cfg.optimizer, cfg.lr, cfg.batch_size, cfg.epochs, cfg.latent_dim) == ("rmsprop", 3e-3, 100, 500, 200)
-    for row in ("table2:wake-sleep", "table2:nvil", "table2:avi20", "table2:avi20-240"):
+    for row in ("table2:wake-sleep", "table2:nvil", "table2:avi20", "table2:avi20-240", "table2:mpvi20",
+                "table2:mpvi20-240"):
         cfg = make_config(rows[row])
         assert (cfg.model, cfg.optimizer, cfg.lr, cfg.batch_size, cfg.epochs) == ("sbn", "adam", 3e-4, 10, 500)
     assert make_config(rows["table1:gbvi20"]).refine_steps == 20
     assert make_config(rows["table2:avi20"]).refine_steps == 20
     assert make_config(rows["table2:nvil"]).hidden == () == make_config(rows["table2:wake-sleep"]).hidden
-    assert make_config(rows["table2:avi20-240"]).hidden == (240,)
+    assert make_config(rows["table2:avi20-240"]).hidden == (240,) == make_config(rows["table2:mpvi20-240"]).hidden
+    for row in ("table2:mpvi20", "table2:mpvi20-240", "table2:avi20", "table2:avi20-240"):
+        cfg = make_config(rows[row])
+        assert (cfg.refine_steps, cfg.samples, cfg.valid_refine_steps) == (20, 20, 0)   # early stopping: encoder
+    assert make_config(rows["table2:mpvi20"]).method == "mpvi"

@@ -1,4 +1,4 @@
-"""GBVI (seed 003 §4) and the semi-amortised encoder update: unit checks and the CLI end to end."""
+"""GBVI (Hjelm et al. 2015 §4) and the semi-amortised encoder update: unit checks and the CLI end to end."""
 
 import json
 from pathlib import Path

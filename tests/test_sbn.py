@@ -1,4 +1,4 @@
-"""Sigmoid belief networks (seed 003 §5): exact enumeration, unbiasedness of the score-function
+"""Sigmoid belief networks (Hjelm et al. 2015 §5): exact enumeration, unbiasedness of the score-function
 estimators, AVI, wake-sleep, the training methods from the API and the CLI, checkpoint/resume."""
 
 import json

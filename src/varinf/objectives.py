@@ -4,7 +4,7 @@ Every estimator takes ``(model, q, x, num_samples, generator)`` and returns a te
 shape ``(B,)``: one bound (or surrogate) per datapoint. Averaging over a batch and
 negating for a loss is the caller's business.
 
-Symbols (seed 001 §19.1, seed 003 §2):
+Symbols (Goodfellow, Bengio & Courville 2016 §19.1; Hjelm et al. 2015 §2):
     x : visible data v,                 shape (B, D)
     z : latent h, drawn from q,         shape (S, B, K)   (S = samples per datapoint)
     q : q(z|x), a torch.distributions object with batch_shape (B,) and event_shape (K,)
@@ -12,7 +12,7 @@ Symbols (seed 001 §19.1, seed 003 §2):
     model.log_likelihood(x, z) = log p(x | z)         -> (S, B)
     model.prior()              = p(z), batch_shape (), event_shape (K,)
 
-The ELBO (seed 001 Eq. 19.1–19.3; seed 000 Eq. 7):
+The ELBO (Goodfellow et al. 2016 Eqs. 19.1–19.3; Han Eq. 7):
     L(x, θ, q) = log p(x) − KL(q(z|x) ‖ p(z|x)) = E_q[log p(x, z)] + H(q).
 """
 
@@ -58,7 +58,7 @@ def log_weights(model, q: D.Distribution, x: torch.Tensor, num_samples: int = 1,
     """Log importance weights log w = log p(x, z) − log q(z|x), z ~ q: shape (S, B).
 
     The per-sample quantity that SGVB-A, the IWAE bound and the marginal-likelihood
-    estimate are all built on (seed 003 Eq. 1, the summand).
+    estimate are all built on (Hjelm et al. 2015 Eq. 1, the summand).
     """
     z = draw(q, _samples(num_samples), generator)             # (S, B, K)
     return _log_joint(model, x, z) - q.log_prob(z)            # (S, B)
@@ -66,7 +66,7 @@ def log_weights(model, q: D.Distribution, x: torch.Tensor, num_samples: int = 1,
 
 def sgvb_a(model, q: D.Distribution, x: torch.Tensor, num_samples: int = 1,
            generator: torch.Generator | None = None) -> torch.Tensor:
-    """SGVB estimator A (seed 002 §IV; Kingma & Welling 2014, Eq. 6): shape (B,).
+    """SGVB estimator A (Patlan §IV; Kingma & Welling 2014, Eq. 6): shape (B,).
 
         L̂ᴬ(x) = (1/L) Σ_l [ log p(x, z⁽ˡ⁾) − log q(z⁽ˡ⁾|x) ],   z⁽ˡ⁾ = g(ε⁽ˡ⁾, x), ε⁽ˡ⁾ ~ p(ε).
 
@@ -93,7 +93,7 @@ def kl_to_prior(q: D.Distribution, prior: D.Distribution, num_samples: int = 1,
 
 def sgvb_b(model, q: D.Distribution, x: torch.Tensor, num_samples: int = 1,
            generator: torch.Generator | None = None) -> torch.Tensor:
-    """SGVB estimator B (seed 002 §IV; Kingma & Welling 2014, Eq. 7): shape (B,).
+    """SGVB estimator B (Patlan §IV; Kingma & Welling 2014, Eq. 7): shape (B,).
 
         L̂ᴮ(x) = (1/L) Σ_l log p(x | z⁽ˡ⁾) − KL(q(z|x) ‖ p(z)).
 

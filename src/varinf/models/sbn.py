@@ -1,6 +1,6 @@
 """Sigmoid belief network (SBN) with binary latents and a factorial Bernoulli q(h|x).
 
-Seed 003 §5 and §7.2 (Table 2): K binary latents h ∈ {0,1}^K (K = 200 in the paper) with a
+Hjelm et al. 2015 §5 and §7.2 (Table 2): K binary latents h ∈ {0,1}^K (K = 200 in the paper) with a
 factorial Bernoulli prior p(h) = Π_k σ(a_k)^{h_k} σ(−a_k)^{1−h_k} (learned logits a), a
 Bernoulli decoder p(x|h) whose logits are a linear map of h (784–200) or an MLP with one
 deterministic layer (the paper's "(240)" rows: 240 softplus units), and an encoder
@@ -30,7 +30,7 @@ __all__ = ["SBN", "SBNConfig"]
 
 @dataclass
 class SBNConfig:
-    """Architecture of an SBN. ``hidden`` empty = linear encoder and decoder (seed 003 Table 2, 784–200)."""
+    """Architecture of an SBN. ``hidden`` empty = linear encoder and decoder (Hjelm et al. 2015 Table 2, 784–200)."""
 
     data_dim: int = 784
     latent_dim: int = 200

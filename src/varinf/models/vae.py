@@ -1,10 +1,10 @@
 """Variational autoencoder with diagonal-Gaussian q(z|x), N(0, I) prior and Bernoulli p(x|z).
 
-Kingma & Welling (2014); seeds 000 (§III-D, CNN VAE), 002 (§IV) and 003 (§3, §7.1: one hidden
+Kingma & Welling (2014); Han §III-D (CNN VAE), Patlan §IV and Hjelm et al. 2015 (§3, §7.1: one hidden
 layer of 500 softplus units each side, 200 latents — the default here).
 
 The encoder returns the variational parameters as plain tensors ``(mu, log_std)`` so that
-they can be optimised per datapoint (iterative refinement, seed 003 §2); ``VAE.q`` turns
+they can be optimised per datapoint (iterative refinement, Hjelm et al. 2015 §2); ``VAE.q`` turns
 them into a torch.distributions object. The generative model exposes ``prior()``,
 ``log_likelihood(x, z)`` and ``log_joint(x, z)``, the interface every estimator in
 ``varinf.objectives`` uses.
@@ -28,7 +28,7 @@ ARCHITECTURES = ("mlp", "cnn")
 
 @dataclass
 class VAEConfig:
-    """Architecture of a VAE. Defaults: seed 003 Table 1 (784-500-200, softplus)."""
+    """Architecture of a VAE. Defaults: Hjelm et al. 2015 Table 1 (784-500-200, softplus)."""
 
     data_dim: int = 784
     latent_dim: int = 200
@@ -102,7 +102,7 @@ def _downsamplings(size: int) -> int:
 
 
 class ConvEncoder(nn.Module):
-    """Convolutional encoder (seeds 000 §III-D, 002 §V): 3×3 conv, then stride-2 4×4 convs, then MLP."""
+    """Convolutional encoder (Han §III-D, Patlan §V): 3×3 conv, then stride-2 4×4 convs, then MLP."""
 
     def __init__(self, cfg: VAEConfig):
         super().__init__()
@@ -160,9 +160,9 @@ class ConvDecoder(nn.Module):
 class VAE(AmortizedModel):
     """Generative model p(x, z) = p(z) p(x|z) with an amortised Gaussian encoder q_φ(z|x).
 
-    Code name ↔ paper symbol: ``x`` = v (seed 001) = x (seed 003); ``z`` = h; encoder = q_φ
+    Code name ↔ paper symbol: ``x`` = v (Goodfellow et al. 2016) = x (Hjelm et al. 2015); ``z`` = h; encoder = q_φ
     (recognition network); decoder = p_θ(x|h) (generation network); ``(mu, log_std)`` = the
-    variational parameters z of seed 003 Eq. 2 (there written z = (μ, σ)).
+    variational parameters z of Hjelm et al. 2015 Eq. 2 (there written z = (μ, σ)).
     """
 
     family = GAUSSIAN
