@@ -126,6 +126,46 @@ def _optimizer_join(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
     return {"state": state, "param_groups": meta["param_groups"]}
 
 
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_base64(value) -> bool:
+    try:
+        return isinstance(value, str) and bool(base64.b64decode(value, validate=True))
+    except ValueError:
+        return False
+
+
+# The training state a record of varinf.training holds: name -> (check, what is allowed). A record
+# with a "config" is a training checkpoint and must hold all of them; any of them present is checked.
+TRAINING_FIELDS = {
+    "config": (lambda v: isinstance(v, dict), "a table of settings"),
+    "model": (lambda v: isinstance(v, dict), "a table of architecture settings"),
+    "epoch": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "history": (lambda v: isinstance(v, list) and all(isinstance(r, dict) for r in v),
+                "a list of per-epoch records"),
+    "best_valid_elbo": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),
+    "best_epoch": (_is_int, "an integer"),
+    "bad_epochs": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "rng_state": (_is_base64, "base64 text of a random generator state"),
+}
+
+
+def _check_training_state(meta: dict, json_path: Path) -> None:
+    """Raise CheckpointError naming the first field of ``meta`` that is missing or of the wrong kind."""
+    missing = [key for key in TRAINING_FIELDS if key not in meta] if "config" in meta else []
+    if missing:
+        raise CheckpointError(f"checkpoint metadata {json_path} lacks {missing}; restore the run directory "
+                              "from a copy")
+    for key, (ok, allowed) in TRAINING_FIELDS.items():
+        if key in meta and not ok(meta[key]):
+            shown = repr(meta[key])
+            shown = shown if len(shown) <= 40 else shown[:37] + "..."
+            raise CheckpointError(f"checkpoint metadata {json_path}: {key} must be {allowed}, got {shown}; "
+                                  "restore the run directory from a copy")
+
+
 def _load_record(json_path: Path) -> dict | None:
     """The parsed NAME.json, or None when it does not exist. Raises CheckpointError when unusable."""
     try:
@@ -140,6 +180,7 @@ def _load_record(json_path: Path) -> dict | None:
     if not isinstance(meta, dict) or meta.get("format_version") not in READABLE_FORMATS:
         raise CheckpointError(f"{json_path} is not a varinf checkpoint of format "
                               f"{' or '.join(map(str, READABLE_FORMATS))}")
+    _check_training_state(meta, json_path)
     return meta
 
 

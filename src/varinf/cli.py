@@ -19,7 +19,7 @@ def _int_tuple(text: str) -> tuple[int, ...]:
 def _patience(text: str) -> int:
     value = int(text)
     if value < 0:
-        raise argparse.ArgumentTypeError("patience must be >= 0 (0 disables early stopping)")
+        raise argparse.ArgumentTypeError(f"patience must be >= 0 (0 disables early stopping), got {value}")
     return value
 
 

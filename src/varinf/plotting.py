@@ -14,6 +14,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 import torch  # noqa: E402
 
 from varinf.data import load_dataset  # noqa: E402
+from varinf.errors import CheckpointError  # noqa: E402
 from varinf.models import VAE  # noqa: E402
 from varinf.training import load_model  # noqa: E402
 
@@ -152,14 +153,30 @@ def plot_latent(model, x: torch.Tensor, labels: torch.Tensor, path: Path, split:
     return _save(fig, path)
 
 
+def read_metrics(run_dir: Path) -> list[dict]:
+    """The per-epoch records of ``RUN_DIR/metrics.jsonl`` ([] when absent); CheckpointError when unreadable."""
+    path = run_dir / "metrics.jsonl"
+    try:
+        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    except FileNotFoundError:
+        return []
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path} is unreadable ({exc}); restore it from a copy") from None
+    if not all(isinstance(r, dict) and {"epoch", "train_elbo", "valid_elbo"} <= set(r) for r in records):
+        raise CheckpointError(f"{path} holds a line that is not a record with epoch, train_elbo and valid_elbo; "
+                              "restore it from a copy")
+    return records
+
+
 def plot_run(run_dir: str | Path, *, checkpoint: str = "best", data_dir: str | None = None,
              max_points: int = 2000, seed: int = 0) -> list[Path]:
     """Write every figure that applies to the run into ``RUN_DIR/figures``; returns their paths."""
     run_dir = Path(run_dir)
+    model, cfg, _ = load_model(run_dir, checkpoint)       # first: a bad run directory is left as it is
+    dataset = load_dataset(cfg.dataset, data_dir or cfg.data_dir, binarize=cfg.binarize)
+    history = read_metrics(run_dir)
     out = run_dir / "figures"
     out.mkdir(parents=True, exist_ok=True)
-    model, cfg, _ = load_model(run_dir, checkpoint)
-    dataset = load_dataset(cfg.dataset, data_dir or cfg.data_dir, binarize=cfg.binarize)
     shape = _image_shape(model, dataset)
     split = "test" if dataset.test is not None else "valid"
     x = dataset.split(split)
@@ -173,7 +190,6 @@ def plot_run(run_dir: str | Path, *, checkpoint: str = "best", data_dir: str | N
         paths.append(plot_manifold(model, out / "manifold.png", shape))
     paths.append(plot_samples(model, out / "samples.png", shape, seed=seed))
     paths.append(plot_reconstructions(model, x, out / "reconstructions.png", shape))
-    history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     if history:
         paths.append(plot_curves(history, out / "curves.png"))
     labels = dataset.labels.get(split)

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from varinf.checkpoint import (atomic_write_json, atomic_write_text, decode_rng_state, encode_rng_state,
                                read_checkpoint, remove_stale_files, restore, save_checkpoint)
-from varinf.config import TrainConfig, config_from_dict
+from varinf.config import RULES, TrainConfig, config_from_dict
 from varinf.contract import check_amortized
 from varinf.data import Dataset, check_data, iterate_batches, load_dataset
 from varinf.errors import CheckpointError, ConfigError, DataError, VarinfError
@@ -56,6 +56,7 @@ class TrainResult:
 
 
 def resolve_device(name: str) -> torch.device:
+    name = RULES["device"](name)              # cpu, cuda or cuda:N, else a one-line ConfigError
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r} was asked for but torch sees no CUDA device; use --device cpu")
     return torch.device(name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..errors import DatasetNotFoundError
+from ..errors import DataError, DatasetNotFoundError
 from ._binarized_mnist import load_binarized_mnist
 from ._dataset import Dataset
 from ._digits import load_digits_dataset
@@ -56,6 +56,8 @@ def load_dataset(
         for c in candidates:
             if c.is_file():
                 return load_array_file(c, binarize=binarize)
+            if c.exists():
+                raise DataError(f"data file {c} is not a file (a directory?); give a .npy or .npz file")
         raise DatasetNotFoundError(
             f"data file {name!s} not found (looked in {', '.join(str(c) for c in candidates)})"
         )

@@ -15,10 +15,25 @@ from ._dataset import SPLITS, Dataset
 __all__ = ["load_array_file", "split_indices"]
 
 
-def split_indices(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Fixed 80/10/10 train/valid/test index split of ``n`` rows (RandomState(seed) permutation)."""
-    if n < 3:
-        raise DataError(f"cannot split {n} row(s) into train/valid/test; need at least 3")
+#: Fewest rows of a single array that ``split_indices`` splits: 10 gives 8/1/1, the smallest true 80/10/10.
+MIN_SPLIT_ROWS = 10
+
+# The first bytes of the two formats np.load reads here (with allow_pickle=False).
+_MAGIC = {".npy": (b"\x93NUMPY",), ".npz": (b"PK\x03\x04", b"PK\x05\x06")}   # a zip; an empty one
+_PICKLE_PROTOCOL_2_PLUS = b"\x80"
+
+
+def split_indices(n: int, seed: int = 0, what: str = "data") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fixed 80/10/10 train/valid/test index split of ``n`` rows (RandomState(seed) permutation).
+
+    Fewer than :data:`MIN_SPLIT_ROWS` rows is an error rather than a warning: the split would
+    leave one or two rows to train on and one to validate (early stopping, the best checkpoint)
+    and test on, numbers that mean nothing; a user with so little data can pass the splits
+    explicitly (an ``.npz`` with ``train`` and ``valid`` arrays) and loses nothing.
+    """
+    if n < MIN_SPLIT_ROWS:
+        raise DataError(f"{what} has {n} row(s); splitting a single array 80/10/10 into train/valid/test needs "
+                        f"at least {MIN_SPLIT_ROWS} rows (or give an .npz with 'train' and 'valid' arrays)")
     k = max(1, n // 10)
     perm = np.random.RandomState(seed).permutation(n)
     return perm[: n - 2 * k], perm[n - 2 * k : n - k], perm[n - k :]
@@ -35,6 +50,23 @@ def _flatten(a: np.ndarray, what: str) -> tuple[np.ndarray, tuple[int, int] | No
     )
 
 
+def _check_magic(path: Path) -> None:
+    """A one-line DataError unless ``path`` starts like the format its suffix names (before np.load guesses)."""
+    suffix = path.suffix.lower()
+    if suffix not in _MAGIC:
+        return
+    try:
+        with open(path, "rb") as f:
+            head = f.read(6)
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if head.startswith(_MAGIC[suffix]):
+        return
+    kind = ("a Python pickle, which varinf never loads (it can run code)" if head[:1] == _PICKLE_PROTOCOL_2_PLUS
+            else f"not a {suffix} file (it starts with bytes {head!r})")
+    raise DataError(f"{path} is {kind}; save arrays with numpy.save / numpy.savez")
+
+
 def load_array_file(path: Path, *, binarize: bool | None = None) -> Dataset:
     """Load a user ``.npy``/``.npz`` file of values in [0, 1].
 
@@ -43,6 +75,7 @@ def load_array_file(path: Path, *, binarize: bool | None = None) -> Dataset:
     a single array is split 80/10/10 by a fixed permutation. ``binarize=True``
     on grey-level data sets ``dynamic_binarize``.
     """
+    _check_magic(path)
     try:
         obj = np.load(path, allow_pickle=False)
     except Exception as exc:
@@ -82,7 +115,7 @@ def load_array_file(path: Path, *, binarize: bool | None = None) -> Dataset:
         image_shape = shp
         t = check_data(flat, what=what)
         if key == "all":
-            tr, va, te = (torch.from_numpy(i) for i in split_indices(t.shape[0]))
+            tr, va, te = (torch.from_numpy(i) for i in split_indices(t.shape[0], what=what))
             splits.update(train=t[tr], valid=t[va], test=t[te])
         else:
             splits[key] = t
