@@ -65,14 +65,13 @@ def test_api_reference_renders_each_module(site):
 SCANNED = ["src", "docs", "README.md", "configs", "benchmarks", "examples"]
 
 
-@pytest.mark.xfail(strict=False, reason="wording sweep in progress: the source documents are to be cited by "
-                                        "author and year, not by their number in the specification folder")
 def test_source_documents_are_cited_by_author_not_number():
     pattern = re.compile(r"seed 00[0-4]", re.IGNORECASE)
     hits = []
     for entry in SCANNED:
         path = ROOT / entry
-        files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()]
+        files = [path] if path.is_file() else [f for f in path.rglob("*") if f.is_file()
+                                               and not any(p.endswith(".egg-info") for p in f.parts)]
         for f in files:
             if f.suffix in {".png", ".npz", ".npy", ".safetensors", ".pyc"}:
                 continue
