@@ -232,3 +232,36 @@ def test_plot_works_for_binary_latents(tmp_path):
                    "--latent-dim", 4, "--epochs", 1, "--quiet", "--out", run) == 0
     assert run_cli("plot", run) == 0
     assert {"samples.png", "reconstructions.png", "latent.png"} <= {p.name for p in (run / "figures").iterdir()}
+
+
+def test_resume_uses_the_saved_settings_and_refuses_unsafe_changes(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert run_cli("train", *FAST, "--epochs", 1, "--seed", 4, "--lr", 3e-3, "--out", run) == 0
+    # no other flag: the run's own settings (digits, hidden 64, seed 4, lr 3e-3), two more epochs
+    assert run_cli("train", "--out", run, "--resume", "--epochs", 3, "--quiet") == 0
+    saved = json.loads((run / "checkpoints" / "last.json").read_text())
+    assert saved["epoch"] == 2 and saved["config"]["seed"] == 4 and saved["config"]["lr"] == 3e-3
+    err = error_of(capsys, "train", "--out", run, "--resume", "--epochs", 4, "--lr", 1e-3, "--hidden", 8)
+    assert "lr: saved 0.003, given 0.001" in err and "hidden" in err and err.count("\n") == 1
+    with pytest.warns(UserWarning, match="not be bit-identical"):
+        assert run_cli("train", "--out", run, "--resume", "--epochs", 4, "--threads", 2, "--quiet") == 0
+
+
+def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_it(tmp_path):
+    run = tmp_path / "run"
+    cfg = make_config(dataset="digits", hidden=(16,), latent_dim=2, epochs=1)
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"train": cfg.to_dict()}))      # what a start writes first
+    assert run_cli("train", "--out", run, "--resume", "--quiet") == 0
+    assert json.loads((run / "checkpoints" / "last.json").read_text())["epoch"] == 0
+
+
+def test_interrupt_hint_is_a_command_that_works(tmp_path, capsys, monkeypatch):
+    import varinf.training as training
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(training, "train", interrupted)
+    assert run_cli("train", *FAST, "--epochs", 1, "--out", tmp_path / "run") == 130
+    hint = capsys.readouterr().err.split("continue with: ")[1].strip()
+    assert hint == f"varinf train --out {tmp_path / 'run'} --resume"
