@@ -57,6 +57,10 @@ TABLES = {
         "gbvi20": "table1_gbvi20.toml",
         "vae-reduced": "table1_vae_reduced.toml",
         "gbvi-reduced": "table1_gbvi_reduced.toml",
+        "hvi5": "table1_hvi5.toml",
+        "hvi10": "table1_hvi10.toml",
+        "hvi5-reduced": "table1_hvi5_reduced.toml",
+        "hvi10-reduced": "table1_hvi10_reduced.toml",
     },
     "2": {
         name + suffix: f"table2_{name.replace('-', '_')}{suffix.replace('-', '_')}.toml"

@@ -74,7 +74,7 @@ def test_unknown_name_lists_known_names():
     for name in DATASETS:
         assert name in msg
     assert ".npy" in msg and ".npz" in msg
-    assert set(DATASETS) == {"digits", "binarized-mnist", "mnist"}
+    assert set(DATASETS) == {"digits", "binarized-mnist", "mnist", "mnist-t10k-split"}
 
 
 def test_missing_user_file(tmp_path):

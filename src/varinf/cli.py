@@ -38,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--config", help="TOML file of settings (top level or a [train] table)")
     t.add_argument("--out", required=True, help="run directory for checkpoints, metrics, eval and figures")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    t.add_argument("--dataset", help="digits | binarized-mnist | mnist | path to .npy/.npz (default digits)")
+    t.add_argument("--dataset", help="digits | binarized-mnist | mnist | mnist-t10k-split (the t10k images split "
+                        "8000/1000/1000) | path to .npy/.npz (default digits)")
     t.add_argument("--data-dir", help="data directory (default $VARINF_DATA_DIR, else ~/.cache/varinf)")
     t.add_argument("--binarize", action="store_true", default=None,
                    help="dynamic binarization of grey-level data (mnist): a fresh Bernoulli draw every epoch")
@@ -49,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--hidden", type=_int_tuple,
                    help="hidden widths, e.g. 500 or 500,500 (default 500); --hidden '' = none (a linear sbn)")
     t.add_argument("--activation", help="softplus | relu | tanh | elu (default softplus)")
+    t.add_argument("--likelihood", choices=["bernoulli", "gaussian-global", "gaussian-pixel"],
+                   help="p(x|z) of mlp/cnn: bernoulli (binary data, default), or Gaussian with a learned variance "
+                        "shared by all pixels (gaussian-global) or one per pixel (gaussian-pixel), for grey levels")
     t.add_argument("--method", help="training method (default vae): " + _methods_help())
     t.add_argument("--estimator", choices=["A", "B", "a", "b"], help="vae: SGVB estimator A or B (default B)")
     t.add_argument("--samples", type=int,
@@ -117,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
 TRAIN_SETTINGS = ("dataset", "data_dir", "binarize", "model", "latent_dim", "hidden", "activation", "method",
                   "estimator", "samples", "refine_steps", "inference_rate", "refine_optimizer", "refine_samples",
                   "avi_rate", "valid_refine_steps", "optimizer", "lr", "warmup_steps", "batch_size", "epochs",
-                  "seed", "device", "threads")
+                  "seed", "device", "threads", "likelihood")
 
 
 def _train(args) -> int:

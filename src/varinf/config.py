@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from varinf.errors import ConfigError
+from varinf.likelihoods import LIKELIHOODS
 from varinf.models.vae import ACTIVATIONS
 
 ESTIMATORS = ("A", "B")
@@ -50,6 +51,7 @@ class TrainConfig:
     hidden: tuple[int, ...] = (500,)
     activation: str = "softplus"
     channels: tuple[int, ...] = (32, 64)
+    likelihood: str = "bernoulli"         # p(x|z) of mlp/cnn: bernoulli | gaussian-global | gaussian-pixel
     # inference and learning
     method: str = "vae"
     estimator: str = "B"                  # SGVB estimator A or B (Kingma & Welling 2014; Patlan §IV)
@@ -90,6 +92,9 @@ class TrainConfig:
                 setattr(self, name, spec.defaults.get(name, generic))
         if self.valid_refine_steps is None:
             self.valid_refine_steps = self.refine_steps
+        if self.model == "sbn" and self.likelihood != "bernoulli":
+            raise ConfigError(f"likelihood {self.likelihood!r} is for --model mlp or cnn; the sbn's p(x|h) is "
+                              "bernoulli")
         if self.model == "cnn" and not self.channels:
             raise ConfigError("channels must list at least one width for --model cnn, got []")
 
@@ -193,6 +198,7 @@ RULES = {
     "hidden": lambda v: _ints("hidden", v, 1),
     "activation": lambda v: _choice("activation", v, tuple(ACTIVATIONS)),
     "channels": lambda v: _ints("channels", v, 1),
+    "likelihood": lambda v: _choice("likelihood", v, tuple(LIKELIHOODS), normalise=str.lower),
     "method": lambda v: _string("method", v),
     "estimator": lambda v: _choice("estimator", v, ESTIMATORS, normalise=str.upper),
     "samples": lambda v: _int("samples", v, 1, allow_none=True),

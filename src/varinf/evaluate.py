@@ -188,7 +188,8 @@ def evaluate_run(run_dir: str | Path, *, nll_samples: int = 5000, subset: int | 
     x = dataset.split("test")
     if dataset.dynamic_binarize:   # a fixed binarization of the test set, drawn once from the seed
         x = torch.bernoulli(x, generator=torch.Generator().manual_seed(seed + 12345))
-    x = check_data(x, what=f"{dataset.name} test split", require_binary=True, dim=model.config.data_dim)
+    x = check_data(x, what=f"{dataset.name} test split", require_binary=model.likelihood.binary_data,
+                   dim=model.config.data_dim)
     n_total = x.shape[0]
     if subset is not None and subset < n_total:
         idx = torch.randperm(n_total, generator=torch.Generator().manual_seed(seed))[:subset]

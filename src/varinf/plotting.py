@@ -66,7 +66,7 @@ def plot_manifold(model, path: Path, shape: tuple[int, int], n: int = 20) -> Pat
 
     grid = norm.ppf(np.linspace(0.05, 0.95, n))
     zz = np.array([[gx, gy] for gy in grid[::-1] for gx in grid], dtype=np.float32)   # (n*n, 2)
-    means = torch.sigmoid(model.decode(torch.from_numpy(zz))).numpy()
+    means = model.decode_mean(torch.from_numpy(zz)).numpy()
     h, w = shape
     pad = 1
     every = max(1, n // 10)
@@ -97,7 +97,7 @@ def plot_samples(model, path: Path, shape: tuple[int, int], n: int = 10, seed: i
 def plot_reconstructions(model, x: torch.Tensor, path: Path, shape: tuple[int, int], n: int = 10) -> Path:
     """Data (odd rows) above the decoder mean at the encoder mean (even rows)."""
     x = x[:n * n // 2]
-    rec = torch.sigmoid(model.decode(_posterior_mean(model, x)))
+    rec = model.decode_mean(_posterior_mean(model, x))
     rows = []
     for r in range(0, x.shape[0], n):
         rows += [x[r:r + n].numpy(), rec[r:r + n].numpy()]

@@ -38,6 +38,7 @@ from varinf.contract import check_amortized
 from varinf.data import Dataset, check_data, iterate_batches, load_dataset
 from varinf.errors import CheckpointError, ConfigError, DataError, VarinfError
 from varinf.infer import METHODS, Method, make_optimizers
+from varinf.likelihoods import needs_binary_data
 from varinf.models import MODEL_KINDS, SBNConfig, VAEConfig, kind_of
 from varinf.runlock import run_lock
 
@@ -69,7 +70,7 @@ def model_config(cfg: TrainConfig, dataset: Dataset) -> VAEConfig | SBNConfig:
                          activation=cfg.activation)
     return VAEConfig(data_dim=dataset.dim, latent_dim=cfg.latent_dim, architecture=cfg.model,
                      hidden=cfg.hidden, activation=cfg.activation, image_shape=dataset.image_shape,
-                     channels=cfg.channels)
+                     channels=cfg.channels, likelihood=cfg.likelihood)
 
 
 def build_model(mcfg: VAEConfig | SBNConfig, seed: int, device: torch.device):
@@ -161,7 +162,7 @@ def make_optimizers_like(cfg: TrainConfig, params) -> torch.optim.Optimizer:
 def load_training_data(cfg: TrainConfig, device: torch.device, require_binary: bool = True) -> Dataset:
     """The dataset of ``cfg`` with train and valid splits checked (binary for a Bernoulli likelihood)."""
     dataset = load_dataset(cfg.dataset, cfg.data_dir, binarize=cfg.binarize)
-    return check_training_data(dataset, require_binary).to(device)
+    return check_training_data(dataset, require_binary and needs_binary_data(cfg.likelihood)).to(device)
 
 
 def check_training_data(dataset: Dataset, require_binary: bool) -> Dataset:

@@ -9,14 +9,14 @@ from ..errors import DataError, DatasetNotFoundError
 from ._binarized_mnist import load_binarized_mnist
 from ._dataset import Dataset
 from ._digits import load_digits_dataset
-from ._mnist import load_mnist
+from ._mnist import load_mnist, load_mnist_t10k_split
 from ._paths import resolve_data_dir
 from ._user import load_array_file
 
 __all__ = ["load_dataset", "DATASETS"]
 
 #: Names of the built-in datasets.
-DATASETS: tuple[str, ...] = ("digits", "binarized-mnist", "mnist")
+DATASETS: tuple[str, ...] = ("digits", "binarized-mnist", "mnist", "mnist-t10k-split")
 _USER_SUFFIXES = (".npy", ".npz")
 
 
@@ -35,7 +35,9 @@ def load_dataset(
     (50000/10000/10000 x 784), from ``binarized_mnist.npz`` or the ``.amat``
     files in ``data_dir``, downloading the ``.amat`` files from ``base_url``
     when ``download``. ``"mnist"``: grey levels from the IDX ``.gz`` files;
-    ``binarize=True`` sets ``dynamic_binarize``. A path (absolute, relative to
+    ``binarize=True`` sets ``dynamic_binarize``. ``"mnist-t10k-split"``: the t10k
+    images alone, split 8000/1000/1000 into train/valid/test (for a directory without
+    the training files; not comparable with MNIST results). A path (absolute, relative to
     the working directory, or relative to ``data_dir``) to an ``.npy``/``.npz``
     file loads user data. ``data_dir`` defaults to :func:`resolve_data_dir`.
     """
@@ -46,6 +48,8 @@ def load_dataset(
         directory = resolve_data_dir(data_dir)
         if key == "binarized-mnist":
             return load_binarized_mnist(directory, download=download, base_url=base_url)
+        if key == "mnist-t10k-split":
+            return load_mnist_t10k_split(directory, binarize=binarize)
         return load_mnist(directory, binarize=binarize)
 
     path = Path(os.fspath(name)).expanduser()

@@ -13,7 +13,7 @@ import torch
 from ..errors import DataError, DatasetNotFoundError
 from ._dataset import Dataset
 
-__all__ = ["load_mnist", "read_idx", "MNIST_FILES", "MNIST_MD5", "MNIST_SHA256", "MNIST_TRAIN_SIZE", "file_md5",
+__all__ = ["load_mnist", "load_mnist_t10k_split", "read_idx", "MNIST_FILES", "MNIST_MD5", "MNIST_SHA256", "MNIST_TRAIN_SIZE", "file_md5",
            "file_digest"]
 
 #: (images, labels) files per source split.
@@ -163,3 +163,24 @@ def load_mnist(data_dir: Path, *, binarize: bool | None = None) -> Dataset:
         missing_reasons=reasons,
         source=str(data_dir),
     )
+
+
+def load_mnist_t10k_split(data_dir: Path, *, binarize: bool | None = None) -> Dataset:
+    """MNIST's t10k images alone, split 8000/1000/1000 into train/valid/test (dataset "mnist-t10k-split").
+
+    For a data directory that holds only the t10k pair: a fixed permutation (``split_indices``, seed 0)
+    of the 10,000 test images gives the three splits, so numbers from it are not comparable with runs
+    trained on the 60,000 MNIST training images. Grey levels in [0, 1]; ``binarize=True`` sets
+    ``dynamic_binarize``.
+    """
+    from ._user import split_indices
+    img, lab = MNIST_FILES["test"]
+    absent = [f for f in (img, lab) if not (data_dir / f).exists()]
+    if absent:
+        raise DatasetNotFoundError(f"mnist-t10k-split: missing {', '.join(absent)} in {data_dir}. "
+                                   "Place the official IDX .gz files there (they are not downloaded automatically)")
+    x, y, shape = _load_pair(data_dir, img, lab)
+    parts = dict(zip(("train", "valid", "test"), (torch.from_numpy(i) for i in split_indices(len(x)))))
+    return Dataset("mnist-t10k-split", **{k: x[i] for k, i in parts.items()}, image_shape=shape,
+                   labels={k: y[i] for k, i in parts.items()}, binary=False, dynamic_binarize=bool(binarize),
+                   source=str(data_dir / img))

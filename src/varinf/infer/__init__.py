@@ -17,6 +17,8 @@ from typing import Any, Callable
 
 from varinf.infer._base import Losses, Method, add_linear_warmup, apply_losses, make_optimizer, make_optimizers
 from varinf.infer.aevb import AEVB
+from varinf.infer.hvi import HVI
+from varinf.infer.iwae import IWAE
 from varinf.infer.mean_pass import MeanPass
 from varinf.infer.nvil import NVIL
 from varinf.infer.refined_em import RefinedEM
@@ -94,6 +96,11 @@ _SPECS = [
                lambda m, s, d: WakeSleep(m, s.samples), {"samples": 1}),
     MethodSpec("nvil", "score function with learned baseline (Mnih & Gregor 2014)", NVIL.families,
                lambda m, s, d: NVIL(m, d, s.samples, s.seed), {"samples": 1}),
+    MethodSpec("iwae", "importance-weighted bound L_k with k = samples (Burda, Grosse & Salakhutdinov 2016)",
+               IWAE.families, lambda m, s, d: IWAE(m, s.samples), {"samples": 5}),
+    MethodSpec("hvi", "Hamiltonian variational inference, K = refine-steps leapfrog steps (Salimans et al. 2015)",
+               HVI.families, lambda m, s, d: HVI(m, d, s.refine_steps, s.samples, s.hidden, s.activation, s.seed),
+               {"samples": 1, "refine_steps": 5, "valid_refine_steps": 0}),
     MethodSpec("reinforce", "plain score-function gradient (Williams 1992)", Reinforce.families,
                lambda m, s, d: Reinforce(m, s.samples), {"samples": 1}),
 ]
@@ -104,4 +111,4 @@ DEFAULT_REFINERS = {"gaussian": _gaussian, "bernoulli": _avi}
 
 __all__ = ["METHODS", "MethodSpec", "DEFAULT_REFINERS", "AVI_DEFAULT_RATE", "Method", "Losses", "apply_losses",
            "make_optimizer", "make_optimizers", "add_linear_warmup", "AEVB", "RefinedEM", "SAVAE", "MeanPass",
-           "StraightThrough", "WakeSleep", "NVIL", "Reinforce"]
+           "StraightThrough", "WakeSleep", "NVIL", "Reinforce", "IWAE", "HVI"]

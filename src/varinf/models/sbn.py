@@ -16,13 +16,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import distributions as D
 from torch import nn
 
 from varinf.contract import AmortizedModel
 from varinf.errors import ConfigError
 from varinf.families import BERNOULLI
+from varinf.likelihoods import BernoulliLikelihood
 from varinf.models.vae import ACTIVATIONS, _mlp
 
 __all__ = ["SBN", "SBNConfig"]
@@ -63,6 +63,7 @@ class SBN(AmortizedModel):
         self.encoder = _mlp([cfg.data_dim, *cfg.hidden, cfg.latent_dim], cfg.activation)
         self.decoder = _mlp([cfg.latent_dim, *reversed(cfg.hidden), cfg.data_dim], cfg.activation)
         self.prior_logits = nn.Parameter(torch.zeros(cfg.latent_dim))
+        self.likelihood = BernoulliLikelihood()                                   # p(x|h), no parameters
 
     @property
     def latent_dim(self) -> int:
@@ -83,8 +84,11 @@ class SBN(AmortizedModel):
 
     def log_likelihood(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """log p(x|h): x (B, D), h (S, B, K) -> (S, B)."""
-        logits = self.decode(h)
-        return -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").sum(-1)
+        return self.likelihood.log_prob(x, self.decode(h))
+
+    def decode_mean(self, h: torch.Tensor) -> torch.Tensor:
+        """E[x|h] = σ(logits): h (..., K) -> (..., D)."""
+        return self.likelihood.mean(self.decode(h))
 
     @torch.no_grad()
     def sample_joint(self, num: int, generator: torch.Generator | None = None
@@ -92,11 +96,11 @@ class SBN(AmortizedModel):
         """Ancestral samples (h, x) ~ p(h) p(x|h): (num, K) and (num, D), both binary."""
         p = torch.sigmoid(self.prior_logits).expand(num, -1)
         h = torch.bernoulli(p, generator=generator)
-        x = torch.bernoulli(torch.sigmoid(self.decode(h)), generator=generator)
+        x = torch.bernoulli(self.decode_mean(h), generator=generator)
         return h, x
 
     @torch.no_grad()
     def sample(self, num: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Decoder means E[x|h] for h ~ p(h): (num, D)."""
         p = torch.sigmoid(self.prior_logits).expand(num, -1)
-        return torch.sigmoid(self.decode(torch.bernoulli(p, generator=generator)))
+        return self.decode_mean(torch.bernoulli(p, generator=generator))

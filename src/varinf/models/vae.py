@@ -1,4 +1,4 @@
-"""Variational autoencoder with diagonal-Gaussian q(z|x), N(0, I) prior and Bernoulli p(x|z).
+"""Variational autoencoder with diagonal-Gaussian q(z|x), N(0, I) prior and a Bernoulli or Gaussian p(x|z).
 
 Kingma & Welling (2014); Han §III-D (CNN VAE), Patlan §IV and Hjelm et al. 2015 (§3, §7.1: one hidden
 layer of 500 softplus units each side, 200 latents — the default here).
@@ -7,7 +7,8 @@ The encoder returns the variational parameters as plain tensors ``(mu, log_std)`
 they can be optimised per datapoint (iterative refinement, Hjelm et al. 2015 §2); ``VAE.q`` turns
 them into a torch.distributions object. The generative model exposes ``prior()``,
 ``log_likelihood(x, z)`` and ``log_joint(x, z)``, the interface every estimator in
-``varinf.objectives`` uses.
+``varinf.objectives`` uses. The observation model p(x|z) is ``VAEConfig.likelihood``
+(``varinf.likelihoods``: Bernoulli by default, or Gaussian with a learned global or per-pixel variance).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from torch import nn
 from varinf.contract import AmortizedModel
 from varinf.errors import ConfigError
 from varinf.families import GAUSSIAN
+from varinf.likelihoods import LIKELIHOODS, make_likelihood
 
 ACTIVATIONS = {"softplus": nn.Softplus, "relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU}
 ARCHITECTURES = ("mlp", "cnn")
@@ -37,6 +39,7 @@ class VAEConfig:
     activation: str = "softplus"
     image_shape: tuple[int, int] | None = None
     channels: tuple[int, ...] = (32, 64)
+    likelihood: str = "bernoulli"         # p(x|z): a key of varinf.likelihoods.LIKELIHOODS
 
     def __post_init__(self):
         self.hidden = tuple(int(h) for h in self.hidden)
@@ -47,6 +50,8 @@ class VAEConfig:
             raise ConfigError(f"unknown model architecture {self.architecture!r}; choose one of {ARCHITECTURES}")
         if self.activation not in ACTIVATIONS:
             raise ConfigError(f"unknown activation {self.activation!r}; choose one of {tuple(ACTIVATIONS)}")
+        if self.likelihood not in LIKELIHOODS:
+            raise ConfigError(f"unknown likelihood {self.likelihood!r}; choose one of {tuple(LIKELIHOODS)}")
         if self.latent_dim < 1:
             raise ConfigError(f"latent_dim must be >= 1, got {self.latent_dim}")
         if self.architecture == "cnn":
@@ -82,7 +87,7 @@ class MLPEncoder(nn.Module):
 
 
 class MLPDecoder(nn.Module):
-    """z (..., K) -> Bernoulli logits (..., D)."""
+    """z (..., K) -> the likelihood's parameters η (..., D): Bernoulli logits or Gaussian means."""
 
     def __init__(self, cfg: VAEConfig):
         super().__init__()
@@ -129,7 +134,7 @@ class ConvEncoder(nn.Module):
 
 
 class ConvDecoder(nn.Module):
-    """Mirror of ConvEncoder with transposed convolutions: z (..., K) -> logits (..., D)."""
+    """Mirror of ConvEncoder with transposed convolutions: z (..., K) -> η (..., D) (logits or means)."""
 
     def __init__(self, cfg: VAEConfig):
         super().__init__()
@@ -174,6 +179,7 @@ class VAE(AmortizedModel):
             self.encoder, self.decoder = MLPEncoder(cfg), MLPDecoder(cfg)
         else:
             self.encoder, self.decoder = ConvEncoder(cfg), ConvDecoder(cfg)
+        self.likelihood = make_likelihood(cfg.likelihood, cfg.data_dim)       # p(x|z); its parameters are θ
         self.register_buffer("_prior_loc", torch.zeros(cfg.latent_dim), persistent=False)
 
     @property
@@ -192,19 +198,22 @@ class VAE(AmortizedModel):
         return D.Independent(D.Normal(loc, torch.ones_like(loc), validate_args=False), 1, validate_args=False)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Bernoulli logits of p(x|z): z (..., K) -> (..., D)."""
+        """The likelihood's parameters η of p(x|z) (Bernoulli logits or Gaussian means): z (..., K) -> (..., D)."""
         return self.decoder(z)
 
     def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        """log p(x|z) = Σ_d x_d log σ(η_d) + (1 − x_d) log(1 − σ(η_d)): x (B, D), z (S, B, K) -> (S, B)."""
-        logits = self.decode(z)                                                   # (S, B, D)
-        return D.Bernoulli(logits=logits, validate_args=False).log_prob(x).sum(-1)
+        """log p(x|z) = Σ_d log p(x_d|η_d) of the configured likelihood: x (B, D), z (S, B, K) -> (S, B)."""
+        return self.likelihood.log_prob(x, self.decode(z))                      # η: (S, B, D)
+
+    def decode_mean(self, z: torch.Tensor) -> torch.Tensor:
+        """E[x|z]: z (..., K) -> (..., D)."""
+        return self.likelihood.mean(self.decode(z))
 
     @torch.no_grad()
     def sample(self, num: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """Decoder means E[x|z] for z ~ p(z): (num, D)."""
         z = torch.randn(num, self.latent_dim, generator=generator, device=self._prior_loc.device)
-        return torch.sigmoid(self.decode(z))
+        return self.decode_mean(z)
 
 
 def count_parameters(module: nn.Module) -> int:
