@@ -153,12 +153,12 @@ def test_gradients_match_finite_differences_with_common_random_numbers():
 
 def test_registry_and_cli_run_on_digits(tmp_path):
     cfg = TrainConfig(method="hvi")
-    assert (cfg.refine_steps, cfg.samples, cfg.valid_refine_steps) == (5, 1, 0)
+    assert (cfg.leapfrog_steps, cfg.samples, cfg.refine_steps) == (5, 1, 0)
     out = tmp_path / "hvi"
-    assert main(["train", "--method", "hvi", "--refine-steps", "2", "--latent-dim", "4", "--hidden", "32",
+    assert main(["train", "--method", "hvi", "--leapfrog-steps", "2", "--latent-dim", "4", "--hidden", "32",
                  "--epochs", "2", "--out", str(out), "--quiet", "--threads", "1"]) == 0
     history = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert len(history) == 2 and all(math.isfinite(r["valid_elbo"]) for r in history)
     assert main(["train", "--out", str(out), "--resume", "--epochs", "3", "--quiet"]) == 0      # method state restored
     model, cfg, meta = load_model(out)
-    assert cfg.method == "hvi" and cfg.refine_steps == 2
+    assert cfg.method == "hvi" and cfg.leapfrog_steps == 2

@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--avi-rate", type=float,
                    help="avi: step γ in mu <- (1-γ) mu + γ Σ w h, in (0, 1]; 1 is Hjelm et al. 2015 Eq. 9 as "
                         "printed (default 0.1)")
+    t.add_argument("--leapfrog-steps", type=int,
+                   help="hvi: leapfrog steps K of Hamiltonian variational inference (default 5)")
     t.add_argument("--valid-refine-steps", type=int,
                    help="refined EM: refinement steps in the per-epoch validation bound; 0 = the encoder's own "
                         "bound (default: T for gbvi/savae, 0 for mpvi/stvi/avi)")
@@ -120,8 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 TRAIN_SETTINGS = ("dataset", "data_dir", "binarize", "model", "latent_dim", "hidden", "activation", "method",
                   "estimator", "samples", "refine_steps", "inference_rate", "refine_optimizer", "refine_samples",
-                  "avi_rate", "valid_refine_steps", "optimizer", "lr", "warmup_steps", "batch_size", "epochs",
-                  "seed", "device", "threads", "likelihood")
+                  "avi_rate", "valid_refine_steps", "leapfrog_steps", "optimizer", "lr", "warmup_steps",
+                  "batch_size", "epochs", "seed", "device", "threads", "likelihood")
 
 
 def _train(args) -> int:

@@ -34,7 +34,7 @@ MAX_SEED = 2 ** 63 - 1
 
 # Used where a method's registry entry gives no default of its own.
 GENERIC_DEFAULTS = dict(samples=1, refine_steps=0, inference_rate=5e-3, refine_optimizer="sgd", refine_samples=20,
-                        avi_rate=1.0, valid_refine_steps=0)
+                        avi_rate=1.0, valid_refine_steps=0, leapfrog_steps=0)
 
 
 @dataclass
@@ -70,6 +70,7 @@ class TrainConfig:
     refine_samples: int | None = None     # N, samples per refinement step (Eqs. 5, 8, 9)
     avi_rate: float | None = None         # γ of AVI's step μ ← (1−γ)μ + γ Σ w̃ h; 1 is Eq. 9 as printed
     valid_refine_steps: int | None = None  # refinement steps in the validation bound (0: the encoder's bound)
+    leapfrog_steps: int | None = None     # K, HVI's leapfrog steps (Salimans, Kingma & Welling 2015)
     seed: int = 0
     device: str = "cpu"
     threads: int | None = None            # torch intra-op threads (None: torch's default)
@@ -216,6 +217,7 @@ RULES = {
     "refine_samples": lambda v: _int("refine_samples", v, 1, allow_none=True),
     "avi_rate": lambda v: _float("avi_rate", v, 0.0, 1.0, allow_none=True),
     "valid_refine_steps": lambda v: _int("valid_refine_steps", v, 0, allow_none=True),
+    "leapfrog_steps": lambda v: _int("leapfrog_steps", v, 0, allow_none=True),
     "seed": lambda v: _int("seed", v, 0, MAX_SEED),
     "device": lambda v: _device("device", v),
     "threads": lambda v: _int("threads", v, 1, allow_none=True),

@@ -98,9 +98,9 @@ _SPECS = [
                lambda m, s, d: NVIL(m, d, s.samples, s.seed), {"samples": 1}),
     MethodSpec("iwae", "importance-weighted bound L_k with k = samples (Burda, Grosse & Salakhutdinov 2016)",
                IWAE.families, lambda m, s, d: IWAE(m, s.samples), {"samples": 5}),
-    MethodSpec("hvi", "Hamiltonian variational inference, K = refine-steps leapfrog steps (Salimans et al. 2015)",
-               HVI.families, lambda m, s, d: HVI(m, d, s.refine_steps, s.samples, s.hidden, s.activation, s.seed),
-               {"samples": 1, "refine_steps": 5, "valid_refine_steps": 0}),
+    MethodSpec("hvi", "Hamiltonian variational inference with K = leapfrog-steps (Salimans et al. 2015)",
+               HVI.families, lambda m, s, d: HVI(m, d, s.leapfrog_steps, s.samples, s.hidden, s.activation, s.seed),
+               {"samples": 1, "leapfrog_steps": 5}),
     MethodSpec("reinforce", "plain score-function gradient (Williams 1992)", Reinforce.families,
                lambda m, s, d: Reinforce(m, s.samples), {"samples": 1}),
 ]
