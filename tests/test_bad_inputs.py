@@ -453,10 +453,8 @@ API_CASES = [
     ApiCase("iwae-num_samples-zero", lambda d: varinf.iwae_bound(*_vae_and_q(torch.from_numpy(digits01())),
                                                                  torch.from_numpy(digits01()), num_samples=0),
             ConfigError, ("num_samples", "0")),
-    ApiCase("sgvb_b-data-0..255", lambda d: _sgvb_b(torch.from_numpy(digits01() * 255)), DataError, ("255",),
-            xfail="sgvb_b does not check that x is in the Bernoulli likelihood's support [0, 1]: it returns a "
-                  "meaningless bound (NaN for this tiny VAE) with no error; the likelihood choice being added to "
-                  "the VAE is where that check belongs. The CLI/train path catches it (case data-0..255)"),
+    ApiCase("sgvb_b-data-0..255", lambda d: _sgvb_b(torch.from_numpy(digits01() * 255)), DataError,
+            ("255", "[0, 1]")),
     ApiCase("evaluate_model-nll_samples-zero", lambda d: varinf.evaluate_model(
         _vae_and_q(torch.from_numpy(digits01()))[0], torch.from_numpy(digits01()), nll_samples=0),
         ConfigError, ("nll_samples", "0")),

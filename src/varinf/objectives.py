@@ -24,7 +24,7 @@ import torch
 from torch import distributions as D
 
 from varinf.contract import log_joint as _log_joint
-from varinf.errors import ConfigError
+from varinf.errors import ConfigError, DataError
 from varinf.sampling import draw
 
 __all__ = [
@@ -48,6 +48,20 @@ def _samples(num_samples) -> int:
     return num_samples
 
 
+def _in_support(model, x: torch.Tensor) -> torch.Tensor:
+    """``x`` checked against a Bernoulli likelihood's support [0, 1] (a one-line DataError, not a garbage bound).
+
+    Checked on CPU tensors only: on an accelerator the two reductions would force a host sync in every
+    training step, and training data was already checked when it was loaded.
+    """
+    if getattr(getattr(model, "likelihood", None), "binary_data", False) and x.device.type == "cpu" and x.numel():
+        lo, hi = x.min().item(), x.max().item()
+        if lo < 0 or hi > 1:
+            raise DataError(f"x has values in [{lo:g}, {hi:g}] but {type(model).__name__}'s Bernoulli likelihood "
+                            "needs data in [0, 1]; scale grey levels first (e.g. x / 255)")
+    return x
+
+
 def logmeanexp(a: torch.Tensor, dim: int = 0) -> torch.Tensor:
     """log( (1/n) Σ_i exp a_i ) along ``dim``, computed stably."""
     return torch.logsumexp(a, dim=dim) - math.log(a.shape[dim])
@@ -61,7 +75,7 @@ def log_weights(model, q: D.Distribution, x: torch.Tensor, num_samples: int = 1,
     estimate are all built on (Hjelm et al. 2015 Eq. 1, the summand).
     """
     z = draw(q, _samples(num_samples), generator)             # (S, B, K)
-    return _log_joint(model, x, z) - q.log_prob(z)            # (S, B)
+    return _log_joint(model, _in_support(model, x), z) - q.log_prob(z)   # (S, B)
 
 
 def sgvb_a(model, q: D.Distribution, x: torch.Tensor, num_samples: int = 1,
@@ -101,7 +115,7 @@ def sgvb_b(model, q: D.Distribution, x: torch.Tensor, num_samples: int = 1,
     when torch.distributions knows it (lower variance than estimator A).
     """
     z = draw(q, _samples(num_samples), generator)                        # (S, B, K)
-    reconstruction = model.log_likelihood(x, z).mean(0)                  # E_q[log p(x|z)]  (B,)
+    reconstruction = model.log_likelihood(_in_support(model, x), z).mean(0)   # E_q[log p(x|z)]  (B,)
     kl = kl_to_prior(q, model.prior(), num_samples, generator)           # KL(q ‖ p(z))     (B,)
     return reconstruction - kl
 
