@@ -36,6 +36,7 @@ import json
 import math
 import os
 import platform
+import shutil
 import time
 from pathlib import Path
 
@@ -89,6 +90,14 @@ def choose_avi_rate(cfg, rates, epochs: int, out: Path) -> tuple[float, dict]:
         scores[rate] = result.history[-1]["valid_elbo"]
         print(f"AVI step γ = {rate:g}: encoder validation bound {scores[rate]:.3f} after {epochs} epochs", flush=True)
     return max(scores, key=scores.get), scores
+
+
+def continue_trial(trial: Path, out: Path, cfg) -> None:
+    """Start the row from the chosen γ's trial: its epochs are the row's first epochs (same seed and settings;
+    only ``epochs``/``patience`` differ, which a resumed run may change), so they are not trained twice."""
+    shutil.copytree(trial, out, ignore=shutil.ignore_patterns(".lock", "*.tmp"), dirs_exist_ok=True)
+    config = json.loads((out / "config.json").read_text())
+    atomic_write_json(out / "config.json", {**config, "train": cfg.to_dict(), "continued_from": str(trial)})
 
 
 def table2_protocol(run: Path, test_steps, data_dir, seed: int = 0) -> dict:
@@ -161,6 +170,8 @@ def main(argv=None) -> dict:
         best, scores = choose_avi_rate(cfg, args.avi_rates, args.avi_rate_epochs, out)
         gamma = {"chosen": best, "encoder_valid_bound_by_rate": scores, "epochs_per_trial": args.avi_rate_epochs}
         cfg = dataclasses.replace(cfg, avi_rate=best)
+        if not (out / "checkpoints" / "last.json").exists():
+            continue_trial(out.with_name(f"{out.name}-gamma-{best:g}"), out, cfg)
     t0 = time.perf_counter()
     result = train(cfg, out, resume=args.resume or (out / "checkpoints" / "last.json").exists(), progress=True)
     train_seconds = time.perf_counter() - t0
