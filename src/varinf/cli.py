@@ -156,15 +156,18 @@ def _train(args) -> int:
 
 
 def _eval(args) -> int:
+    from varinf.distributed import init_from_env
     from varinf.evaluate import evaluate_run
 
+    ctx = init_from_env(args.device)          # under torchrun: test points sharded over the processes
     result = evaluate_run(args.run_dir, nll_samples=args.nll_samples, subset=args.subset,
                           batch_size=args.batch_size, checkpoint=args.checkpoint, device=args.device,
                           seed=args.seed, data_dir=args.data_dir, progress=not args.quiet,
                           refine_steps=args.refine_steps, inference_rate=args.inference_rate,
                           refine_optimizer=args.refine_optimizer, refine_samples=args.refine_samples,
                           avi_rate=args.avi_rate, refine_sweep=args.refine_sweep, output=args.output)
-    print(json.dumps(result, indent=2))
+    if ctx.is_main:
+        print(json.dumps(result, indent=2))
     return 0
 
 
