@@ -67,9 +67,16 @@ def batch_generator(seed: int, stream: int, batch: int, device: torch.device) ->
     return torch.Generator(device=device).manual_seed(key)
 
 
-def _chunk(nll_samples: int, batch_size: int, dim: int) -> int:
-    """Samples per chunk that keep a chunk's decoder output near 40M floats."""
-    return max(1, min(nll_samples, 40_000_000 // max(1, batch_size * dim)))
+# Decoder-output floats per chunk of importance samples: on a CPU ~1M (4 MB: the chunk's
+# activations stay in the caches; 40M ran the CPU evaluation at half the speed,
+# benchmarks/bench_eval.py); on a GPU 40M (big kernels, few launches).
+CHUNK_FLOATS = {"cpu": 1_000_000, "cuda": 40_000_000}
+
+
+def _chunk(nll_samples: int, batch_size: int, dim: int, device: torch.device | str = "cpu") -> int:
+    """Samples per chunk that keep a chunk's decoder output near CHUNK_FLOATS[device type] floats."""
+    budget = CHUNK_FLOATS.get(torch.device(device).type, CHUNK_FLOATS["cuda"])
+    return max(1, min(nll_samples, budget // max(1, batch_size * dim)))
 
 
 @torch.no_grad()
@@ -92,7 +99,7 @@ def evaluate_model(model, x: torch.Tensor, *, nll_samples: int = 5000, batch_siz
     device = next(model.parameters()).device
     ctx = ctx or context()
     stream = 1 if refiner is not None else 0
-    chunk_size = chunk_size or _chunk(nll_samples, batch_size, x.shape[1])
+    chunk_size = chunk_size or _chunk(nll_samples, batch_size, x.shape[1], device)
     sweep = tuple(sorted(set(int(t) for t in sweep)))
     final = refiner.steps if refiner is not None else 0
     if refiner is not None and sweep:

@@ -16,13 +16,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import distributions as D
 from torch import nn
 
 from varinf.contract import AmortizedModel
 from varinf.errors import ConfigError
 from varinf.families import BERNOULLI
+from varinf.objectives import bernoulli_log_likelihood
 from varinf.models.vae import ACTIVATIONS, _mlp
 
 __all__ = ["SBN", "SBNConfig"]
@@ -83,8 +83,7 @@ class SBN(AmortizedModel):
 
     def log_likelihood(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """log p(x|h): x (B, D), h (S, B, K) -> (S, B)."""
-        logits = self.decode(h)
-        return -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").sum(-1)
+        return bernoulli_log_likelihood(self.decode(h), x)
 
     @torch.no_grad()
     def sample_joint(self, num: int, generator: torch.Generator | None = None

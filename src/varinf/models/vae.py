@@ -21,6 +21,7 @@ from torch import nn
 from varinf.contract import AmortizedModel
 from varinf.errors import ConfigError
 from varinf.families import GAUSSIAN
+from varinf.objectives import bernoulli_log_likelihood
 
 ACTIVATIONS = {"softplus": nn.Softplus, "relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU}
 ARCHITECTURES = ("mlp", "cnn")
@@ -197,8 +198,7 @@ class VAE(AmortizedModel):
 
     def log_likelihood(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """log p(x|z) = Σ_d x_d log σ(η_d) + (1 − x_d) log(1 − σ(η_d)): x (B, D), z (S, B, K) -> (S, B)."""
-        logits = self.decode(z)                                                   # (S, B, D)
-        return D.Bernoulli(logits=logits, validate_args=False).log_prob(x).sum(-1)
+        return bernoulli_log_likelihood(self.decode(z), x)                       # (S, B, D) logits -> (S, B)
 
     @torch.no_grad()
     def sample(self, num: int, generator: torch.Generator | None = None) -> torch.Tensor:
