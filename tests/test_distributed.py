@@ -5,10 +5,10 @@ Truth is the single-process run: with the noise of every datapoint drawn from th
 the summation order of the gradient (the all-reduce adds two half-batch sums where one process
 adds the batch in one reduction). Tolerance: |Δ| / (1 + |θ|) ≤ 1e-5 over every tensor of the
 checkpoint (weights, NVIL's moments, the optimizers' moments) after 12–24 updates, i.e. 1% of one
-Adam step of lr 1e-3. Measured on 2026-11-22: ≤ 6e-7 for vae/gbvi/avi and ≤ 2e-6 for nvil, whose
-baseline gradient feeds back through the running moments. Drawing each shard's noise on its own
-moves the parameters by 0.02–0.18 and summing the gradients instead of averaging them by 0.4–41,
-so the check can fail (tests/test_distributed.py: the negative control for the noise).
+Adam step of lr 1e-3. Measured (benchmarks/ddp_equivalence.py, 2026-11-22): ≤ 2e-7 for
+vae/gbvi/avi and 1e-6 for nvil, whose baseline gradient feeds back through the running moments;
+drawing each shard's noise on its own gives 2e-2–7e-2 and summing the gradients instead of
+averaging them 0.3–2.8, so the check can fail (and test_negative_control_shard_noise_matters).
 
 All 2-process work runs in ONE torch.multiprocessing spawn (process start-up dominates).
 """
@@ -164,3 +164,15 @@ def test_one_process_hooks_are_the_identity():
     p.grad = torch.full((3,), 2.0)
     GradSync(0.5, Context())([p])
     assert torch.equal(p.grad, torch.full((3,), 2.0))
+
+
+def test_bf16_autocast_trains_on_cpu_and_bad_precision_settings_are_refused(tmp_path):
+    """The GPU path's reduced-precision option runs on a CPU too; its effect on the bound is measured only on a GPU."""
+    from varinf.errors import ConfigError
+    result = train(make_config(**{**RUNS["vae"], "epochs": 1, "autocast": "bf16"}), tmp_path / "bf16", progress=False)
+    assert torch.isfinite(torch.tensor(result.history[0]["train_elbo"]))
+    assert json.loads((tmp_path / "bf16" / "config.json").read_text())["train"]["autocast"] == "bf16"
+    with pytest.raises(ConfigError, match="autocast"):
+        make_config(autocast="fp8")
+    with pytest.raises(ConfigError, match="tf32"):
+        make_config(tf32="yes")
