@@ -26,27 +26,11 @@ import time
 
 import torch
 
+from bench_gpu import _sync, gemm_gflops as matmul_gflops      # the same GEMM rate and device sync
 from varinf.data import load_dataset
 from varinf.evaluate import CHUNK_FLOATS, _chunk, evaluate_model
 from varinf.models import VAEConfig
 from varinf.training import build_model, load_model
-
-
-def matmul_gflops(device: torch.device, n: int = 2048, reps: int = 10) -> float:
-    """Measured float32 GEMM rate of ``device`` (GFLOP/s)."""
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-    a @ b
-    _sync(device)
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    _sync(device)
-    return 2 * n ** 3 * reps / (time.perf_counter() - t0) / 1e9
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def decoder_gflop(model, points: int, k: int) -> float:
