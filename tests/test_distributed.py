@@ -176,3 +176,23 @@ def test_bf16_autocast_trains_on_cpu_and_bad_precision_settings_are_refused(tmp_
         make_config(autocast="fp8")
     with pytest.raises(ConfigError, match="tf32"):
         make_config(tf32="yes")
+
+
+def test_torchrun_command_line(tmp_path, shared_data_dir):
+    """`torchrun --nproc_per_node 2 -m varinf train` joins a gloo group, and only rank 0 prints and writes."""
+    import subprocess
+    import sys
+    torchrun = Path(sys.executable).with_name("torchrun")
+    if not torchrun.exists():
+        pytest.skip("torchrun is not installed beside this python")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "VARINF_DATA_DIR": str(shared_data_dir),
+           "PYTHONPATH": os.pathsep.join(p for p in [str(Path(__file__).parents[1] / "src"),
+                                                     os.environ.get("PYTHONPATH", "")] if p)}
+    out = tmp_path / "run"
+    done = subprocess.run([str(torchrun), "--nproc_per_node", "2", "--master_port", str(_free_port()), "-m", "varinf",
+                           "train", "--out", str(out), "--dataset", "digits", "--hidden", "16", "--latent-dim", "4",
+                           "--epochs", "1", "--threads", "1", "--quiet"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count('"run_dir"') == 1                      # one summary line: rank 0's
+    assert json.loads((out / "config.json").read_text())["world_size"] == 2

@@ -56,7 +56,7 @@ from varinf.errors import ConfigError, VarinfError
 
 __all__ = ["Context", "context", "init_from_env", "shard_bounds", "batch_shard", "global_rows", "local_rows",
            "GradSync", "all_reduce_sum", "global_moments", "sync_generator", "broadcast_error",
-           "process_device", "global_shape"]
+           "process_device", "global_shape", "shutdown"]
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,12 @@ def init_from_env(device: str) -> Context:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group(backend=backend)
     return context()
+
+
+def shutdown() -> None:
+    """Leave the process group joined by :func:`init_from_env` (nothing when none was joined)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def process_device(name: str, ctx: Context) -> str:
