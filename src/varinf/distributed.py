@@ -185,8 +185,8 @@ class GradSync:
         if not self.ctx.active:
             return
         params = [p for p in params if p.grad is not None]
-        # A parameter without a gradient on one process but with one on another would desynchronise the
-        # collective; every method gives every parameter of its groups a gradient (allow_unused covers none here).
+        # Which parameters got a gradient depends only on the graph, the same on every process, so every
+        # process flattens the same list in the same order.
         flat = torch.cat([p.grad.reshape(-1) for p in params]).mul_(self.weight)
         dist.all_reduce(flat, op=dist.ReduceOp.SUM)
         offset = 0
