@@ -31,6 +31,7 @@ OPTIMIZERS = ("adam", "rmsprop")
 REFINE_OPTIMIZERS = ("sgd", "adam")
 MODELS = ("mlp", "cnn", "sbn", "custom")     # custom: a user model object passed to varinf.train
 MAX_SEED = 2 ** 63 - 1
+AUTOCAST = ("bf16",)
 
 # Used where a method's registry entry gives no default of its own.
 GENERIC_DEFAULTS = dict(samples=1, refine_steps=0, inference_rate=5e-3, refine_optimizer="sgd", refine_samples=20,
@@ -74,6 +75,9 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     threads: int | None = None            # torch intra-op threads (None: torch's default)
+    # reduced precision (GPU path; off by default; their effect on the bound is not yet measured)
+    tf32: bool = False                    # CUDA: TF32 tensor-core matmuls (10-bit mantissa inputs)
+    autocast: str | None = None           # "bf16": torch.autocast in bfloat16 for the training step
 
     def __post_init__(self):
         for name, value in list(dataclasses.asdict(self).items()):
@@ -221,6 +225,8 @@ RULES = {
     "seed": lambda v: _int("seed", v, 0, MAX_SEED),
     "device": lambda v: _device("device", v),
     "threads": lambda v: _int("threads", v, 1, allow_none=True),
+    "tf32": lambda v: _bool("tf32", v),
+    "autocast": lambda v: _choice("autocast", v, AUTOCAST, allow_none=True, normalise=str.lower),
 }
 
 

@@ -21,8 +21,14 @@ is the part of the encoder's gap that T steps recover: a lower bound on the full
 gap max_q L(q) − L(q_φ). ``--refine-sweep 0,1,2,5,...`` adds the mean bound after every listed T
 (one refinement to the largest T, the bound of each z_t estimated with N fresh samples and the
 closed-form entropy) to eval.json and draws ``figures/amortization_gap.png``. The refined
-numbers use their own generator (seed + 1), so ``test_elbo``/``test_nll`` are exactly those of
+numbers use their own generators (stream 1), so ``test_elbo``/``test_nll`` are exactly those of
 an evaluation without refinement.
+
+Random draws: batch b of the test points gets its own generator keyed by (seed, stream, b)
+(:func:`batch_generator`), so a batch's numbers do not depend on which process evaluates it.
+Under ``torchrun`` (``varinf.distributed``) process r evaluates batches r, r + N, r + 2N, ...
+and the per-datapoint results are summed into place across processes (each row is written by
+one process, the others add exact zeros): N processes give bit for bit the numbers of one.
 """
 
 from __future__ import annotations
@@ -32,11 +38,13 @@ import math
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from varinf.checkpoint import atomic_write_json
 from varinf.config import TrainConfig
 from varinf.data import check_data, load_dataset
+from varinf.distributed import Context, all_reduce_sum, context, process_device
 from varinf.errors import ConfigError, VarinfError
 from varinf.infer import DEFAULT_REFINERS, METHODS
 from varinf.objectives import elbo_and_log_marginal
@@ -53,39 +61,65 @@ def _mean_and_stderr(values: torch.Tensor) -> tuple[float, float]:
     return mean, stderr
 
 
-def _chunk(nll_samples: int, batch_size: int, dim: int) -> int:
-    """Samples per chunk that keep a chunk's decoder output near 40M floats."""
-    return max(1, min(nll_samples, 40_000_000 // max(1, batch_size * dim)))
+def batch_generator(seed: int, stream: int, batch: int, device: torch.device) -> torch.Generator:
+    """The generator of test batch ``batch``: seeded by numpy's SeedSequence of (seed, stream, batch)."""
+    key = int(np.random.SeedSequence([seed, stream, batch]).generate_state(1, np.uint64)[0]) >> 1
+    return torch.Generator(device=device).manual_seed(key)
+
+
+# Decoder-output floats per chunk of importance samples: on a CPU ~1M (4 MB: the chunk's
+# activations stay in the caches; 40M ran the CPU evaluation at half the speed,
+# benchmarks/bench_eval.py); on a GPU 40M (big kernels, few launches).
+CHUNK_FLOATS = {"cpu": 1_000_000, "cuda": 40_000_000}
+
+
+def _chunk(nll_samples: int, batch_size: int, dim: int, device: torch.device | str = "cpu") -> int:
+    """Samples per chunk that keep a chunk's decoder output near CHUNK_FLOATS[device type] floats."""
+    budget = CHUNK_FLOATS.get(torch.device(device).type, CHUNK_FLOATS["cuda"])
+    return max(1, min(nll_samples, budget // max(1, batch_size * dim)))
 
 
 @torch.no_grad()
 def evaluate_model(model, x: torch.Tensor, *, nll_samples: int = 5000, batch_size: int = 100,
                    chunk_size: int | None = None, seed: int = 0, progress: bool = False,
-                   refiner: Refiner | None = None, sweep: tuple[int, ...] = ()) -> dict[str, torch.Tensor]:
+                   refiner: Refiner | None = None, sweep: tuple[int, ...] = (),
+                   ctx: Context | None = None) -> dict[str, torch.Tensor]:
     """Per-datapoint ELBO and log p̂(x) for every row of ``x`` (N, D), with q the model's encoder.
 
-    With ``refiner``, q is the encoder's q refined by it (seed + 1 for the refined draws). Works
-    for any amortised model (``varinf.contract``). Returns {"elbo": (N,), "log_px": (N,)} and, with
-    ``sweep`` (refinement step counts), "sweep": (len(sweep), N), the bound after each T.
+    With ``refiner``, q is the encoder's q refined by it (generator stream 1 for the refined draws).
+    Works for any amortised model (``varinf.contract``). Returns {"elbo": (N,), "log_px": (N,)} and,
+    with ``sweep`` (refinement step counts), "sweep": (len(sweep), N), the bound after each T.
+    Under data parallelism (``ctx``, default the current process group) the batches are shared
+    out round-robin and every process returns the full result.
     """
     if isinstance(nll_samples, bool) or not isinstance(nll_samples, int) or nll_samples < 1:
         raise ConfigError(f"nll_samples must be an integer >= 1, got {nll_samples!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     device = next(model.parameters()).device
-    gen = torch.Generator(device=device).manual_seed(seed + (1 if refiner is not None else 0))
-    chunk_size = chunk_size or _chunk(nll_samples, batch_size, x.shape[1])
+    ctx = ctx or context()
+    stream = 1 if refiner is not None else 0
+    chunk_size = chunk_size or _chunk(nll_samples, batch_size, x.shape[1], device)
     sweep = tuple(sorted(set(int(t) for t in sweep)))
     final = refiner.steps if refiner is not None else 0
     if refiner is not None and sweep:
         refiner = refiner.with_steps(max(final, max(sweep)))
-    elbos, log_px, traces = [], [], []
-    starts = range(0, x.shape[0], batch_size)
-    if progress:
+    n, dtype = x.shape[0], next(model.parameters()).dtype
+    x = x.to(device)                                                         # resident on the device
+    out = {"elbo": torch.zeros(n, dtype=dtype, device=device),                       # (N,)
+           "log_px": torch.zeros(n, dtype=dtype, device=device)}                     # (N,)
+    if sweep:
+        out["sweep"] = torch.zeros(len(sweep), n, dtype=dtype, device=device)       # (T', N)
+    batches = range(ctx.rank, -(-n // batch_size), ctx.world_size)          # this process's share, round-robin
+    if progress and ctx.is_main:
         from tqdm.auto import tqdm
-        starts = tqdm(starts, desc="eval" if refiner is None else f"eval (refined, T={refiner.steps})", leave=False)
-    for i in starts:
-        xb = x[i:i + batch_size].to(device)
+        batches = tqdm(batches, desc="eval" if refiner is None else f"eval (refined, T={refiner.steps})",
+                       leave=False)
+    for b in batches:
+        i = b * batch_size
+        rows = slice(i, i + batch_size)
+        gen = batch_generator(seed, stream, b, device)
+        xb = x[rows]
         params = model.encode(xb)
         if refiner is not None:
             trace = []
@@ -96,14 +130,11 @@ def evaluate_model(model, x: torch.Tensor, *, nll_samples: int = 5000, batch_siz
                     result_params = params_t
             params = result_params
             if sweep:
-                traces.append(torch.stack(trace).cpu())
+                out["sweep"][:, rows] = torch.stack(trace)
         e, l = elbo_and_log_marginal(model, model.family.dist(*params), xb, nll_samples, chunk_size, gen)
-        elbos.append(e.cpu())
-        log_px.append(l.cpu())
-    out = {"elbo": torch.cat(elbos), "log_px": torch.cat(log_px)}
-    if traces:
-        out["sweep"] = torch.cat(traces, dim=1)
-    return out
+        out["elbo"][rows], out["log_px"][rows] = e, l
+    # one collective per tensor; each row comes from one process and the others add exact zeros
+    return {k: all_reduce_sum(v, ctx).cpu() for k, v in out.items()}
 
 
 def run_refiner(cfg: TrainConfig, family: str, **overrides) -> Refiner:
@@ -181,6 +212,8 @@ def evaluate_run(run_dir: str | Path, *, nll_samples: int = 5000, subset: int | 
     figure = (run_dir / "figures" / "amortization_gap.png" if output == run_dir / "eval.json"
               else output.with_name(f"{output.stem}_amortization_gap.png"))
     t0 = time.perf_counter()
+    ctx = context()
+    device = process_device(device, ctx)
     model, cfg, meta = load_model(run_dir, checkpoint, device)
     refiner = run_refiner(cfg, model.family.name, refine_steps=refine_steps, inference_rate=inference_rate,
                           refine_optimizer=refine_optimizer, refine_samples=refine_samples, avi_rate=avi_rate)
@@ -240,10 +273,11 @@ def evaluate_run(run_dir: str | Path, *, nll_samples: int = 5000, subset: int | 
             result["refine_sweep"] = table
             result["refine_sweep_note"] = (f"bound of q~ after T steps, each estimated with {SWEEP_SAMPLES} "
                                            "fresh samples + closed-form entropy; gap relative to T = 0")
-            if write:
+            if write and ctx.is_main:
                 path = plot_amortization_gap(table, figure, f"{dataset.name}, {cfg.method}: {refiner!r}")
                 result["amortization_gap_figure"] = str(path)
     result["seconds"] = time.perf_counter() - t0
-    if write:
+    result["world_size"] = ctx.world_size
+    if write and ctx.is_main:
         atomic_write_json(output, result)
     return result

@@ -13,6 +13,9 @@ DiagonalGaussian   (mu, log_std)               N(μ, diag σ²),  σ = exp(log �
 FactorialBernoulli (logits,)                   Π_k Bernoulli(h_k; σ(logit_k))
 =================  ==========================  ======================================
 
+Under data parallelism (``varinf.distributed``) a draw covers the whole global minibatch and
+keeps this process's rows, so datapoint i's noise does not depend on the number of processes.
+
 Shapes: a distribution has batch (B,) and event (K,); ``draw(params, S)`` returns (S, B, K);
 ``log_prob(params, h)`` maps h (S, B, K) to (S, B); entropies and KLs are (B,).
 """
@@ -23,6 +26,8 @@ import math
 
 import torch
 from torch import distributions as D
+
+from varinf.distributed import global_rows, global_shape, local_rows
 
 __all__ = ["Family", "DiagonalGaussian", "FactorialBernoulli", "GAUSSIAN", "BERNOULLI", "family_of"]
 
@@ -76,7 +81,8 @@ class DiagonalGaussian(Family):
     def draw(self, params, num_samples, generator):
         """h = μ + σ ⊙ ε, ε ~ N(0, I) (Hjelm et al. 2015 Eq. 5; Kingma & Welling 2014 Eq. 10): (S, B, K)."""
         mu, log_std = params
-        eps = torch.randn((num_samples, *mu.shape), generator=generator, dtype=mu.dtype, device=mu.device)
+        shape = global_shape((num_samples, *mu.shape), dim=1)       # all ranks' rows under data parallelism
+        eps = local_rows(torch.randn(shape, generator=generator, dtype=mu.dtype, device=mu.device), dim=1)
         return mu + log_std.exp() * eps
 
     def entropy(self, params) -> torch.Tensor:
@@ -99,8 +105,8 @@ class FactorialBernoulli(Family):
 
     def draw(self, params, num_samples, generator):
         """h ~ Bernoulli(σ(logits)), (S, B, K); no gradient reaches the logits."""
-        probs = torch.sigmoid(params[0].detach())
-        return torch.bernoulli(probs.expand(num_samples, *probs.shape), generator=generator)
+        probs = global_rows(torch.sigmoid(params[0].detach()), fill=0.5)   # all ranks' rows (varinf.distributed)
+        return local_rows(torch.bernoulli(probs.expand(num_samples, *probs.shape), generator=generator), dim=1)
 
     def entropy(self, params) -> torch.Tensor:
         """H = Σ_k −μ_k log μ_k − (1 − μ_k) log(1 − μ_k), written with logits for stability, (B,)."""

@@ -29,6 +29,7 @@ import torch
 from torch import nn
 
 from varinf.errors import ConfigError
+from varinf.objectives import bernoulli_log_likelihood
 
 __all__ = ["Likelihood", "BernoulliLikelihood", "GaussianLikelihood", "LIKELIHOODS", "make_likelihood",
            "needs_binary_data", "MIN_VARIANCE"]
@@ -62,8 +63,9 @@ class BernoulliLikelihood(Likelihood):
     binary_data = True
 
     def log_prob(self, x, out):
-        """Σ_d x_d log σ(η_d) + (1 − x_d) log(1 − σ(η_d)), written with logits for stability: (S, B)."""
-        return -nn.functional.binary_cross_entropy_with_logits(out, x.expand_as(out), reduction="none").sum(-1)
+        """Σ_d x_d log σ(η_d) + (1 − x_d) log(1 − σ(η_d)) = x·η − Σ_d softplus(η_d): (S, B)
+        (``varinf.objectives.bernoulli_log_likelihood``, the data term as one batched product)."""
+        return bernoulli_log_likelihood(out, x)
 
     def mean(self, out):
         return torch.sigmoid(out)

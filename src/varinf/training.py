@@ -4,7 +4,7 @@ A run directory holds
 
     config.json                      the TrainConfig and the model's architecture
     checkpoints/{last,best}.*        safetensors weights + JSON (see varinf.checkpoint)
-    metrics.jsonl                    one line per epoch: epoch, train_elbo, valid_elbo, seconds
+    metrics.jsonl                    one line per epoch: epoch, train_elbo, valid_elbo, seconds, world_size
 
 The loop owns the optimizers (one per parameter group the method declares, built from the run's
 settings), the device, the checkpoints and the random stream; a method only says what its losses
@@ -16,10 +16,19 @@ very same random stream and ends with exactly the parameters of an uninterrupted
 Bring your own model: ``train(cfg, run_dir, model=my_model, data=my_dataset)`` trains any object
 that meets ``varinf.contract.AmortizedLatentModel`` with every method that fits its family
 (``cfg.model`` is then "custom"); ``load_weights(my_model, run_dir)`` reloads it.
+
+Data parallelism (``torchrun --nproc_per_node N -m varinf train ...``, ``varinf.distributed``):
+every process runs this loop on its slice of every global minibatch; gradients are averaged in
+``apply_losses`` (one all-reduce per step) and the per-datapoint noise is that of one process, so
+N processes compute the parameters of one process up to float summation order. Rank 0 holds the
+run lock and alone writes config.json, metrics and checkpoints; every process reads the
+checkpoint on ``--resume``, which works under any number of processes. ``world_size`` is
+recorded in config.json (at the start) and in every metrics line.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -36,6 +45,8 @@ from varinf.checkpoint import (atomic_write_json, atomic_write_text, decode_rng_
 from varinf.config import RULES, TrainConfig, config_from_dict
 from varinf.contract import check_amortized
 from varinf.data import Dataset, check_data, iterate_batches, load_dataset
+from varinf.distributed import (Context, GradSync, all_reduce_sum, batch_shard, broadcast_error, context,
+                                process_device, shard_bounds, sync_generator)
 from varinf.errors import CheckpointError, ConfigError, DataError, VarinfError
 from varinf.infer import METHODS, Method, make_optimizers
 from varinf.likelihoods import needs_binary_data
@@ -182,32 +193,78 @@ def _seeded(seed: int, device: torch.device) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(seed)
 
 
+def sharded_batches(x: torch.Tensor, batch_size: int, generator: torch.Generator, ctx: Context, *,
+                    shuffle: bool = True, dynamic_binarize: bool = False):
+    """This process's slice of every global minibatch: (rows (B_r, D), B_r / B, shard context).
+
+    Every process draws the same global batch (same generator state); the shard context makes
+    the method's per-datapoint draws those of the whole batch (``varinf.distributed``).
+    """
+    for xg in iterate_batches(x, batch_size, generator=generator, shuffle=shuffle,
+                              dynamic_binarize=dynamic_binarize):
+        start, stop = shard_bounds(xg.shape[0], ctx)
+        shard = batch_shard(start, stop, xg.shape[0]) if ctx.active else contextlib.nullcontext()
+        yield xg[start:stop], (stop - start) / xg.shape[0], shard
+
+
+def check_shardable(n: int, batch_size: int, ctx: Context, what: str) -> None:
+    """Every global minibatch must give each process at least one row."""
+    smallest = min(batch_size, n % batch_size or batch_size)
+    if ctx.active and smallest < ctx.world_size:
+        raise ConfigError(f"{what}: a minibatch of {smallest} rows cannot be split over {ctx.world_size} "
+                          f"processes; use a batch_size (now {batch_size}) that leaves every process >= 1 row")
+
+
 @torch.no_grad()
 def validation_bound(method: Method, x: torch.Tensor, cfg: TrainConfig, epoch: int, device: torch.device,
-                     dynamic_binarize: bool) -> float:
-    """Mean per-datapoint bound on the validation split, with its own generator (seeded by epoch)."""
+                     dynamic_binarize: bool, ctx: Context | None = None) -> float:
+    """Mean per-datapoint bound on the validation split, with its own generator (seeded by epoch).
+
+    Sharded over processes like training; the per-process sums are all-reduced (the one host sync is at the end).
+    """
+    ctx = ctx or context()
     gen = _seeded(cfg.seed * 1_000_003 + epoch + 1, device)
-    total = 0.0
-    for xb in iterate_batches(x, max(cfg.batch_size, 500), generator=gen, shuffle=False,
-                              dynamic_binarize=dynamic_binarize):
-        total += method.validation_bound(xb, cfg.valid_samples, gen).sum().item()
-    return total / x.shape[0]
+    batch = max(cfg.batch_size, 500)
+    check_shardable(x.shape[0], batch, ctx, "validation split")
+    total = torch.zeros((), dtype=torch.float64, device=x.device)
+    for xb, _, shard in sharded_batches(x, batch, gen, ctx, shuffle=False, dynamic_binarize=dynamic_binarize):
+        with shard:
+            total += method.validation_bound(xb, cfg.valid_samples, gen).sum()
+    return all_reduce_sum(total, ctx).item() / x.shape[0]
+
+
+def precision_context(device: torch.device, autocast: str | None):
+    """``torch.autocast`` in bfloat16 for the training step when ``autocast == "bf16"``, else nothing."""
+    if autocast is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
 def train_epoch(method: Method, optimizers: dict[str, torch.optim.Optimizer], x: torch.Tensor, batch_size: int,
-                generator: torch.Generator, dynamic_binarize: bool = False, bar: tqdm | None = None) -> float:
-    """One pass over ``x`` in shuffled minibatches, one ``method.step`` each; returns the mean bound."""
+                generator: torch.Generator, dynamic_binarize: bool = False, bar: tqdm | None = None, *,
+                ctx: Context | None = None, autocast: str | None = None) -> float:
+    """One pass over ``x`` in shuffled minibatches, one ``method.step`` each; returns the mean bound.
+
+    Under data parallelism (``ctx.world_size`` > 1) each process steps on its slice of every
+    global minibatch and ``GradSync`` averages the gradients; the returned bound is the global mean.
+    The loop has no host synchronisation except the progress bar's every 25 steps.
+    """
+    ctx = ctx or context()
+    check_shardable(x.shape[0], batch_size, ctx, "training split")
     total = torch.zeros((), device=x.device)
     seen = 0
-    for i, xb in enumerate(iterate_batches(x, batch_size, generator=generator, dynamic_binarize=dynamic_binarize)):
-        bound = method.step(xb, generator, optimizers)       # the method's losses, one step per group
-        total += bound * xb.shape[0]
+    for i, (xb, weight, shard) in enumerate(sharded_batches(x, batch_size, generator, ctx,
+                                                            dynamic_binarize=dynamic_binarize)):
+        sync = GradSync(weight, ctx) if ctx.active else None
+        with shard, precision_context(x.device, autocast):
+            bound = method.step(xb, generator, optimizers, sync)   # the method's losses, one step per group
+        total += bound.float() * xb.shape[0]
         seen += xb.shape[0]
         if bar is not None and not bar.disable:
             if i % 25 == 0:
                 bar.set_postfix(elbo=f"{(total / seen).item():.2f}", refresh=False)
             bar.update(1)
-    return (total / seen).item()
+    return (all_reduce_sum(total, ctx) / x.shape[0]).item()
 
 
 def _write_metrics(run_dir: Path, history: list[dict]) -> None:
@@ -268,20 +325,36 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"--out {run_dir} is an existing file; give a directory for the run")
-    with run_lock(run_dir):                   # one writer per run directory; then clear what a kill left
-        remove_stale_files(run_dir, run_dir / CHECKPOINTS)
-        return _train_locked(cfg, run_dir, resume, progress, model, data)
+    ctx = context()
+    device = resolve_device(process_device(cfg.device, ctx))
+    if not ctx.is_main:                       # wait until rank 0 holds the lock and has cleaned the directory
+        broadcast_error(None, ctx, device)
+        return _train_locked(cfg, run_dir, resume, False, model, data, ctx)
+    released = False
+    try:
+        with run_lock(run_dir):               # one writer per run directory; then clear what a kill left
+            remove_stale_files(run_dir, run_dir / CHECKPOINTS)
+            broadcast_error(None, ctx, device)
+            released = True
+            return _train_locked(cfg, run_dir, resume, progress, model, data, ctx)
+    except Exception as exc:
+        if not released:
+            broadcast_error(str(exc) or type(exc).__name__, ctx, device)
+        raise
 
 
-def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool, model, data) -> TrainResult:
+def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool, model, data,
+                  ctx: Context) -> TrainResult:
     ckpt_dir = run_dir / CHECKPOINTS
     has_checkpoint = (ckpt_dir / "last.json").exists()
     if not resume and has_checkpoint:
         raise CheckpointError(f"{run_dir} already holds a training run; pass --resume to continue it "
                               "or choose another --out (nothing was overwritten)")
-    device = resolve_device(cfg.device)
+    device = resolve_device(process_device(cfg.device, ctx))
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    if device.type == "cuda":                 # TF32 matmuls: off unless asked for (--tf32)
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = cfg.tf32
 
     if model is None:
         if cfg.model == CUSTOM:
@@ -322,12 +395,14 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool,
                                   "restore it from a copy or start a new run directory") from None
         if meta.get("stopped_early"):
             start_epoch = cfg.epochs  # nothing left to do
-    else:
+    elif ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(run_dir / "config.json", {"train": cfg.to_dict(), "model": mcfg, "model_kind": kind,
                                                    "dataset": dataset.name, "method": cfg.method,
-                                                   "valid_elbo": method.validation_description})
-    _write_metrics(run_dir, history)
+                                                   "valid_elbo": method.validation_description,
+                                                   "world_size": ctx.world_size})
+    if ctx.is_main:
+        _write_metrics(run_dir, history)
 
     stopped_early = False
     n_batches = math.ceil(train_x.shape[0] / cfg.batch_size)
@@ -337,16 +412,18 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool,
         model.train()
         with tqdm(total=n_batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False,
                   mininterval=0.5) as bar:
-            train_elbo = train_epoch(method, optimizers, train_x, cfg.batch_size, gen, dataset.dynamic_binarize, bar)
+            train_elbo = train_epoch(method, optimizers, train_x, cfg.batch_size, gen, dataset.dynamic_binarize, bar,
+                                     ctx=ctx, autocast=cfg.autocast)
+        sync_generator(gen, ctx)              # the same stream on every process (rank 0's) from here on
         if not math.isfinite(train_elbo):
             raise VarinfError(f"the training bound became {train_elbo} in epoch {epoch + 1}; lower the learning "
                               f"rate (now {cfg.lr}) or warm it up (--warmup-steps). The checkpoints of epoch "
                               f"{epoch} in {ckpt_dir} are intact.")
         model.eval()
-        valid_elbo = validation_bound(method, valid_x, cfg, epoch, device, dataset.dynamic_binarize)
+        valid_elbo = validation_bound(method, valid_x, cfg, epoch, device, dataset.dynamic_binarize, ctx)
         seconds = time.perf_counter() - t0
         history.append({"epoch": epoch + 1, "train_elbo": train_elbo, "valid_elbo": valid_elbo,
-                        "seconds": seconds})
+                        "seconds": seconds, "world_size": ctx.world_size})
         improved = valid_elbo > best_valid
         if improved:
             best_valid, best_epoch, bad_epochs = valid_elbo, epoch + 1, 0
@@ -357,10 +434,11 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool,
                 "history": history, "best_valid_elbo": best_valid, "best_epoch": best_epoch,
                 "bad_epochs": bad_epochs, "stopped_early": stopped_early,
                 "rng_state": encode_rng_state(gen.get_state())}
-        if improved:
-            save_checkpoint(ckpt_dir, "best", model=checkpointed, optimizers=optimizers, meta=meta)
-        save_checkpoint(ckpt_dir, "last", model=checkpointed, optimizers=optimizers, meta=meta)
-        _write_metrics(run_dir, history)
+        if ctx.is_main:                       # every process holds the same state; rank 0 writes it
+            if improved:
+                save_checkpoint(ckpt_dir, "best", model=checkpointed, optimizers=optimizers, meta=meta)
+            save_checkpoint(ckpt_dir, "last", model=checkpointed, optimizers=optimizers, meta=meta)
+            _write_metrics(run_dir, history)
         if progress:
             tqdm.write(f"epoch {epoch + 1:4d}  train ELBO {train_elbo:9.3f}  valid ELBO {valid_elbo:9.3f}  "
                        f"{seconds:6.1f}s{'  *' if improved else ''}")

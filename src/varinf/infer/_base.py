@@ -16,6 +16,7 @@ for every method; a method with parameters of its own (NVIL's baseline ψ) adds 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -73,15 +74,20 @@ class Method:
         from varinf.refinement import entropy_bound
         return entropy_bound(self.model, x, self.model.encode(x), self.family, num_samples, generator)
 
-    def step(self, x: torch.Tensor, generator: torch.Generator,
-             optimizers: dict[str, torch.optim.Optimizer]) -> torch.Tensor:
+    def step(self, x: torch.Tensor, generator: torch.Generator, optimizers: dict[str, torch.optim.Optimizer],
+             grad_sync: Callable[[list[nn.Parameter]], None] | None = None) -> torch.Tensor:
         """One minibatch update with the given optimizers; returns the batch's mean bound (detached)."""
-        return apply_losses(self.losses(x, generator), self.parameter_groups(), optimizers)
+        return apply_losses(self.losses(x, generator), self.parameter_groups(), optimizers, grad_sync)
 
 
-def apply_losses(out: Losses, groups: dict[str, list[nn.Parameter]],
-                 optimizers: dict[str, torch.optim.Optimizer]) -> torch.Tensor:
-    """Gradient of each group's loss with respect to that group only, then one step of every optimizer."""
+def apply_losses(out: Losses, groups: dict[str, list[nn.Parameter]], optimizers: dict[str, torch.optim.Optimizer],
+                 grad_sync: Callable[[list[nn.Parameter]], None] | None = None) -> torch.Tensor:
+    """Gradient of each group's loss with respect to that group only, then one step of every optimizer.
+
+    ``grad_sync`` (data parallelism, ``varinf.distributed.GradSync``) is called once with every
+    parameter that got a gradient, after all gradients and before any optimizer step: the single
+    place where gradients are averaged across processes.
+    """
     by_loss: dict[int, tuple[torch.Tensor, list[str]]] = {}
     for name, loss in out.losses.items():
         by_loss.setdefault(id(loss), (loss, []))[1].append(name)
@@ -91,6 +97,8 @@ def apply_losses(out: Losses, groups: dict[str, list[nn.Parameter]],
         grads = torch.autograd.grad(loss, params, retain_graph=i < len(jobs) - 1, allow_unused=True)
         for p, g in zip(params, grads):
             p.grad = g
+    if grad_sync is not None:
+        grad_sync([p for loss, names in jobs for n in names for p in groups[n]])
     for name in out.losses:
         optimizers[name].step()
     return out.bound.mean().detach()

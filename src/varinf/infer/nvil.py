@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from varinf.contract import log_joint
+from varinf.distributed import global_moments
 from varinf.infer._base import Losses, Method
 from varinf.objectives import score_function_terms
 
@@ -44,9 +45,15 @@ class NVILState(nn.Module):
 
     @torch.no_grad()
     def update(self, residual: torch.Tensor) -> None:
-        """Move (c, v) towards the batch mean and variance of l − b_ψ(x)."""
-        self.mean.mul_(self.alpha).add_((1 - self.alpha) * residual.mean())
-        self.var.mul_(self.alpha).add_((1 - self.alpha) * residual.var(unbiased=False))
+        """Move (c, v) towards the batch mean and variance of l − b_ψ(x).
+
+        Under data parallelism the moments are those of the whole global minibatch (all processes'
+        rows, ``varinf.distributed.global_moments``), so every process keeps the same (c, v) as one
+        process would.
+        """
+        mean, var = global_moments(residual)
+        self.mean.mul_(self.alpha).add_((1 - self.alpha) * mean)
+        self.var.mul_(self.alpha).add_((1 - self.alpha) * var)
 
 
 class NVIL(Method):

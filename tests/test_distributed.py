@@ -1,0 +1,198 @@
+"""Data parallelism (varinf.distributed): 2 gloo processes × 1 thread against one process, on CPU.
+
+Truth is the single-process run: with the noise of every datapoint drawn from the global batch
+(varinf.distributed), N processes must end at one process's parameters after K updates up to
+the summation order of the gradient (the all-reduce adds two half-batch sums where one process
+adds the batch in one reduction). Tolerance: |Δ| / (1 + |θ|) ≤ 1e-5 over every tensor of the
+checkpoint (weights, NVIL's moments, the optimizers' moments) after 12–24 updates, i.e. 1% of one
+Adam step of lr 1e-3. Measured (benchmarks/ddp_equivalence.py, 2026-11-22): ≤ 2e-7 for
+vae/gbvi/avi and 1e-6 for nvil, whose baseline gradient feeds back through the running moments;
+drawing each shard's noise on its own gives 2e-2–7e-2 and summing the gradients instead of
+averaging them 0.3–2.8, so the check can fail (and test_negative_control_shard_noise_matters).
+
+All 2-process work runs in ONE torch.multiprocessing spawn (process start-up dominates).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from varinf.checkpoint import read_checkpoint
+from varinf.config import make_config
+from varinf.distributed import Context, GradSync, batch_shard, global_moments, shard_bounds
+from varinf.evaluate import evaluate_run
+from varinf.families import BERNOULLI, GAUSSIAN
+from varinf.training import train
+
+ATOL = 1e-5
+SMALL = dict(dataset="digits", hidden=(32,), latent_dim=8, batch_size=100, threads=1, patience=None, seed=3)
+RUNS = {                                   # name -> settings; digits: 1197 training rows = 12 updates per epoch
+    "vae": dict(SMALL, method="vae", epochs=2),
+    "gbvi": dict(SMALL, method="gbvi", epochs=1, refine_steps=3, refine_samples=4, samples=2, lr=3e-3),
+    "nvil": dict(SMALL, method="nvil", model="sbn", epochs=2),
+    "avi": dict(SMALL, method="avi", model="sbn", epochs=1, refine_steps=3, refine_samples=4, samples=2),
+}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker(rank: int, world: int, port: int, root: str, data_dir: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank), VARINF_DATA_DIR=data_dir, OMP_NUM_THREADS="1")
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo")
+    try:
+        root = Path(root)
+        for name, settings in RUNS.items():
+            train(make_config(**settings), root / f"{name}-2", progress=False)
+        # resume under another process count: epoch 1 ran in one process (written by the parent)
+        train(make_config(**RUNS["vae"]), root / "resume", resume=True, progress=False)
+        evaluate_run(root / "vae-1", nll_samples=30, batch_size=64, output=root / "eval-2.json",
+                     refine_steps=2, refine_sweep=(0, 2))
+    finally:
+        dist.destroy_process_group()
+
+
+def _params(run_dir: Path) -> dict[str, torch.Tensor]:
+    tensors, _ = read_checkpoint(run_dir / "checkpoints", "last")
+    return tensors
+
+
+def _max_diff(a: dict, b: dict) -> float:
+    """max |a − b| / (1 + |a|) over every floating-point tensor of two checkpoints."""
+    assert a.keys() == b.keys()
+    return max(((a[k].double() - b[k].double()).abs() / (1 + a[k].double().abs())).max().item()
+               for k in a if a[k].is_floating_point())
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, shared_data_dir):
+    root = tmp_path_factory.mktemp("ddp")
+    torch.set_num_threads(1)
+    for name, settings in RUNS.items():                      # one process: the reference
+        train(make_config(**settings), root / f"{name}-1", progress=False)
+    train(make_config(**{**RUNS["vae"], "epochs": 1}), root / "resume", progress=False)
+    mp.spawn(_worker, args=(2, _free_port(), str(root), str(shared_data_dir)), nprocs=2, join=True)
+    return root
+
+
+@pytest.mark.parametrize("name", list(RUNS))
+def test_two_processes_reproduce_one_process_parameters(runs, name):
+    one, two = _params(runs / f"{name}-1"), _params(runs / f"{name}-2")
+    assert _max_diff(one, two) <= ATOL
+    assert _max_diff(one, _params(runs / f"{name}-1")) == 0.0
+
+
+def test_nvil_running_moments_are_those_of_the_global_batch(runs):
+    one, two = _params(runs / "nvil-1"), _params(runs / "nvil-2")
+    for key in ("model.method.mean", "model.method.var"):
+        assert key in one, sorted(one)
+        assert torch.allclose(one[key], two[key], rtol=1e-5, atol=1e-6)
+
+
+def test_world_size_is_recorded_in_config_and_every_metrics_line(runs):
+    for n in (1, 2):
+        run = runs / f"vae-{n}"
+        assert json.loads((run / "config.json").read_text())["world_size"] == n
+        lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        assert [r["world_size"] for r in lines] == [n, n]
+    one = [json.loads(line) for line in (runs / "vae-1" / "metrics.jsonl").read_text().splitlines()]
+    two = [json.loads(line) for line in (runs / "vae-2" / "metrics.jsonl").read_text().splitlines()]
+    for a, b in zip(one, two):                     # the global bounds, not one shard's
+        assert a["train_elbo"] == pytest.approx(b["train_elbo"], abs=1e-3)
+        assert a["valid_elbo"] == pytest.approx(b["valid_elbo"], abs=1e-3)
+
+
+def test_resume_under_another_process_count(runs):
+    lines = [json.loads(line) for line in (runs / "resume" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["world_size"] for r in lines] == [1, 2]
+    assert _max_diff(_params(runs / "vae-1"), _params(runs / "resume")) <= ATOL
+
+
+def test_distributed_eval_equals_single_process_eval(runs):
+    two = json.loads((runs / "eval-2.json").read_text())
+    one = evaluate_run(runs / "vae-1", nll_samples=30, batch_size=64, refine_steps=2, refine_sweep=(0, 2),
+                       write=False)
+    assert two["world_size"] == 2 and one["world_size"] == 1
+    for key in ("test_elbo", "test_nll", "test_elbo_refined", "test_nll_refined", "amortization_gap"):
+        assert two[key] == one[key], key                   # the same per-datapoint numbers, bit for bit
+    assert [r["test_elbo"] for r in two["refine_sweep"]] == [r["test_elbo"] for r in one["refine_sweep"]]
+
+
+def test_negative_control_shard_noise_matters(shared_data_dir):
+    """Without the global-batch draw, a shard's noise differs from one process's: the check can fail."""
+    mu, log_std = torch.zeros(10, 3), torch.zeros(10, 3)
+    full = GAUSSIAN.draw((mu, log_std), 2, torch.Generator().manual_seed(0))               # (2, 10, 3)
+    naive = GAUSSIAN.draw((mu[5:], log_std[5:]), 2, torch.Generator().manual_seed(0))      # rank 1, own draw
+    assert not torch.allclose(full[:, 5:], naive)
+    with batch_shard(5, 10, 10):
+        sharded = GAUSSIAN.draw((mu[5:], log_std[5:]), 2, torch.Generator().manual_seed(0))
+        logits = torch.randn(5, 3)
+        b_shard = BERNOULLI.draw((logits,), 4, torch.Generator().manual_seed(1))
+    assert torch.equal(full[:, 5:], sharded)
+    b_full = BERNOULLI.draw((torch.cat([torch.randn(5, 3), logits]),), 4, torch.Generator().manual_seed(1))
+    assert torch.equal(b_full[:, 5:], b_shard)
+
+
+def test_shard_bounds_cover_the_batch_once():
+    for rows in (1, 2, 7, 100):
+        for world in (1, 2, 3):
+            spans = [shard_bounds(rows, Context(r, world)) for r in range(world)]
+            assert spans[0][0] == 0 and spans[-1][1] == rows
+            assert all(a[1] == b[0] for a, b in zip(spans, spans[1:]))
+            sizes = [b - a for a, b in spans]
+            assert sizes == [t.shape[0] for t in torch.arange(rows).tensor_split(world)]
+
+
+def test_one_process_hooks_are_the_identity():
+    x = torch.randn(4, 5)
+    mean, var = global_moments(x)
+    assert torch.equal(mean, x.mean()) and torch.equal(var, x.var(unbiased=False))
+    p = torch.nn.Parameter(torch.ones(3))
+    p.grad = torch.full((3,), 2.0)
+    GradSync(0.5, Context())([p])
+    assert torch.equal(p.grad, torch.full((3,), 2.0))
+
+
+def test_bf16_autocast_trains_on_cpu_and_bad_precision_settings_are_refused(tmp_path):
+    """The GPU path's reduced-precision option runs on a CPU too; its effect on the bound is measured only on a GPU."""
+    from varinf.errors import ConfigError
+    result = train(make_config(**{**RUNS["vae"], "epochs": 1, "autocast": "bf16"}), tmp_path / "bf16", progress=False)
+    assert torch.isfinite(torch.tensor(result.history[0]["train_elbo"]))
+    assert json.loads((tmp_path / "bf16" / "config.json").read_text())["train"]["autocast"] == "bf16"
+    with pytest.raises(ConfigError, match="autocast"):
+        make_config(autocast="fp8")
+    with pytest.raises(ConfigError, match="tf32"):
+        make_config(tf32="yes")
+
+
+def test_torchrun_command_line(tmp_path, shared_data_dir):
+    """`torchrun --nproc_per_node 2 -m varinf train` joins a gloo group, and only rank 0 prints and writes."""
+    import subprocess
+    import sys
+    torchrun = Path(sys.executable).with_name("torchrun")
+    if not torchrun.exists():
+        pytest.skip("torchrun is not installed beside this python")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "VARINF_DATA_DIR": str(shared_data_dir),
+           "PYTHONPATH": os.pathsep.join(p for p in [str(Path(__file__).parents[1] / "src"),
+                                                     os.environ.get("PYTHONPATH", "")] if p)}
+    out = tmp_path / "run"
+    done = subprocess.run([str(torchrun), "--nproc_per_node", "2", "--master_port", str(_free_port()), "-m", "varinf",
+                           "train", "--out", str(out), "--dataset", "digits", "--hidden", "16", "--latent-dim", "4",
+                           "--epochs", "1", "--threads", "1", "--quiet"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count('"run_dir"') == 1                      # one summary line: rank 0's
+    assert json.loads((out / "config.json").read_text())["world_size"] == 2
