@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+import varinf
 from varinf import make_config, train
 from varinf.checkpoint import read_checkpoint
 from varinf.cli import main
@@ -265,3 +266,20 @@ def test_interrupt_hint_is_a_command_that_works(tmp_path, capsys, monkeypatch):
     assert run_cli("train", *FAST, "--epochs", 1, "--out", tmp_path / "run") == 130
     hint = capsys.readouterr().err.split("continue with: ")[1].strip()
     assert hint == f"varinf train --out {tmp_path / 'run'} --resume"
+
+
+def test_output_is_lines_not_bars_when_redirected_and_quiet_is_silent(tmp_path, capsys):
+    args = ["train", "--dataset", "digits", "--hidden", "16", "--latent-dim", "2", "--epochs", "2"]
+    assert run_cli(*args, "--out", tmp_path / "a") == 0
+    err = capsys.readouterr().err
+    assert err.count("epoch ") == 2 and "it/s" not in err and "\r" not in err      # no tqdm bar off a terminal
+    assert run_cli(*args, "--out", tmp_path / "b", "--quiet") == 0
+    assert capsys.readouterr().err == ""
+    with pytest.raises(varinf.ConfigError, match="progress=False"):
+        make_config(quiet=True)
+
+
+def test_version():
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 
 from varinf.errors import VarinfError
@@ -88,7 +89,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="CUDA: allow TF32 tensor-core matmuls (off by default; effect on the bound not measured)")
     t.add_argument("--autocast", choices=["bf16"],
                    help="run the training step under torch.autocast in bfloat16 (off by default)")
-    t.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    t.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines (warnings and errors only)")
+    t.add_argument("--verbose", action="store_true", help="also debug messages")
 
     e = sub.add_parser("eval", help="test ELBO and importance-sampled NLL of a trained run -> RUN_DIR/eval.json")
     e.add_argument("run_dir", help="a run directory written by varinf train")
@@ -101,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default cpu)")
     e.add_argument("--seed", type=int, default=0, help="seed of the Monte Carlo draws and of --subset (default 0)")
     e.add_argument("--data-dir", help="data directory (default: the run's, else $VARINF_DATA_DIR)")
-    e.add_argument("--quiet", action="store_true", help="no progress bar")
+    e.add_argument("--quiet", action="store_true", help="no progress bar (warnings and errors only)")
+    e.add_argument("--verbose", action="store_true", help="also debug messages")
     e.add_argument("--refine-steps", type=int,
                    help="also evaluate q refined by T steps of the run's refiner from the encoder (default: the "
                         "run's own T, 0 for a method without refinement)")
@@ -191,8 +194,30 @@ def _plot(args) -> int:
     return 0
 
 
+class _TqdmHandler(logging.Handler):
+    """Log lines to stderr through ``tqdm.write``, so that they do not tear a progress bar on a terminal."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm.auto import tqdm
+        tqdm.write(self.format(record), file=sys.stderr)
+
+
+def _configure_logging(args) -> None:
+    """``varinf`` messages at INFO (per-epoch lines), WARNING with --quiet, DEBUG with --verbose."""
+    logger = logging.getLogger("varinf")
+    for old in [h for h in logger.handlers if isinstance(h, _TqdmHandler)]:
+        logger.removeHandler(old)
+    handler = _TqdmHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(handler)
+    quiet, verbose = getattr(args, "quiet", False), getattr(args, "verbose", False)
+    logger.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
+    logger.propagate = False
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _configure_logging(args)
     handler = {"train": _train, "eval": _eval, "plot": _plot}[args.command]
     try:
         return handler(args)

@@ -263,6 +263,9 @@ def load_toml(path: str | Path) -> dict[str, Any]:
 
 def make_config(config_file: str | Path | None = None, **overrides: Any) -> TrainConfig:
     """TrainConfig from defaults, then the TOML file, then explicit overrides (None means 'not given')."""
+    if "quiet" in overrides or "progress" in overrides:
+        raise ConfigError("quiet/progress is not a training setting: pass progress=False to varinf.train and set "
+                          "the 'varinf' logger's level (logging.getLogger('varinf')) for the per-epoch lines")
     settings: dict[str, Any] = {}
     if config_file is not None:
         settings.update(load_toml(config_file))

@@ -113,7 +113,7 @@ def evaluate_model(model, x: torch.Tensor, *, nll_samples: int = 5000, batch_siz
     batches = range(ctx.rank, -(-n // batch_size), ctx.world_size)          # this process's share, round-robin
     if progress and ctx.is_main:
         from tqdm.auto import tqdm
-        batches = tqdm(batches, desc="eval" if refiner is None else f"eval (refined, T={refiner.steps})",
+        batches = tqdm(batches, desc="eval" if refiner is None else f"eval (refined, T={refiner.steps})", disable=None,
                        leave=False)
     for b in batches:
         i = b * batch_size

@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import math
 import time
 import warnings
@@ -54,6 +55,7 @@ from varinf.models import MODEL_KINDS, SBNConfig, VAEConfig, kind_of
 from varinf.runlock import run_lock
 
 CHECKPOINTS = "checkpoints"
+log = logging.getLogger(__name__)          # per-epoch lines (INFO); ``varinf train`` shows them unless --quiet
 CUSTOM = "custom"
 
 
@@ -410,8 +412,9 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool,
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
         model.train()
-        with tqdm(total=n_batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not progress, leave=False,
-                  mininterval=0.5) as bar:
+        # the bar only on a terminal (disable=None) of the process that reports
+        with tqdm(total=n_batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, mininterval=0.5,
+                  disable=None if progress and ctx.is_main else True) as bar:
             train_elbo = train_epoch(method, optimizers, train_x, cfg.batch_size, gen, dataset.dynamic_binarize, bar,
                                      ctx=ctx, autocast=cfg.autocast)
         sync_generator(gen, ctx)              # the same stream on every process (rank 0's) from here on
@@ -439,13 +442,13 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool,
                 save_checkpoint(ckpt_dir, "best", model=checkpointed, optimizers=optimizers, meta=meta)
             save_checkpoint(ckpt_dir, "last", model=checkpointed, optimizers=optimizers, meta=meta)
             _write_metrics(run_dir, history)
-        if progress:
-            tqdm.write(f"epoch {epoch + 1:4d}  train ELBO {train_elbo:9.3f}  valid ELBO {valid_elbo:9.3f}  "
-                       f"{seconds:6.1f}s{'  *' if improved else ''}")
+        if ctx.is_main:
+            log.info("epoch %4d  train ELBO %9.3f  valid ELBO %9.3f  %6.1fs%s", epoch + 1, train_elbo, valid_elbo,
+                     seconds, "  *" if improved else "")
         if stopped_early:
-            if progress:
-                tqdm.write(f"early stopping: no validation improvement for {cfg.patience} epochs "
-                           f"(best {best_valid:.3f} at epoch {best_epoch})")
+            if ctx.is_main:
+                log.info("early stopping: no validation improvement for %d epochs (best %.3f at epoch %d)",
+                         cfg.patience, best_valid, best_epoch)
             break
     return TrainResult(run_dir, len(history), best_epoch, best_valid, stopped_early, history)
 
