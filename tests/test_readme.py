@@ -67,6 +67,18 @@ def test_every_cli_line_of_the_readme_runs(tmp_path, monkeypatch):
         assert main(shrink(args) + (["--threads", "1"] if args[0] == "train" else [])) == 0, args
 
 
+def test_every_torchrun_line_of_the_readme_runs(tmp_path):
+    lines = [line.split("#")[0].strip() for block in blocks("bash")[2:] for line in block.splitlines()]
+    commands = [shlex.split(line)[1:] for line in lines if line.startswith(".venv/bin/torchrun ")]
+    assert len(commands) >= 3
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for args in commands:
+        at = args.index("varinf") + 1                      # torchrun's own flags, then -m varinf ARGS
+        command = [sys.executable, "-m", "torch.distributed.run", *args[:at], *shrink(args[at:])]
+        done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, (args, done.stderr[-2000:])
+
+
 def test_python_blocks_of_the_readme_run_as_written(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for i, code in enumerate(blocks("python")):
