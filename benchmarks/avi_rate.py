@@ -20,7 +20,7 @@ import torch
 from varinf.config import make_config
 from varinf.data import iterate_batches
 from varinf.objectives import elbo_and_log_marginal
-from varinf.training import build_method
+from varinf.training import build_method, optimizers_for
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -28,10 +28,11 @@ REPO = Path(__file__).resolve().parents[1]
 def run(rate: float, images: int, valid: int, k: int, data_dir: str | None) -> dict:
     cfg = make_config(REPO / "configs" / "table2_avi20_reduced.toml", avi_rate=rate, data_dir=data_dir)
     dataset, model, method = build_method(cfg, torch.device("cpu"))
+    optimizers = optimizers_for(cfg, method)
     gen = torch.Generator().manual_seed(cfg.seed)
     t0 = time.perf_counter()
     for xb in iterate_batches(dataset.split("train")[:images], cfg.batch_size, generator=gen):
-        method.step(xb, gen)
+        method.step(xb, gen, optimizers)
     seconds = time.perf_counter() - t0
     x = dataset.split("valid")[torch.randperm(dataset.split("valid").shape[0], generator=gen)[:valid]]
     with torch.no_grad():

@@ -31,9 +31,8 @@ import torch
 
 from varinf.config import make_config
 from varinf.data import load_dataset
-from varinf.infer import GBVI
 from varinf.models import VAE, VAEConfig
-from varinf.refinement import refine
+from varinf.training import method_for, optimizers_for
 
 
 def floor_batch(model, x, steps, n, gen):
@@ -66,7 +65,8 @@ def main(argv=None):
     cfg = make_config(dataset="binarized-mnist", method="gbvi", refine_steps=args.refine_steps,
                       refine_samples=args.refine_samples, samples=args.samples,
                       inference_rate=args.inference_rate, optimizer="rmsprop", lr=3e-3)
-    method = GBVI(model, cfg)
+    method = method_for(cfg, model, 784)
+    optimizers = optimizers_for(cfg, method)
     T, N = args.refine_steps, args.refine_samples
 
     def run_floor(gen):
@@ -79,7 +79,7 @@ def main(argv=None):
 
     def run_step(gen):
         for xb in batches:
-            method.step(xb, gen)
+            method.step(xb, gen, optimizers)
 
     contenders = {"floor": run_floor, "e_step": run_estep, "gbvi_step": run_step}
     times = {k: [] for k in contenders}

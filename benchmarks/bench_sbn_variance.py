@@ -30,15 +30,8 @@ import torch
 from varinf.config import make_config
 from varinf.data import load_dataset
 from varinf.enumeration import exact_elbo
-from varinf.infer import NVIL
-from varinf.infer.avi import bernoulli_kl, refined_q
-from varinf.infer.mean_pass import mean_pass_objective
-from varinf.infer.nvil import nvil_surrogate
-from varinf.infer.reinforce import reinforce_surrogate
-from varinf.infer.straight_through import straight_through_objective
-from varinf.infer.wake_sleep import sleep_objective
 from varinf.models import SBN, SBNConfig
-from varinf.training import train_epoch
+from varinf.training import method_for, optimizers_for, train_epoch
 
 
 def flat_grad(model, objective: torch.Tensor) -> torch.Tensor:
@@ -47,25 +40,37 @@ def flat_grad(model, objective: torch.Tensor) -> torch.Tensor:
     return torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params)])
 
 
-def estimators(model, nvil_state, x, samples: int, avi_steps: int, avi_samples: int):
-    """name -> (objective description, function(generator) -> objective whose φ-gradient is the estimate)."""
-    def q():
-        return model.q(*model.encode(x))
+class Estimate:
+    """One method's encoder gradient, taken through its own update (``method.step``, zero learning rate)."""
 
-    def nvil(g):
-        with torch.no_grad():
-            b = nvil_state(x) + nvil_state.mean
-        return nvil_surrogate(model, q(), x, samples, g, baseline=b)[0].mean()
+    def __init__(self, method):
+        self.method = method
+        self.groups = method.parameter_groups()
+        self.optimizers = {name: torch.optim.SGD(ps, lr=0.0) for name, ps in self.groups.items()}
 
+    def __call__(self, x, g) -> torch.Tensor:
+        self.method.step(x, g, self.optimizers)
+        return -torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
+                           for p in self.groups["inference"]])          # the direction φ ascends
+
+
+def estimators(model, nvil, samples: int, steps: int, refine_samples: int) -> dict:
+    """name -> (what φ ascends, Estimate) for every binary-latent method, built as training builds it."""
+    def method(name, **kw):
+        cfg = make_config(model="sbn", method=name, dataset="digits", samples=samples, refine_steps=steps,
+                          refine_samples=refine_samples, **kw)
+        return Estimate(method_for(cfg, model, model.config.data_dim))
+
+    nvil.state.alpha = 1.0                      # freeze the trained centring and scale while drawing
     return {
-        "reinforce": ("ELBO", lambda g: reinforce_surrogate(model, q(), x, samples, g).mean()),
-        "nvil": ("ELBO", nvil),
-        "straight-through": ("ELBO (biased)", lambda g: straight_through_objective(
-            model, model.encode(x)[0], x, samples, g).mean()),
-        "mean-pass": ("Eq. 7 (deterministic)", lambda g: mean_pass_objective(model, model.encode(x)[0], x).mean()),
-        f"avi{avi_steps}": ("−KL(q̃‖q_φ)", lambda g: -bernoulli_kl(
-            refined_q(model, x, avi_steps, avi_samples, g).base_dist.probs, model.encode(x)[0]).mean()),
-        "wake-sleep": ("sleep: E_p log q", lambda g: sleep_objective(model, x.shape[0], g).mean()),
+        "reinforce": ("ELBO", method("reinforce")),
+        "nvil": ("ELBO", Estimate(nvil)),
+        "straight-through": ("ELBO (biased, Eq. 8)", method("straight-through")),
+        "mean-pass": ("Eq. 7 (deterministic)", method("mean-pass")),
+        f"mpvi{steps}": ("−KL(q̃‖q_φ), q̃ by Eq. 7 steps", method("mpvi")),
+        f"stvi{steps}": ("−KL(q̃‖q_φ), q̃ by Eq. 8 steps", method("stvi")),
+        f"avi{steps}": ("−KL(q̃‖q_φ), q̃ by Eq. 9 steps", method("avi", avi_rate=1.0)),
+        "wake-sleep": ("sleep: E_p log q", method("wake-sleep")),
     }
 
 
@@ -86,19 +91,20 @@ def main() -> None:
                       lr=3e-3, batch_size=20)
     torch.manual_seed(0)
     model = SBN(SBNConfig(data_dim=data.dim, latent_dim=args.latent_dim, hidden=()))
-    method = NVIL(model, cfg)
+    method = method_for(cfg, model, data.dim)
+    optimizers = optimizers_for(cfg, method)
     gen = torch.Generator().manual_seed(0)
     for _ in range(args.pretrain_epochs):
-        train_epoch(method, data.split("train"), cfg.batch_size, gen)
+        train_epoch(method, optimizers, data.split("train"), cfg.batch_size, gen)
     x = data.split("test")[:args.batch]
 
     logits = model.encode(x)[0]
     exact = flat_grad(model, exact_elbo(model, logits, x).mean())
     rows = []
-    for name, (objective, fn) in estimators(model, method.state, x, args.samples, 20, 20).items():
+    for name, (objective, fn) in estimators(model, method, args.samples, 20, 20).items():
         g = torch.Generator().manual_seed(1)
         t = time.perf_counter()
-        draws = torch.stack([flat_grad(model, fn(g)) for _ in range(args.reps)])
+        draws = torch.stack([fn(x, g) for _ in range(args.reps)])
         sec = (time.perf_counter() - t) / args.reps
         mean = draws.mean(0)
         var = draws.var(0, unbiased=True).sum().item()

@@ -29,9 +29,8 @@ from torch.nn import functional as F
 
 from varinf.config import make_config
 from varinf.data import load_dataset
-from varinf.infer import AEVB
 from varinf.models import VAE, VAEConfig
-from varinf.training import build_model, train_epoch
+from varinf.training import build_model, method_for, optimizers_for, train_epoch
 
 
 def hand_written_epoch(model: VAE, opt: torch.optim.Optimizer, x: torch.Tensor, batch_size: int,
@@ -125,13 +124,14 @@ def main() -> None:
     mcfg = VAEConfig(data_dim=784, latent_dim=cfg.latent_dim, hidden=cfg.hidden, activation=cfg.activation)
 
     varinf_model = build_model(mcfg, 0, torch.device("cpu"))
-    method = AEVB(varinf_model, cfg)
+    method = method_for(cfg, varinf_model, 784)
+    optimizers = optimizers_for(cfg, method)
     hand_model = build_model(mcfg, 0, torch.device("cpu"))
     hand_opt = torch.optim.Adam(hand_model.parameters(), lr=cfg.lr)
     fused_model = build_model(mcfg, 0, torch.device("cpu"))
     fused_opt = torch.optim.Adam(fused_model.parameters(), lr=cfg.lr, fused=True)
     contenders = {
-        "varinf": lambda g, xs: train_epoch(method, xs, args.batch_size, g),
+        "varinf": lambda g, xs: train_epoch(method, optimizers, xs, args.batch_size, g),
         "hand": lambda g, xs: hand_written_epoch(hand_model, hand_opt, xs, args.batch_size, g),
         "hand-fused": lambda g, xs: hand_written_epoch(fused_model, fused_opt, xs, args.batch_size, g),
     }

@@ -19,7 +19,7 @@ import torch
 
 from varinf.config import make_config
 from varinf.data import iterate_batches
-from varinf.training import build_method
+from varinf.training import build_method, optimizers_for
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,11 +29,12 @@ def first_updates(warmup: int, batches: int, data_dir: str | None) -> list[float
     cfg = make_config(REPO / "configs" / "table1_gbvi_reduced.toml", optimizer="rmsprop", lr=3e-3,
                       warmup_steps=warmup, data_dir=data_dir)
     dataset, model, method = build_method(cfg, torch.device("cpu"))
+    optimizers = optimizers_for(cfg, method)
     gen = torch.Generator().manual_seed(cfg.seed)
     bounds = []
     while len(bounds) < batches:                                        # epochs of shuffled minibatches
         for xb in iterate_batches(dataset.split("train"), cfg.batch_size, generator=gen):
-            bounds.append(float(method.step(xb, gen)))
+            bounds.append(float(method.step(xb, gen, optimizers)))
             if len(bounds) == batches or not math.isfinite(bounds[-1]):
                 return bounds
     return bounds
