@@ -182,7 +182,8 @@ def exact_posterior(params: FHMMParams, Y: np.ndarray) -> dict:
     A = params.A[0]
     for c in range(1, m):
         A = np.kron(A, params.A[c])
-    log_pi = sum(np.log(params.pi[c][states[:, c]]) for c in range(m))
+    with np.errstate(divide="ignore"):                                          # log 0 = −inf: a state EM ruled out
+        log_pi = sum(np.log(params.pi[c][states[:, c]]) for c in range(m))
     Wcat = np.concatenate(list(params.W), axis=1)                               # (D, ML)
     mu = phi @ Wcat.T                                                            # (L^M, D)
     log_e = _log_gauss_const(params.C) - 0.5 * (((Y[:, None, :] - mu[None]) ** 2) / params.C).sum(-1)
@@ -206,8 +207,9 @@ def expected_complete_loglik(params: FHMMParams, Y: np.ndarray, stats: dict) -> 
     m, l_, d = params.shape
     with np.errstate(divide="ignore"):
         log_pi, log_A = np.log(params.pi), np.log(params.A)
-    e1 = float(np.sum(np.where(stats["gamma"][0] > 0, stats["gamma"][0] * log_pi, 0.0)))
-    et = float(np.sum(np.where(stats["xi"] > 0, stats["xi"] * log_A, 0.0)))
+    with np.errstate(invalid="ignore"):                                         # 0 · log 0 = 0 (np.where picks it)
+        e1 = float(np.sum(np.where(stats["gamma"][0] > 0, stats["gamma"][0] * log_pi, 0.0)))
+        et = float(np.sum(np.where(stats["xi"] > 0, stats["xi"] * log_A, 0.0)))
     Wcat = np.concatenate(list(params.W), axis=1)
     Ci = 1.0 / params.C
     quad = ((Y ** 2) * Ci).sum() - 2 * np.sum((Y * Ci) * (stats["Es"] @ Wcat.T)) \
