@@ -25,7 +25,8 @@ the *validation* split — the paper chose it on test images — and the test sp
 with k = 50 (the paper's) and k = 5000 (ours), beside the encoder alone (r = 0). AVI's step γ can be chosen
 first among ``--avi-rates`` by short runs (``--avi-rate-epochs`` epochs each, the encoder's final validation
 bound; runs/<row>-gamma-<γ>). The row's summary is printed and written to RUN_DIR/table<N>_row.json;
-``--resume`` continues an interrupted training run.
+``--resume`` continues an interrupted training run. ``python benchmarks/paper_table.py --summary`` prints
+the measured Table 2 rows (runs/table2-*/table2_row.json) as the markdown table of docs/RESULTS.md §13.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import math
 import os
 import platform
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -134,8 +136,37 @@ def table2_protocol(run: Path, test_steps, data_dir, seed: int = 0) -> dict:
     return row
 
 
+PAPER_TABLE2 = {"wake-sleep": (-120.7, 116.3), "nvil": (-113.1, None), "avi20": (-114.08, 110.13),
+                "avi20-240": (-107.03, 103.10), "mpvi20": (None, None), "mpvi20-240": (-122.67, 103.32)}
+
+
+def summary_table2(runs: Path) -> str:
+    """The measured Table 2 rows (RUN_DIR/table2_row.json under ``runs``) as a markdown table."""
+    def cell(row, key):
+        v, se = row.get(key), row.get(key + "_stderr")
+        return "" if v is None else f"{v:.2f} ± {se:.2f}"
+    out = ["| row | epochs (best) | r (valid) | bound, encoder | bound, refined | NLL k=50 | NLL k=5000 | paper bound / NLL |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for path in sorted(runs.glob("table2-*/table2_row.json")):
+        row = json.loads(path.read_text())
+        if "test_steps" not in row:                         # rows measured with the earlier protocol (§6)
+            continue
+        name = row["row"].removesuffix("-reduced")
+        tag = "refined" if row["test_steps"] else "encoder"
+        paper = PAPER_TABLE2.get(name, (None, None))
+        out.append(f"| {row['row']} | {row['epochs_run']} ({row['best_epoch']}) | {row['test_steps']} | "
+                   f"{cell(row, 'test_bound_encoder_k5000')} | "
+                   f"{cell(row, 'test_bound_refined_k5000') if row['test_steps'] else '(r = 0)'} | "
+                   f"{cell(row, f'test_nll_{tag}_k50')} | {cell(row, f'test_nll_{tag}_k5000')} | "
+                   f"{'' if paper[0] is None else paper[0]} / {'' if paper[1] is None else paper[1]} |")
+    return "\n".join(out)
+
+
 def main(argv=None) -> dict:
     """Train the chosen row from its config and evaluate it; returns (and writes) the row's summary."""
+    if argv is None and "--summary" in sys.argv:
+        print(summary_table2(REPO / "runs"))
+        return {}
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=_rows_help(),
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--table", choices=sorted(TABLES), required=True, help="1 (continuous) or 2 (binary latents)")
