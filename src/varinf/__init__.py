@@ -1,12 +1,15 @@
 """varinf: approximate inference in latent-variable models.
 
-The public surface: objectives (ELBO estimators and bounds), models, training,
-evaluation and the data layer. Classical models live in ``varinf.classical``.
+The public surface: the model contract and variational families, objectives (ELBO estimators
+and bounds), models, the refiners of Hjelm et al. (2015), training methods, training, evaluation
+and the data layer. Classical models live in ``varinf.classical``.
 """
 
 from varinf.config import TrainConfig, make_config
+from varinf.contract import AmortizedLatentModel, AmortizedModel, LatentVariableModel, check_amortized
 from varinf.errors import CheckpointError, ConfigError, ConvergenceWarning, DataError, DatasetNotFoundError, VarinfError
-from varinf.models import VAE, LinearGaussian, VAEConfig
+from varinf.families import BERNOULLI, GAUSSIAN, DiagonalGaussian, FactorialBernoulli
+from varinf.models import SBN, VAE, LinearGaussian, SBNConfig, VAEConfig
 from varinf.objectives import (elbo_and_log_marginal, iwae_bound, kl_to_prior, log_marginal_estimate, log_weights,
                                logmeanexp, score_function_surrogate, sgvb_a, sgvb_b)
 
@@ -24,6 +27,12 @@ def __getattr__(name):
         "evaluate_run": ("varinf.evaluate", "evaluate_run"),
         "evaluate_model": ("varinf.evaluate", "evaluate_model"),
         "plot_run": ("varinf.plotting", "plot_run"),
+        "METHODS": ("varinf.infer", "METHODS"),
+        "RefinedEM": ("varinf.infer", "RefinedEM"),
+        "GaussianGradient": ("varinf.refinement", "GaussianGradient"),
+        "MeanPassGradient": ("varinf.refinement", "MeanPassGradient"),
+        "StraightThroughGradient": ("varinf.refinement", "StraightThroughGradient"),
+        "AdaptiveImportanceSampling": ("varinf.refinement", "AdaptiveImportanceSampling"),
     }
     if name in lazy:
         import importlib
@@ -33,7 +42,11 @@ def __getattr__(name):
 
 
 __all__ = [
-    "TrainConfig", "make_config", "VAE", "VAEConfig", "LinearGaussian",
+    "TrainConfig", "make_config", "VAE", "VAEConfig", "SBN", "SBNConfig", "LinearGaussian",
+    "LatentVariableModel", "AmortizedLatentModel", "AmortizedModel", "check_amortized",
+    "DiagonalGaussian", "FactorialBernoulli", "GAUSSIAN", "BERNOULLI",
+    "METHODS", "RefinedEM", "GaussianGradient", "MeanPassGradient", "StraightThroughGradient",
+    "AdaptiveImportanceSampling",
     "sgvb_a", "sgvb_b", "kl_to_prior", "iwae_bound", "log_weights", "logmeanexp", "log_marginal_estimate",
     "elbo_and_log_marginal", "score_function_surrogate",
     "load_dataset", "Dataset", "train", "load_model", "load_weights", "evaluate_run", "evaluate_model", "plot_run",
