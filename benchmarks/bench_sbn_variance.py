@@ -69,7 +69,7 @@ def estimators(model, nvil, samples: int, steps: int, refine_samples: int) -> di
         "mean-pass": ("Eq. 7 (deterministic)", method("mean-pass")),
         f"mpvi{steps}": ("−KL(q̃‖q_φ), q̃ by Eq. 7 steps", method("mpvi")),
         f"stvi{steps}": ("−KL(q̃‖q_φ), q̃ by Eq. 8 steps", method("stvi")),
-        f"avi{steps}": ("−KL(q̃‖q_φ), q̃ by Eq. 9 steps", method("avi", avi_rate=1.0)),
+        f"avi{steps}": ("−KL(q̃‖q_φ), q̃ by Eq. 9 steps, γ = 0.1", method("avi")),
         "wake-sleep": ("sleep: E_p log q", method("wake-sleep")),
     }
 
