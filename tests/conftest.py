@@ -9,6 +9,8 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 
 # Tests and CI read real data from ../shared/data unless VARINF_DATA_DIR says otherwise.
 os.environ.setdefault("VARINF_DATA_DIR", str(SHARED_DATA))
+# Absolute, so that tests that change directory (tests/test_readme.py) still find it.
+os.environ["VARINF_DATA_DIR"] = str(Path(os.environ["VARINF_DATA_DIR"]).resolve())
 
 
 @pytest.fixture(scope="session")
