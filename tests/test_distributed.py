@@ -39,6 +39,7 @@ RUNS = {                                   # name -> settings; digits: 1197 trai
     "gbvi": dict(SMALL, method="gbvi", epochs=1, refine_steps=3, refine_samples=4, samples=2, lr=3e-3),
     "nvil": dict(SMALL, method="nvil", model="sbn", epochs=2),
     "avi": dict(SMALL, method="avi", model="sbn", epochs=1, refine_steps=3, refine_samples=4, samples=2),
+    "wake-sleep": dict(SMALL, method="wake-sleep", model="sbn", epochs=1),
 }
 
 
