@@ -6,14 +6,60 @@ poor start must raise the *exact* bound (LinearGaussian.exact_elbo) and reach p(
 """
 
 import math
+from typing import NamedTuple
 
 import pytest
 import torch
 from torch import distributions as D
 
 from varinf.models import LinearGaussian
-from varinf.refinement import (AdamStep, GradientStep, diag_gaussian, gaussian_bound, gaussian_entropy,
-                               gaussian_kl, refine)
+from varinf.refinement import (AdamStep, GaussianGradient, GradientStep, diag_gaussian, gaussian_bound,
+                               gaussian_entropy, gaussian_kl)
+
+
+# ---- refine(): the library's GaussianGradient refiner on a bare log_joint, with optional fixed noise --------
+class Refined(NamedTuple):
+    mu: torch.Tensor
+    log_std: torch.Tensor
+    trace: torch.Tensor | None
+
+
+class _LogJoint:
+    def __init__(self, fn):
+        self.log_joint = fn
+
+
+class _FixedNoiseGaussian(GaussianGradient):
+    """GaussianGradient whose step t uses noise[t] (common random numbers across calls)."""
+
+    def __init__(self, noise, **kw):
+        super().__init__(**kw)
+        self.noise, self.t = noise, 0
+
+    def objective(self, model, x, params, generator):
+        value = gaussian_bound(model.log_joint, x, *params, noise=self.noise[self.t])
+        self.t += 1
+        return value
+
+
+def refine(log_joint, x, mu0, log_std0, *, steps, rate=1e-3, num_samples=1, generator=None, step_rule="sgd",
+           return_trace=False, noise=None) -> Refined:
+    """T steps of GaussianGradient.iterate from (μ₀, log σ₀); the trace is the bound of every z_t."""
+    if steps < 0:
+        raise ValueError(f"steps must be >= 0, got {steps}")
+    rule_name = step_rule if isinstance(step_rule, str) else step_rule.name
+    rule_rate = rate if isinstance(step_rule, str) else step_rule.rate
+    kw = dict(steps=steps, rate=rule_rate, step_rule=rule_name, samples=num_samples)
+    refiner = GaussianGradient(**kw) if noise is None else _FixedNoiseGaussian(noise, **kw)
+    if not isinstance(step_rule, str):
+        refiner.step_rule = step_rule
+    trace, params = [], (mu0, log_std0)
+    for t, params in enumerate(refiner.iterate(_LogJoint(log_joint), x, params, generator)):
+        if return_trace:
+            with torch.no_grad():
+                trace.append(gaussian_bound(log_joint, x, *params, num_samples, generator,
+                                            None if noise is None else noise[t]))
+    return Refined(params[0], params[1], torch.stack(trace) if return_trace else None)
 
 
 @pytest.fixture(autouse=True)

@@ -39,7 +39,7 @@ Eq. 4's; only the reported value has lower variance.
 from __future__ import annotations
 
 import copy
-from typing import Callable, Iterator, NamedTuple
+from typing import Callable, Iterator
 
 import torch
 from torch import distributions as D
@@ -50,7 +50,7 @@ from varinf.families import BERNOULLI, GAUSSIAN, Family
 
 __all__ = ["Refiner", "GradientRefiner", "GaussianGradient", "MeanPassGradient", "StraightThroughGradient",
            "AdaptiveImportanceSampling", "GradientStep", "AdamStep", "STEP_RULES", "make_step_rule",
-           "refine", "Refined", "gaussian_bound", "gaussian_entropy", "gaussian_kl", "diag_gaussian",
+           "gaussian_bound", "gaussian_entropy", "gaussian_kl", "diag_gaussian",
            "entropy_bound", "mean_pass_objective", "straight_through_objective", "avi_step", "AVI_CLAMP"]
 
 Params = tuple[torch.Tensor, ...]
@@ -354,7 +354,7 @@ class AdaptiveImportanceSampling(Refiner):
         return {**super().settings(), "samples": self.samples, "rate": self.rate, "clamp": self.clamp}
 
 
-# ---- the Gaussian helpers in their historical form (tests and scripts use them) ----------------------
+# ---- Gaussian helpers on a bare log_joint (tests use them) ----------------------------------------------
 LogJoint = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]   # (x (B, D), h (S, B, K)) -> (S, B)
 
 
@@ -398,56 +398,3 @@ def gaussian_bound(log_joint: LogJoint, x: torch.Tensor, mu: torch.Tensor, log_s
     if noise is None:
         return entropy_bound(_LogJointModel(log_joint), x, (mu, log_std), GAUSSIAN, num_samples, generator)
     return log_joint(x, mu + log_std.exp() * noise).mean(0) + gaussian_entropy(log_std)
-
-
-class Refined(NamedTuple):
-    """Result of :func:`refine`: refined (μ, log σ), each (B, K), and the bound trace (T+1, B) or None."""
-
-    mu: torch.Tensor
-    log_std: torch.Tensor
-    trace: torch.Tensor | None
-
-
-class _FixedNoiseGaussian(GaussianGradient):
-    """GaussianGradient whose step t uses the given noise[t] (common random numbers for tests)."""
-
-    def __init__(self, noise: torch.Tensor, **kw):
-        super().__init__(**kw)
-        self.noise, self.t = noise, 0
-
-    def objective(self, model, x, params, generator):
-        value = gaussian_bound(model.log_joint, x, *params, noise=self.noise[self.t])
-        self.t += 1
-        return value
-
-
-def refine(log_joint: LogJoint, x: torch.Tensor, mu0: torch.Tensor, log_std0: torch.Tensor, *, steps: int,
-           rate: float = 1e-3, num_samples: int = 1, generator: torch.Generator | None = None,
-           step_rule: str | GradientStep | AdamStep = "sgd", return_trace: bool = False,
-           create_graph: bool = False, noise: torch.Tensor | None = None) -> Refined:
-    """T steps of :class:`GaussianGradient` from (μ₀, log σ₀) on a bare ``log_joint`` (Eq. 4).
-
-    ``return_trace`` also returns the bound of every z_t, t = 0..T, per datapoint: (T+1, B),
-    entry t estimated with fresh noise at z_t; ``noise`` (T [+1 with trace], N, B, K) fixes the
-    noise of each step. ``create_graph`` keeps the steps differentiable.
-    """
-    if steps < 0:
-        raise ValueError(f"steps must be >= 0, got {steps}")
-    if noise is not None and noise.shape[0] < steps + int(return_trace):
-        raise ValueError(f"noise has {noise.shape[0]} steps; need {steps + int(return_trace)}")
-    rule_name = step_rule if isinstance(step_rule, str) else step_rule.name
-    rule_rate = rate if isinstance(step_rule, str) else step_rule.rate
-    kw = dict(steps=steps, rate=rule_rate, step_rule=rule_name, samples=num_samples)
-    refiner = GaussianGradient(**kw) if noise is None else _FixedNoiseGaussian(noise, **kw)
-    if not isinstance(step_rule, str):
-        refiner.step_rule = step_rule
-    model = _LogJointModel(log_joint)
-    trace = []
-    params = (mu0, log_std0)
-    for t, params in enumerate(refiner.iterate(model, x, (mu0, log_std0), generator, create_graph)):
-        if return_trace:
-            with torch.no_grad():
-                eps = None if noise is None else noise[t]
-                trace.append(gaussian_bound(log_joint, x, params[0].detach(), params[1].detach(), num_samples,
-                                            generator, eps))
-    return Refined(params[0], params[1], torch.stack(trace) if return_trace else None)
