@@ -166,8 +166,7 @@ def elbo_and_log_marginal(model, q: D.Distribution, x: torch.Tensor, num_samples
     Samples are drawn ``chunk_size`` at a time and combined by a running sum and a
     running log-sum-exp, so memory is O(chunk_size · B · D) whatever k is.
     """
-    if num_samples < 1:
-        raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+    _samples(num_samples)
     lse, total, done = None, None, 0
     while done < num_samples:
         s = min(chunk_size, num_samples - done)

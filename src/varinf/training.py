@@ -49,7 +49,7 @@ from varinf.data import Dataset, check_data, iterate_batches, load_dataset
 from varinf.distributed import (Context, GradSync, all_reduce_sum, batch_shard, broadcast_error, context,
                                 process_device, shard_bounds, sync_generator)
 from varinf.errors import CheckpointError, ConfigError, DataError, VarinfError
-from varinf.infer import METHODS, Method, make_optimizers
+from varinf.infer import METHODS, Method, make_optimizer, make_optimizers
 from varinf.likelihoods import needs_binary_data
 from varinf.models import MODEL_KINDS, SBNConfig, VAEConfig, kind_of
 from varinf.runlock import run_lock
@@ -157,7 +157,7 @@ def restore_training_state(tensors: dict, meta: dict, model, method: Method,
     if any(params is None for params in legacy.values()):
         raise CheckpointError(f"checkpoint optimizers {sorted(saved)} do not fit method {method.name} "
                               f"(expects {sorted(optimizers)}); resume it with the varinf version that wrote it")
-    old = {name: make_optimizers_like(cfg, params) for name, params in legacy.items()}
+    old = {name: make_optimizer(params, cfg.optimizer, cfg.lr, cfg.warmup_steps) for name, params in legacy.items()}
     restore(tensors, meta, model=_WithMethodState(model, method.state_module()), optimizers=old)
     for opt in optimizers.values():
         for group in opt.param_groups:
@@ -165,11 +165,6 @@ def restore_training_state(tensors: dict, meta: dict, model, method: Method,
                 source = next((o for o in old.values() if p in o.state), None)
                 if source is not None:
                     opt.state[p] = source.state[p]
-
-
-def make_optimizers_like(cfg: TrainConfig, params) -> torch.optim.Optimizer:
-    from varinf.infer import make_optimizer
-    return make_optimizer(params, cfg.optimizer, cfg.lr, cfg.warmup_steps)
 
 
 def load_training_data(cfg: TrainConfig, device: torch.device, require_binary: bool = True) -> Dataset:
