@@ -27,7 +27,7 @@ def test_config_parses(path):
 def test_paper_table_rows_name_existing_configs():
     tables = paper_table().TABLES
     rows = {f"table{t}:{row}": REPO / "configs" / name for t, r in tables.items() for row, name in r.items()}
-    assert len(rows) == 22
+    assert len(rows) == 23
     missing = [row for row, path in rows.items() if not path.exists()]
     assert not missing
     # the paper's settings in the paper-settings rows (Hjelm et al. 2015 §7.1, §7.2)

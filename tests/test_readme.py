@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from multiprocess import check_launch, torchrun
+
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()
 
@@ -71,12 +73,10 @@ def test_every_torchrun_line_of_the_readme_runs(tmp_path):
     lines = [line.split("#")[0].strip() for block in blocks("bash")[2:] for line in block.splitlines()]
     commands = [shlex.split(line)[1:] for line in lines if line.startswith(".venv/bin/torchrun ")]
     assert len(commands) >= 3
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
     for args in commands:
         at = args.index("varinf") + 1                      # torchrun's own flags, then -m varinf ARGS
-        command = [sys.executable, "-m", "torch.distributed.run", *args[:at], *shrink(args[at:])]
-        done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-        assert done.returncode == 0, (args, done.stderr[-2000:])
+        done = torchrun([*args[:at], *shrink(args[at:])], env={**os.environ, "OMP_NUM_THREADS": "1"}, cwd=tmp_path)
+        check_launch(done, f"README line: torchrun {shlex.join(args)}")
 
 
 def test_python_blocks_of_the_readme_run_as_written(tmp_path):

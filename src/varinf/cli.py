@@ -135,7 +135,7 @@ TRAIN_SETTINGS = ("dataset", "data_dir", "binarize", "model", "latent_dim", "hid
 
 def _train(args) -> int:
     from varinf.config import load_toml, make_config
-    from varinf.distributed import init_from_env, shutdown
+    from varinf.distributed import process_group
     from varinf.training import resume_config, saved_config, train
 
     given = {k: getattr(args, k) for k in TRAIN_SETTINGS}
@@ -155,11 +155,8 @@ def _train(args) -> int:
             cfg.patience = None
         else:
             cfg = make_config(args.config, **given)
-    ctx = init_from_env(cfg.device)           # under torchrun: join the process group (gloo on CPU, NCCL on CUDA)
-    try:
+    with process_group(cfg.device) as ctx:   # under torchrun: join the process group (gloo on CPU, NCCL on CUDA)
         result = train(cfg, args.out, resume=args.resume, progress=not args.quiet)
-    finally:
-        shutdown()
     if not ctx.is_main:
         return 0
     print(json.dumps({"run_dir": str(result.run_dir), "epochs": result.epochs_run, "best_epoch": result.best_epoch,
@@ -168,19 +165,16 @@ def _train(args) -> int:
 
 
 def _eval(args) -> int:
-    from varinf.distributed import init_from_env, shutdown
+    from varinf.distributed import process_group
     from varinf.evaluate import evaluate_run
 
-    ctx = init_from_env(args.device)          # under torchrun: test points sharded over the processes
-    try:
+    with process_group(args.device) as ctx:   # under torchrun: test points sharded over the processes
         result = evaluate_run(args.run_dir, nll_samples=args.nll_samples, subset=args.subset,
                               batch_size=args.batch_size, checkpoint=args.checkpoint, device=args.device,
                               seed=args.seed, data_dir=args.data_dir, progress=not args.quiet,
                               refine_steps=args.refine_steps, inference_rate=args.inference_rate,
                               refine_optimizer=args.refine_optimizer, refine_samples=args.refine_samples,
                               avi_rate=args.avi_rate, refine_sweep=args.refine_sweep, output=args.output)
-    finally:
-        shutdown()
     if ctx.is_main:
         print(json.dumps(result, indent=2))
     return 0

@@ -56,7 +56,7 @@ from varinf.errors import ConfigError, VarinfError
 
 __all__ = ["Context", "context", "init_from_env", "shard_bounds", "batch_shard", "global_rows", "local_rows",
            "GradSync", "all_reduce_sum", "global_moments", "sync_generator", "broadcast_error",
-           "process_device", "global_shape", "shutdown"]
+           "process_device", "global_shape", "shutdown", "process_group"]
 
 
 @dataclass(frozen=True)
@@ -96,6 +96,14 @@ def init_from_env(device: str) -> Context:
     backend = "nccl" if device.startswith("cuda") else "gloo"
     if backend == "nccl":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    # torch 2.13: when torch._dynamo is first imported *after* the group exists (the first optimizer
+    # constructed imports it), one of the torch.distributed modules it loads keeps a reference to the
+    # default group, so destroy_process_group() no longer joins gloo's worker threads. A gloo thread
+    # still releasing the last collective's tensors then races the interpreter's exit and aborts the
+    # process (SIGABRT, "terminate called without an active exception": about 1 launch in 20-30 on
+    # these 2-core machines). Imported first, nothing keeps the group alive
+    # (tests/test_distributed.py checks that no gloo thread outlives process_group()).
+    import torch._dynamo  # noqa: F401
     dist.init_process_group(backend=backend)
     return context()
 
@@ -104,6 +112,16 @@ def shutdown() -> None:
     """Leave the process group joined by :func:`init_from_env` (nothing when none was joined)."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+@contextmanager
+def process_group(device: str) -> Iterator[Context]:
+    """Join torchrun's process group for the block (:func:`init_from_env`) and leave it after (:func:`shutdown`)."""
+    ctx = init_from_env(device)
+    try:
+        yield ctx
+    finally:
+        shutdown()
 
 
 def process_device(name: str, ctx: Context) -> str:

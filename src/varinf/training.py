@@ -474,6 +474,23 @@ def load_model(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu
     return model.to(resolve_device(device)).eval(), cfg, meta
 
 
+def load_method(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu") -> tuple[Method, TrainConfig, dict]:
+    """The training method of a built-in run, as it stood at ``checkpoint``: (method, train config, meta).
+
+    The model as :func:`load_model` rebuilds it, plus the method's own learned state (HVI's step
+    sizes and reverse model, NVIL's baseline), so that ``method.validation_bound(x, S, generator)``
+    is the run's training objective on any data, e.g. the test split.
+    """
+    model, cfg, meta = load_model(run_dir, checkpoint, device)
+    method = method_for(cfg, model, model.config.data_dim)
+    extra = method.state_module()
+    if extra is not None:
+        tensors, _ = read_checkpoint(Path(run_dir) / CHECKPOINTS, checkpoint)
+        restore(tensors, meta, model=_WithMethodState(model, extra))
+        extra.to(resolve_device(device)).eval()
+    return method, cfg, meta
+
+
 def load_weights(model: torch.nn.Module, run_dir: str | Path, checkpoint: str = "best") -> dict:
     """Load a run's weights into ``model`` (built by the caller, e.g. a user-defined model); returns the meta."""
     tensors, meta = read_checkpoint(Path(run_dir) / CHECKPOINTS, checkpoint)
@@ -486,5 +503,5 @@ def _restore_model_only(tensors: dict, meta: dict, model: torch.nn.Module) -> No
     restore({k: v for k, v in tensors.items() if not k.startswith(prefix)}, meta, model=model)
 
 
-__all__ = ["train", "train_epoch", "TrainResult", "load_model", "load_weights", "build_method", "build_model",
+__all__ = ["train", "train_epoch", "TrainResult", "load_model", "load_method", "load_weights", "build_method", "build_model",
            "model_config", "load_training_data", "method_for", "optimizers_for", "resume_config", "saved_config"]
