@@ -24,6 +24,7 @@ def __getattr__(name):
         "train": ("varinf.training", "train"),
         "load_model": ("varinf.training", "load_model"),
         "load_weights": ("varinf.training", "load_weights"),
+        "load_method": ("varinf.training", "load_method"),
         "evaluate_run": ("varinf.evaluate", "evaluate_run"),
         "evaluate_model": ("varinf.evaluate", "evaluate_model"),
         "plot_run": ("varinf.plotting", "plot_run"),
@@ -49,6 +50,6 @@ __all__ = [
     "AdaptiveImportanceSampling",
     "sgvb_a", "sgvb_b", "kl_to_prior", "iwae_bound", "log_weights", "logmeanexp", "log_marginal_estimate",
     "elbo_and_log_marginal", "score_function_surrogate",
-    "load_dataset", "Dataset", "train", "load_model", "load_weights", "evaluate_run", "evaluate_model", "plot_run",
+    "load_dataset", "Dataset", "train", "load_model", "load_method", "load_weights", "evaluate_run", "evaluate_model", "plot_run",
     "VarinfError", "DataError", "DatasetNotFoundError", "CheckpointError", "ConfigError", "ConvergenceWarning",
 ]
