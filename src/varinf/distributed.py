@@ -47,6 +47,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import torch
@@ -137,18 +138,18 @@ def shard_bounds(rows: int, ctx: Context) -> tuple[int, int]:
 
 
 # The shard of the batch being computed: (start, stop, global rows), or None outside batch_shard.
-_SHARD: tuple[int, int, int] | None = None
+# A context variable, so that threads (and asyncio tasks) each see their own.
+_SHARD: ContextVar[tuple[int, int, int] | None] = ContextVar("varinf_batch_shard", default=None)
 
 
 @contextmanager
 def batch_shard(start: int, stop: int, rows: int) -> Iterator[None]:
     """Within the block, per-datapoint draws produce the noise of all ``rows`` and keep rows [start, stop)."""
-    global _SHARD
-    previous, _SHARD = _SHARD, (start, stop, rows)
+    token = _SHARD.set((start, stop, rows))
     try:
         yield
     finally:
-        _SHARD = previous
+        _SHARD.reset(token)
 
 
 def global_rows(t: torch.Tensor, fill: float = 0.0) -> torch.Tensor:
@@ -157,9 +158,10 @@ def global_rows(t: torch.Tensor, fill: float = 0.0) -> torch.Tensor:
     For draws whose randomness consumed per element does not depend on the values (torch.bernoulli
     draws one uniform per element), so the other processes' rows only need a placeholder.
     """
-    if _SHARD is None:
+    shard = _SHARD.get()
+    if shard is None:
         return t
-    start, stop, rows = _SHARD
+    start, stop, rows = shard
     _check_rows(t.shape[0], start, stop)
     out = t.new_full((rows, *t.shape[1:]), fill)
     out[start:stop] = t
@@ -168,18 +170,20 @@ def global_rows(t: torch.Tensor, fill: float = 0.0) -> torch.Tensor:
 
 def global_shape(shape: torch.Size | tuple[int, ...], dim: int = 0) -> tuple[int, ...]:
     """``shape`` with its batch dimension ``dim`` grown to the global batch inside a shard."""
-    if _SHARD is None:
+    shard = _SHARD.get()
+    if shard is None:
         return tuple(shape)
-    start, stop, rows = _SHARD
+    start, stop, rows = shard
     _check_rows(shape[dim], start, stop)
     return (*shape[:dim], rows, *shape[dim + 1:])
 
 
 def local_rows(t: torch.Tensor, dim: int = 0) -> torch.Tensor:
     """This process's rows of a global draw (along ``dim``); ``t`` itself outside a shard."""
-    if _SHARD is None:
+    shard = _SHARD.get()
+    if shard is None:
         return t
-    start, stop, _ = _SHARD
+    start, stop, _ = shard
     return t.narrow(dim, start, stop - start)
 
 
@@ -231,7 +235,7 @@ def global_moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     M2 = Σ M2_r + Σ n_r (mean_r − mean)², which keeps the two-pass accuracy.
     """
     ctx = context()
-    if not ctx.active or _SHARD is None:
+    if not ctx.active or _SHARD.get() is None:
         return x.mean(), x.var(unbiased=False)
     n = torch.tensor(float(x.numel()), dtype=x.dtype, device=x.device)
     mean_r = x.mean()
