@@ -239,9 +239,11 @@ def main(argv=None) -> dict:
     else:
         ev = evaluate_run(out, nll_samples=args.nll_samples, subset=args.subset, data_dir=args.data_dir,
                           refine_steps=args.refine_steps, progress=True)
-        row.update(test_bound_encoder=ev["test_elbo"], test_nll_encoder=ev["test_nll"], refiner=ev["refiner"],
-                   test_bound_refined=ev["test_elbo_refined"], test_nll_refined=ev["test_nll_refined"],
-                   test_points=ev["test_points"], nll_samples=ev["nll_samples"])
+        for ours, theirs in (("encoder", ""), ("refined", "_refined")):
+            for quantity, key in (("bound", "test_elbo"), ("nll", "test_nll")):
+                row[f"test_{quantity}_{ours}"] = ev[key + theirs]
+                row[f"test_{quantity}_{ours}_stderr"] = ev[key + theirs + "_stderr"]
+        row.update(refiner=ev["refiner"], test_points=ev["test_points"], nll_samples=ev["nll_samples"])
         row.update(own_bound(out, args.data_dir))
     row["eval_seconds"] = time.perf_counter() - t0
     atomic_write_json(out / f"{table}_row.json", row)
