@@ -46,3 +46,22 @@ def test_paper_table_rows_name_existing_configs():
         cfg = make_config(rows[row])
         assert (cfg.refine_steps, cfg.samples, cfg.valid_refine_steps) == (20, 20, 0)   # early stopping: encoder
     assert make_config(rows["table2:mpvi20"]).method == "mpvi"
+
+
+def test_a_table1_row_runs_end_to_end(tmp_path, shared_data_dir):
+    """One epoch of the reduced VAE row on binarized MNIST, evaluated on 20 test images: the row's summary
+    holds both bounds with standard errors and the run's own objective on the whole test split."""
+    import json
+    import torch
+    threads = torch.get_num_threads()
+    try:
+        row = paper_table().main(["--table", "1", "--row", "vae-reduced", "--epochs", "1", "--threads", "1",
+                                  "--nll-samples", "5", "--subset", "20", "--out", str(tmp_path / "row")])
+    finally:
+        torch.set_num_threads(threads)
+    saved = json.loads((tmp_path / "row" / "table1_row.json").read_text())
+    assert saved == row and row["epochs_run"] == 1 and row["test_points"] == 20
+    for key in ("test_bound_encoder", "test_nll_encoder", "test_bound_refined", "test_nll_refined", "test_bound_own"):
+        assert row[key] == row[key] and row[key + "_stderr"] > 0, key           # finite, with an error bar
+    assert row["test_nll_encoder"] <= -row["test_bound_encoder"] + 1e-4            # NLL ≤ −ELBO per image
+    assert row["own_bound"].startswith("SGVB")
