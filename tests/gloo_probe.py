@@ -1,4 +1,4 @@
-"""The smallest gloo job: two processes all-reduce a tensor (tests/multiprocess.py runs it with torchrun)."""
+"""The smallest gloo job: two processes all-reduce a tensor (tests/gloo_launch.py runs it with torchrun)."""
 
 import torch
 import torch.distributed as dist

@@ -11,7 +11,7 @@ drawing each shard's noise on its own gives 2e-2–7e-2 and summing the gradient
 averaging them 0.3–2.8, so the check can fail (and test_negative_control_shard_noise_matters).
 
 All 2-process work runs in ONE torchrun launch of tests/ddp_worker.py (process start-up dominates);
-tests/multiprocess.py tells a machine that cannot host a gloo group from a failure of varinf's.
+tests/gloo_launch.py tells a machine that cannot host a gloo group from a failure of varinf's.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from varinf.evaluate import evaluate_run
 from varinf.families import BERNOULLI, GAUSSIAN
 from varinf.training import train
 
-from multiprocess import HERE, check_launch, free_port, torchrun, worker_env
+from gloo_launch import HERE, check_launch, free_port, torchrun, worker_env
 
 ATOL = 1e-5
 SMALL = dict(dataset="digits", hidden=(32,), latent_dim=8, batch_size=100, threads=1, patience=None, seed=3)

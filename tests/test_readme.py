@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from multiprocess import check_launch, torchrun
+from gloo_launch import check_launch, torchrun
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()
