@@ -455,6 +455,30 @@ def load_model(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu
     The model kind comes from the checkpoint's ``model_kind`` ("vae" when absent: older runs). A run
     of a user's model is reloaded with :func:`load_weights` instead.
     """
+    model, cfg, meta, tensors = _model_of_checkpoint(run_dir, checkpoint)
+    _restore_model_only(tensors, meta, model)
+    return model.to(resolve_device(device)).eval(), cfg, meta
+
+
+def load_method(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu") -> tuple[Method, TrainConfig, dict]:
+    """The training method of a built-in run, as it stood at ``checkpoint``: (method, train config, meta).
+
+    The model as :func:`load_model` rebuilds it, plus the method's own learned state (HVI's step
+    sizes and reverse model, NVIL's baseline), so that ``method.validation_bound(x, S, generator)``
+    is the run's training objective on any data, e.g. the test split.
+    """
+    model, cfg, meta, tensors = _model_of_checkpoint(run_dir, checkpoint)
+    method = method_for(cfg, model, model.config.data_dim)
+    extra = method.state_module()
+    restore(tensors, meta, model=_WithMethodState(model, extra))      # the model's and the method's tensors
+    for module in (model, extra):
+        if module is not None:
+            module.to(resolve_device(device)).eval()
+    return method, cfg, meta
+
+
+def _model_of_checkpoint(run_dir: str | Path, checkpoint: str) -> tuple[torch.nn.Module, TrainConfig, dict, dict]:
+    """The built-in model a checkpoint describes, not yet loaded, with (config, meta, the checkpoint's tensors)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CheckpointError(f"run directory {run_dir} does not exist")
@@ -469,26 +493,7 @@ def load_model(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu
         mcfg = config_cls(**meta["model"])
     except (TypeError, KeyError, VarinfError) as exc:
         raise CheckpointError(f"checkpoint {run_dir / CHECKPOINTS / checkpoint}.json has an unreadable config: {exc}")
-    model = model_cls(mcfg)
-    _restore_model_only(tensors, meta, model)
-    return model.to(resolve_device(device)).eval(), cfg, meta
-
-
-def load_method(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu") -> tuple[Method, TrainConfig, dict]:
-    """The training method of a built-in run, as it stood at ``checkpoint``: (method, train config, meta).
-
-    The model as :func:`load_model` rebuilds it, plus the method's own learned state (HVI's step
-    sizes and reverse model, NVIL's baseline), so that ``method.validation_bound(x, S, generator)``
-    is the run's training objective on any data, e.g. the test split.
-    """
-    model, cfg, meta = load_model(run_dir, checkpoint, device)
-    method = method_for(cfg, model, model.config.data_dim)
-    extra = method.state_module()
-    if extra is not None:
-        tensors, _ = read_checkpoint(Path(run_dir) / CHECKPOINTS, checkpoint)
-        restore(tensors, meta, model=_WithMethodState(model, extra))
-        extra.to(resolve_device(device)).eval()
-    return method, cfg, meta
+    return model_cls(mcfg), cfg, meta, tensors
 
 
 def load_weights(model: torch.nn.Module, run_dir: str | Path, checkpoint: str = "best") -> dict:
