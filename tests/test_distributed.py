@@ -84,7 +84,7 @@ def test_nvil_running_moments_are_those_of_the_global_batch(runs):
 
 def test_leaving_the_group_joins_gloo_threads(runs):
     """destroy_process_group() must join gloo's threads: one left running races the interpreter's exit and
-    aborts the process (SIGABRT) about once in 20-30 launches (the torch._dynamo import in init_from_env)."""
+    aborts the process (SIGABRT; 1 of 30 launches before the torch._dynamo import in init_from_env, RESULTS §14.1)."""
     out = (runs / "workers.out").read_text()
     for rank in (0, 1):
         assert f"rank {rank}: gloo threads after leaving the group: []" in out, out[-2000:]

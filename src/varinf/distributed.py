@@ -101,7 +101,7 @@ def init_from_env(device: str) -> Context:
     # constructed imports it), one of the torch.distributed modules it loads keeps a reference to the
     # default group, so destroy_process_group() no longer joins gloo's worker threads. A gloo thread
     # still releasing the last collective's tensors then races the interpreter's exit and aborts the
-    # process (SIGABRT, "terminate called without an active exception": about 1 launch in 20-30 on
+    # process (SIGABRT, "terminate called without an active exception": 1 of 30 launches on
     # these 2-core machines). Imported first, nothing keeps the group alive
     # (tests/test_distributed.py checks that no gloo thread outlives process_group()).
     import torch._dynamo  # noqa: F401
