@@ -3,7 +3,8 @@
     python -m torch.distributed.run --nproc_per_node 2 tests/ddp_worker.py ROOT
 
 Trains every run of ``RUNS`` into ROOT/<name>-2, resumes ROOT/resume (its first epoch ran in one
-process) and evaluates ROOT/vae-1 into ROOT/eval-2.json, all in one process group; then prints
+process) and evaluates ROOT/vae-1 into ROOT/eval-2.json (resuming the evaluation that one process
+began and was killed in), all in one process group; then prints
 the names of the gloo threads left after leaving the group (none: destroy_process_group joined them).
 """
 
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from test_distributed import RUNS
+from test_distributed import EVAL, RUNS
 from varinf.config import make_config
 from varinf.distributed import process_group
 from varinf.evaluate import evaluate_run
@@ -37,6 +38,5 @@ if __name__ == "__main__":
         for name, settings in RUNS.items():
             train(make_config(**settings), root / f"{name}-2", progress=False)
         train(make_config(**RUNS["vae"]), root / "resume", resume=True, progress=False)
-        evaluate_run(root / "vae-1", nll_samples=30, batch_size=64, output=root / "eval-2.json",
-                     refine_steps=2, refine_sweep=(0, 2))
+        evaluate_run(root / "vae-1", **EVAL, output=root / "eval-2.json")       # resumes a 1-process one
     print(f"rank {os.environ['RANK']}: gloo threads after leaving the group: {gloo_threads()}", flush=True)

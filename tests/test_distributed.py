@@ -25,6 +25,7 @@ import torch
 from varinf.checkpoint import read_checkpoint
 from varinf.config import make_config
 from varinf.distributed import Context, GradSync, batch_shard, global_moments, shard_bounds
+import varinf.evaluate as evaluate
 from varinf.evaluate import evaluate_run
 from varinf.families import BERNOULLI, GAUSSIAN
 from varinf.training import train
@@ -40,6 +41,7 @@ RUNS = {                                   # name -> settings; digits: 1197 trai
     "avi": dict(SMALL, method="avi", model="sbn", epochs=1, refine_steps=3, refine_samples=4, samples=2),
     "wake-sleep": dict(SMALL, method="wake-sleep", model="sbn", epochs=1),
 }
+EVAL = dict(nll_samples=30, batch_size=64, refine_steps=2, refine_sweep=(0, 2))   # digits' 300 test points: 5 batches
 
 
 def _params(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -54,6 +56,27 @@ def _max_diff(a: dict, b: dict) -> float:
                for k in a if a[k].is_floating_point())
 
 
+def interrupted_eval(run: Path, output: Path, batches: int) -> None:
+    """The evaluation of the worker (EVAL) killed in one process after ``batches`` batches were saved."""
+    class Killed(Exception):
+        pass
+
+    real, calls = evaluate.elbo_and_log_marginal, []
+
+    def counted(*args, **kwargs):
+        if len(calls) == batches:
+            raise Killed
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(evaluate, "elbo_and_log_marginal", counted)
+        m.setattr(evaluate, "FLUSH_SECONDS", 0.0)
+        with pytest.raises(Killed):
+            evaluate_run(run, **EVAL, output=output)
+    assert len(list(output.with_suffix(".partial").glob("*.safetensors"))) == 1
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, shared_data_dir):
     root = tmp_path_factory.mktemp("ddp")
@@ -61,6 +84,7 @@ def runs(tmp_path_factory, shared_data_dir):
     for name, settings in RUNS.items():                      # one process: the reference
         train(make_config(**settings), root / f"{name}-1", progress=False)
     train(make_config(**{**RUNS["vae"], "epochs": 1}), root / "resume", progress=False)
+    interrupted_eval(root / "vae-1", root / "eval-2.json", batches=2)     # the 2 processes resume it
     done = torchrun(["--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
                      str(HERE / "ddp_worker.py"), str(root)], env=worker_env(VARINF_DATA_DIR=str(shared_data_dir)))
     check_launch(done, "the 2-process runs (tests/ddp_worker.py)")
@@ -110,9 +134,10 @@ def test_resume_under_another_process_count(runs):
 
 
 def test_distributed_eval_equals_single_process_eval(runs):
+    """The 2 processes resumed a 1-process evaluation killed after 2 of its batches (interrupted_eval)."""
     two = json.loads((runs / "eval-2.json").read_text())
-    one = evaluate_run(runs / "vae-1", nll_samples=30, batch_size=64, refine_steps=2, refine_sweep=(0, 2),
-                       write=False)
+    one = evaluate_run(runs / "vae-1", **EVAL, write=False)
+    assert not (runs / "eval-2.partial").exists()
     assert two["world_size"] == 2 and one["world_size"] == 1
     for key in ("test_elbo", "test_nll", "test_elbo_refined", "test_nll_refined", "amortization_gap"):
         assert two[key] == one[key], key                   # the same per-datapoint numbers, bit for bit

@@ -103,6 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default cpu)")
     e.add_argument("--seed", type=int, default=0, help="seed of the Monte Carlo draws and of --subset (default 0)")
     e.add_argument("--data-dir", help="data directory (default: the run's, else $VARINF_DATA_DIR)")
+    e.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
     e.add_argument("--quiet", action="store_true", help="no progress bar (warnings and errors only)")
     e.add_argument("--verbose", action="store_true", help="also debug messages")
     e.add_argument("--refine-steps", type=int,
@@ -165,9 +166,16 @@ def _train(args) -> int:
 
 
 def _eval(args) -> int:
+    import torch
+
     from varinf.distributed import process_group
+    from varinf.errors import ConfigError
     from varinf.evaluate import evaluate_run
 
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ConfigError(f"--threads must be an integer >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
     with process_group(args.device) as ctx:   # under torchrun: test points sharded over the processes
         result = evaluate_run(args.run_dir, nll_samples=args.nll_samples, subset=args.subset,
                               batch_size=args.batch_size, checkpoint=args.checkpoint, device=args.device,

@@ -29,29 +29,50 @@ Random draws: batch b of the test points gets its own generator keyed by (seed, 
 Under ``torchrun`` (``varinf.distributed``) process r evaluates batches r, r + N, r + 2N, ...
 and the per-datapoint results are summed into place across processes (each row is written by
 one process, the others add exact zeros): N processes give bit for bit the numbers of one.
+
+Resuming (:class:`PartialResults`). The same independence makes a long evaluation resumable:
+finished batches are saved every ``FLUSH_SECONDS`` to ``RUN_DIR/eval.partial/`` (safetensors, each
+process its own file, written atomically), keyed by a fingerprint of everything that decides the
+numbers (weights, test points, k, batch and chunk sizes, seed, refiner). Killed at any instant, the
+same command continues from them, under any number of processes, and gives the numbers of an
+unbroken run; the directory is removed once ``eval.json`` is written.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
+import logging
 import math
+import shutil
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save
 
-from varinf.checkpoint import atomic_write_json
+from varinf.checkpoint import atomic_write_bytes, atomic_write_json
 from varinf.config import TrainConfig
 from varinf.data import check_data, load_dataset
-from varinf.distributed import Context, all_reduce_sum, context, process_device
+from varinf.distributed import Context, all_reduce_sum, broadcast_error, context, process_device
 from varinf.errors import ConfigError, VarinfError
 from varinf.infer import DEFAULT_REFINERS, METHODS
 from varinf.objectives import elbo_and_log_marginal
 from varinf.refinement import Refiner, entropy_bound
+from varinf.runlock import RunLockedError, run_lock
 from varinf.training import load_model
 
 SWEEP_SAMPLES = 20          # samples per bound estimate in a --refine-sweep trace
+FLUSH_SECONDS = 30.0        # finished batches are saved at most this often (a kill loses less than this)
+PARTIAL_FORMAT = "varinf-eval-partial-1"
+
+log = logging.getLogger("varinf")
 
 
 def _mean_and_stderr(values: torch.Tensor) -> tuple[float, float]:
@@ -79,18 +100,121 @@ def _chunk(nll_samples: int, batch_size: int, dim: int, device: torch.device | s
     return max(1, min(nll_samples, budget // max(1, batch_size * dim)))
 
 
+def fingerprint(model, x: torch.Tensor, **settings) -> str:
+    """SHA-256 of what decides an evaluation's numbers: the model's tensors, the test points, ``settings``
+    and the versions of varinf and torch (a new version may draw or round differently)."""
+    from varinf import __version__
+
+    settings = dict(settings, versions=(__version__, torch.__version__))
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode())
+    for name, t in [*model.state_dict().items(), ("x", x)]:
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+class PartialResults:
+    """Finished batches of one evaluation pass, saved in ``directory`` so that a killed evaluation resumes.
+
+    Each process writes its own file ``<stream>-<rank>-<random>.safetensors`` (atomically, at most
+    every ``FLUSH_SECONDS``), holding the batches it evaluated in this invocation: files are never
+    rewritten by another process, so no finished batch is lost whatever is killed when. ``load``
+    reads every file whose fingerprint matches (others belong to another evaluation and are ignored).
+    """
+
+    def __init__(self, directory: Path, key: str, stream: int, ctx: Context, total: int):
+        self.directory, self.key, self.total, self.loaded, self.rank = Path(directory), key, total, 0, ctx.rank
+        self.path = self.directory / f"{stream}-{ctx.rank}-{uuid.uuid4().hex[:8]}.safetensors"
+        self.new: dict[int, dict[str, torch.Tensor]] = {}
+        self.saved_at = time.monotonic()
+
+    def load(self, n_batches: int) -> dict[int, dict[str, torch.Tensor]]:
+        """batch -> {"elbo": (b,), "log_px": (b,)[, "sweep": (T', b)]} from every matching file."""
+        done: dict[int, dict[str, torch.Tensor]] = {}
+        for path in sorted(self.directory.glob("*.safetensors")):
+            try:
+                with safe_open(str(path), framework="pt") as f:
+                    meta = f.metadata() or {}
+                    if meta.get("format") != PARTIAL_FORMAT or meta.get("fingerprint") != self.key:
+                        continue
+                    t = {name: f.get_tensor(name) for name in f.keys()}
+                bounds = t["bounds"].tolist()                                  # (n_b + 1,) offsets
+                for j, b in enumerate(t["batches"].tolist()):
+                    if not 0 <= b < n_batches:
+                        raise ValueError(f"batch {b} out of range")
+                    lo, hi = bounds[j], bounds[j + 1]
+                    done[b] = {k: v[..., lo:hi] for k, v in t.items() if k not in ("batches", "bounds")}
+            except (SafetensorError, OSError, KeyError, ValueError, IndexError) as exc:
+                log.warning("ignoring unreadable partial evaluation file %s (%s)", path, exc)
+        self.loaded = len(done)
+        return done
+
+    def add(self, batch: int, values: dict[str, torch.Tensor]) -> None:
+        self.new[batch] = {k: v.detach().cpu() for k, v in values.items()}
+        if time.monotonic() - self.saved_at >= FLUSH_SECONDS:
+            self.save()
+
+    def save(self) -> None:
+        if not self.new:
+            return
+        batches = sorted(self.new)
+        sizes = [self.new[b]["elbo"].shape[-1] for b in batches]
+        tensors = {k: torch.cat([self.new[b][k] for b in batches], dim=-1).contiguous() for k in self.new[batches[0]]}
+        tensors["batches"] = torch.tensor(batches, dtype=torch.int64)
+        tensors["bounds"] = torch.tensor(np.concatenate([[0], np.cumsum(sizes)]), dtype=torch.int64)
+        atomic_write_bytes(self.path, save(tensors, metadata={"format": PARTIAL_FORMAT, "fingerprint": self.key}))
+        self.saved_at = time.monotonic()
+        log.info("eval: %d batches saved by process %d in %s (%d of the %d batches were saved before this run)",
+                 len(self.new), self.rank, self.directory, self.loaded, self.total)
+
+
+@contextmanager
+def resumable(directory: Path | None, ctx: Context, device: torch.device | str = "cpu") -> Iterator[Path | None]:
+    """Hold ``directory`` for one evaluation; remove it after a normal exit, or after a failure that left
+    nothing to resume (a failure after saving keeps it for the next run of the command).
+
+    Process 0 holds its writer lock: a second evaluation of the same output is refused
+    (RunLockedError, on every process of the refused one).
+    """
+    if directory is None:
+        yield None
+        return
+    directory = Path(directory)
+    with ExitStack() as stack:
+        error = None
+        if ctx.is_main:
+            try:
+                stack.enter_context(run_lock(directory, hint="choose another --output"))
+            except RunLockedError as exc:
+                error = str(exc)
+        broadcast_error(error, ctx, device)
+        if error is not None:
+            raise RunLockedError(error)
+        try:
+            yield directory
+        except BaseException:
+            if ctx.is_main and not any(directory.glob("*.safetensors")):   # nothing to resume: leave no trace
+                shutil.rmtree(directory, ignore_errors=True)
+            raise
+        if ctx.is_main:                            # still under the lock: no newcomer writes into it meanwhile
+            shutil.rmtree(directory, ignore_errors=True)
+
+
 @torch.no_grad()
 def evaluate_model(model, x: torch.Tensor, *, nll_samples: int = 5000, batch_size: int = 100,
                    chunk_size: int | None = None, seed: int = 0, progress: bool = False,
                    refiner: Refiner | None = None, sweep: tuple[int, ...] = (),
-                   ctx: Context | None = None) -> dict[str, torch.Tensor]:
+                   ctx: Context | None = None, resume_dir: str | Path | None = None) -> dict[str, torch.Tensor]:
     """Per-datapoint ELBO and log p̂(x) for every row of ``x`` (N, D), with q the model's encoder.
 
     With ``refiner``, q is the encoder's q refined by it (generator stream 1 for the refined draws).
     Works for any amortised model (``varinf.contract``). Returns {"elbo": (N,), "log_px": (N,)} and,
     with ``sweep`` (refinement step counts), "sweep": (len(sweep), N), the bound after each T.
     Under data parallelism (``ctx``, default the current process group) the batches are shared
-    out round-robin and every process returns the full result.
+    out round-robin and every process returns the full result. With ``resume_dir`` finished batches
+    are saved there and those already there (same fingerprint) are not evaluated again
+    (:class:`PartialResults`); the caller removes the directory when it no longer needs it.
     """
     if isinstance(nll_samples, bool) or not isinstance(nll_samples, int) or nll_samples < 1:
         raise ConfigError(f"nll_samples must be an integer >= 1, got {nll_samples!r}")
@@ -110,7 +234,24 @@ def evaluate_model(model, x: torch.Tensor, *, nll_samples: int = 5000, batch_siz
            "log_px": torch.zeros(n, dtype=dtype, device=device)}                     # (N,)
     if sweep:
         out["sweep"] = torch.zeros(len(sweep), n, dtype=dtype, device=device)       # (T', N)
-    batches = range(ctx.rank, -(-n // batch_size), ctx.world_size)          # this process's share, round-robin
+    n_batches = -(-n // batch_size)
+    partial, done = None, {}
+    if resume_dir is not None:
+        key = fingerprint(model, x, nll_samples=nll_samples, batch_size=batch_size, chunk_size=chunk_size, seed=seed,
+                          stream=stream, refiner=refiner.settings() if refiner is not None else None, sweep=sweep,
+                          final=final, dtype=str(dtype))
+        partial = PartialResults(Path(resume_dir), key, stream, ctx, n_batches)
+        done = partial.load(n_batches)
+        _check_same_view(done, ctx, device, resume_dir)
+        if done and ctx.is_main:
+            log.info("resuming: %d of %d batches already evaluated (%s)", len(done), n_batches, resume_dir)
+        if ctx.is_main:                            # rows already done come from process 0 alone
+            for b, values in done.items():
+                rows = slice(b * batch_size, b * batch_size + values["elbo"].shape[-1])
+                for k, v in values.items():
+                    out[k][..., rows] = v.to(device=device, dtype=dtype)
+    todo = [b for b in range(n_batches) if b not in done]
+    batches = todo[ctx.rank::ctx.world_size]                                   # this process's share, round-robin
     if progress and ctx.is_main:
         from tqdm.auto import tqdm
         batches = tqdm(batches, desc="eval" if refiner is None else f"eval (refined, T={refiner.steps})", disable=None,
@@ -133,8 +274,22 @@ def evaluate_model(model, x: torch.Tensor, *, nll_samples: int = 5000, batch_siz
                 out["sweep"][:, rows] = torch.stack(trace)
         e, l = elbo_and_log_marginal(model, model.family.dist(*params), xb, nll_samples, chunk_size, gen)
         out["elbo"][rows], out["log_px"][rows] = e, l
+        if partial is not None:
+            partial.add(b, {k: v[..., rows] for k, v in out.items()})
+    if partial is not None:
+        partial.save()
     # one collective per tensor; each row comes from one process and the others add exact zeros
     return {k: all_reduce_sum(v, ctx).cpu() for k, v in out.items()}
+
+
+def _check_same_view(done: dict, ctx: Context, device: torch.device, directory) -> None:
+    """All processes must resume from the same finished batches, else they would share out different work."""
+    if not ctx.active:
+        return
+    mine = torch.tensor([len(done), sum(done)], dtype=torch.float64, device=device)
+    if not torch.equal(all_reduce_sum(mine, ctx), mine * ctx.world_size):
+        raise VarinfError(f"the processes see different partial results in {directory} (is it on a filesystem "
+                          "shared by all of them?); remove it to evaluate from the start")
 
 
 def run_refiner(cfg: TrainConfig, family: str, **overrides) -> Refiner:
@@ -227,57 +382,60 @@ def evaluate_run(run_dir: str | Path, *, nll_samples: int = 5000, subset: int | 
     if subset is not None and subset < n_total:
         idx = torch.randperm(n_total, generator=torch.Generator().manual_seed(seed))[:subset]
         x = x[idx]
-    plain = evaluate_model(model, x, nll_samples=nll_samples, batch_size=batch_size, seed=seed, progress=progress)
-    elbo_mean, elbo_se = _mean_and_stderr(plain["elbo"])
-    lpx_mean, lpx_se = _mean_and_stderr(plain["log_px"])
-    result = {
-        "dataset": dataset.name,
-        "checkpoint": checkpoint,
-        "checkpoint_epoch": meta["epoch"] + 1,
-        "test_points": int(x.shape[0]),
-        "test_points_total": int(n_total),
-        "nll_samples": nll_samples,
-        "test_elbo": elbo_mean,
-        "test_elbo_stderr": elbo_se,
-        "test_nll": -lpx_mean,
-        "test_nll_stderr": lpx_se,
-        "seconds": time.perf_counter() - t0,
-        "device": str(device),
-        "seed": seed,
-    }
-    sweep = tuple(sorted(set(refine_sweep or ())))
-    result.update(refiner=refiner.settings())
-    if refiner.steps == 0 and not sweep:
-        result.update(test_elbo_refined=elbo_mean, test_elbo_refined_stderr=elbo_se, test_nll_refined=-lpx_mean,
-                      test_nll_refined_stderr=lpx_se, amortization_gap=0.0, amortization_gap_stderr=0.0)
-    else:
-        ref = evaluate_model(model, x, nll_samples=nll_samples, batch_size=batch_size, seed=seed, progress=progress,
-                             refiner=refiner, sweep=sweep)
-        bad = int((~torch.isfinite(ref["elbo"]) | ~torch.isfinite(ref["log_px"])).sum())
-        if bad:
-            raise VarinfError(
-                f"test-time refinement diverged: non-finite bound for {bad} of {x.shape[0]} test points after "
-                f"{refiner!r}; use a smaller --inference-rate or --refine-optimizer adam")
-        r_elbo, r_elbo_se = _mean_and_stderr(ref["elbo"])
-        r_lpx, r_lpx_se = _mean_and_stderr(ref["log_px"])
-        gap, gap_se = _mean_and_stderr(ref["elbo"] - plain["elbo"])       # paired over datapoints
-        result.update(test_elbo_refined=r_elbo, test_elbo_refined_stderr=r_elbo_se, test_nll_refined=-r_lpx,
-                      test_nll_refined_stderr=r_lpx_se, amortization_gap=gap, amortization_gap_stderr=gap_se)
-        if sweep:
-            table = []
-            for t, row in zip(sweep, ref["sweep"]):
-                m, se = _mean_and_stderr(row)
-                table.append({"steps": t, "test_elbo": m, "test_elbo_stderr": se})
-            for row in table:
-                row["gap"] = row["test_elbo"] - table[0]["test_elbo"] if sweep[0] == 0 else None
-            result["refine_sweep"] = table
-            result["refine_sweep_note"] = (f"bound of q~ after T steps, each estimated with {SWEEP_SAMPLES} "
-                                           "fresh samples + closed-form entropy; gap relative to T = 0")
-            if write and ctx.is_main:
-                path = plot_amortization_gap(table, figure, f"{dataset.name}, {cfg.method}: {refiner!r}")
-                result["amortization_gap_figure"] = str(path)
-    result["seconds"] = time.perf_counter() - t0
-    result["world_size"] = ctx.world_size
-    if write and ctx.is_main:
-        atomic_write_json(output, result)
+    resume = output.with_suffix(".partial") if write else None   # finished batches, kept until eval.json is written
+    with resumable(resume, ctx, device) as resume_dir:
+        plain = evaluate_model(model, x, nll_samples=nll_samples, batch_size=batch_size, seed=seed, progress=progress,
+                               resume_dir=resume_dir)
+        elbo_mean, elbo_se = _mean_and_stderr(plain["elbo"])
+        lpx_mean, lpx_se = _mean_and_stderr(plain["log_px"])
+        result = {
+            "dataset": dataset.name,
+            "checkpoint": checkpoint,
+            "checkpoint_epoch": meta["epoch"] + 1,
+            "test_points": int(x.shape[0]),
+            "test_points_total": int(n_total),
+            "nll_samples": nll_samples,
+            "test_elbo": elbo_mean,
+            "test_elbo_stderr": elbo_se,
+            "test_nll": -lpx_mean,
+            "test_nll_stderr": lpx_se,
+            "seconds": time.perf_counter() - t0,
+            "device": str(device),
+            "seed": seed,
+        }
+        sweep = tuple(sorted(set(refine_sweep or ())))
+        result.update(refiner=refiner.settings())
+        if refiner.steps == 0 and not sweep:
+            result.update(test_elbo_refined=elbo_mean, test_elbo_refined_stderr=elbo_se, test_nll_refined=-lpx_mean,
+                          test_nll_refined_stderr=lpx_se, amortization_gap=0.0, amortization_gap_stderr=0.0)
+        else:
+            ref = evaluate_model(model, x, nll_samples=nll_samples, batch_size=batch_size, seed=seed, progress=progress,
+                                 refiner=refiner, sweep=sweep, resume_dir=resume_dir)
+            bad = int((~torch.isfinite(ref["elbo"]) | ~torch.isfinite(ref["log_px"])).sum())
+            if bad:
+                raise VarinfError(
+                    f"test-time refinement diverged: non-finite bound for {bad} of {x.shape[0]} test points after "
+                    f"{refiner!r}; use a smaller --inference-rate or --refine-optimizer adam")
+            r_elbo, r_elbo_se = _mean_and_stderr(ref["elbo"])
+            r_lpx, r_lpx_se = _mean_and_stderr(ref["log_px"])
+            gap, gap_se = _mean_and_stderr(ref["elbo"] - plain["elbo"])       # paired over datapoints
+            result.update(test_elbo_refined=r_elbo, test_elbo_refined_stderr=r_elbo_se, test_nll_refined=-r_lpx,
+                          test_nll_refined_stderr=r_lpx_se, amortization_gap=gap, amortization_gap_stderr=gap_se)
+            if sweep:
+                table = []
+                for t, row in zip(sweep, ref["sweep"]):
+                    m, se = _mean_and_stderr(row)
+                    table.append({"steps": t, "test_elbo": m, "test_elbo_stderr": se})
+                for row in table:
+                    row["gap"] = row["test_elbo"] - table[0]["test_elbo"] if sweep[0] == 0 else None
+                result["refine_sweep"] = table
+                result["refine_sweep_note"] = (f"bound of q~ after T steps, each estimated with {SWEEP_SAMPLES} "
+                                               "fresh samples + closed-form entropy; gap relative to T = 0")
+                if write and ctx.is_main:
+                    path = plot_amortization_gap(table, figure, f"{dataset.name}, {cfg.method}: {refiner!r}")
+                    result["amortization_gap_figure"] = str(path)
+        result["seconds"] = time.perf_counter() - t0
+        result["world_size"] = ctx.world_size
+        if write and ctx.is_main:
+            atomic_write_json(output, result)
     return result

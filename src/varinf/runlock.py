@@ -26,10 +26,11 @@ class RunLockedError(CheckpointError):
 
 
 @contextmanager
-def run_lock(run_dir: str | os.PathLike) -> Iterator[Path]:
+def run_lock(run_dir: str | os.PathLike, hint: str = "choose another --out") -> Iterator[Path]:
     """Hold the writer lock of ``run_dir`` (created if absent) for the ``with`` block.
 
-    Raises RunLockedError naming the holder's PID at once when another process holds it.
+    Raises RunLockedError naming the holder's PID at once when another process holds it; its
+    message ends with ``hint`` (the setting that picks another directory).
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -41,7 +42,7 @@ def run_lock(run_dir: str | os.PathLike) -> Iterator[Path]:
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown, it is starting"
             raise RunLockedError(f"{run_dir} is being written by another varinf process (PID {holder}); "
-                                 "wait for it to finish or stop it, or choose another --out") from None
+                                 f"wait for it to finish or stop it, or {hint}") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
         try:

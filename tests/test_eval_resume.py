@@ -1,0 +1,150 @@
+"""A long `varinf eval` killed at any instant resumes with the numbers of an unbroken one (varinf.evaluate).
+
+Truth is the unbroken evaluation of the same run: batch b's draws depend on (seed, stream, b) only,
+so the batches saved before a kill plus those evaluated after it must give the same per-datapoint
+numbers bit for bit; a resume must not evaluate a saved batch again, must ignore the files of
+another evaluation, and a second evaluator of the same output is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+import varinf.evaluate as evaluate
+from varinf.cli import main
+from varinf.config import make_config
+from varinf.evaluate import evaluate_run
+from varinf.runlock import RunLockedError, run_lock
+from varinf.training import train
+
+SETTINGS = dict(dataset="digits", hidden=(32,), latent_dim=8, epochs=1, threads=1, patience=None, seed=5)
+EVAL = dict(nll_samples=40, batch_size=32, refine_steps=2, refine_sweep=(0, 2))   # 300 test points: 10 batches
+KEYS = ("test_elbo", "test_nll", "test_elbo_refined", "test_nll_refined", "amortization_gap")
+
+
+class Killed(Exception):
+    """Stands for a kill between two batches."""
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, shared_data_dir):
+    path = tmp_path_factory.mktemp("eval-resume") / "vae"
+    train(make_config(**SETTINGS), path, progress=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def unbroken(run):
+    return evaluate_run(run, **EVAL, write=False)
+
+
+def count_batches(monkeypatch, kill_after: int | None = None) -> list[int]:
+    """Count the batches evaluate_model evaluates (every pass); raise Killed before batch ``kill_after`` + 1."""
+    calls, real = [], evaluate.elbo_and_log_marginal
+
+    def counted(*args, **kwargs):
+        if kill_after is not None and len(calls) == kill_after:
+            raise Killed
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(evaluate, "elbo_and_log_marginal", counted)
+    monkeypatch.setattr(evaluate, "FLUSH_SECONDS", 0.0)               # save after every batch
+    return calls
+
+
+@pytest.mark.parametrize("kill_after", [0, 3, 10, 14])   # before any batch, mid plain pass, after it, mid refined pass
+def test_a_killed_evaluation_resumes_bit_identical_and_skips_saved_batches(run, unbroken, monkeypatch, kill_after):
+    out = run / f"eval-{kill_after}.json"
+    with monkeypatch.context() as m:
+        count_batches(m, kill_after)
+        with pytest.raises(Killed):
+            evaluate_run(run, **EVAL, output=out)
+    assert not out.exists()
+    saved = list(out.with_suffix(".partial").glob("*.safetensors"))
+    assert len(saved) == (0 if kill_after == 0 else 1 if kill_after <= 10 else 2)    # one file per pass
+    calls = count_batches(monkeypatch)
+    resumed = evaluate_run(run, **EVAL, output=out)
+    assert len(calls) == 20 - kill_after                        # 10 batches per pass, the saved ones not again
+    for key in KEYS:
+        assert resumed[key] == unbroken[key], key
+    assert [r["test_elbo"] for r in resumed["refine_sweep"]] == [r["test_elbo"] for r in unbroken["refine_sweep"]]
+    assert json.loads(out.read_text())["test_nll"] == unbroken["test_nll"]
+    assert not out.with_suffix(".partial").exists()             # removed once the result is written
+
+
+def test_partial_results_of_another_evaluation_are_ignored(run, unbroken, monkeypatch):
+    out = run / "eval-other.json"
+    with monkeypatch.context() as m:
+        count_batches(m, kill_after=5)
+        with pytest.raises(Killed):
+            evaluate_run(run, **{**EVAL, "seed": 1}, output=out)       # another seed: other numbers
+    calls = count_batches(monkeypatch)
+    again = evaluate_run(run, **EVAL, output=out)
+    assert len(calls) == 20                                        # nothing reused
+    assert again["test_nll"] == unbroken["test_nll"]
+
+
+def test_an_unreadable_partial_file_is_ignored_with_a_warning(run, unbroken, caplog):
+    out = run / "eval-garbage.json"
+    out.with_suffix(".partial").mkdir()
+    (out.with_suffix(".partial") / "0-0-deadbeef.safetensors").write_bytes(b"not a safetensors file")
+    again = evaluate_run(run, **EVAL, output=out)
+    assert again["test_nll"] == unbroken["test_nll"]
+    assert "ignoring unreadable partial evaluation file" in caplog.text
+
+
+def test_a_second_evaluator_of_the_same_output_is_refused(run, capsys):
+    out = run / "eval-locked.json"
+    with run_lock(out.with_suffix(".partial")):
+        with pytest.raises(RunLockedError, match="another varinf process .*choose another --output"):
+            evaluate_run(run, **EVAL, output=out)
+        assert main(["eval", str(run), "--output", str(out), "--nll-samples", "10"]) == 2
+    err = capsys.readouterr().err
+    assert "choose another --output" in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
+
+
+def test_a_real_sigkill_then_the_same_command_gives_the_unbroken_numbers(run, tmp_path):
+    """SIGKILL `varinf eval` after its first save, run the same command again, compare with an unbroken run."""
+    args = ["eval", str(run), "--nll-samples", "3000", "--batch-size", "10", "--quiet", "--output"]
+    whole = evaluate_run(run, nll_samples=3000, batch_size=10, write=False)
+    out = tmp_path / "eval.json"
+    code = ("import sys, varinf.evaluate as e; e.FLUSH_SECONDS = 0.0; from varinf.cli import main; "
+            "sys.exit(main(sys.argv[1:]))")
+    proc = subprocess.Popen([sys.executable, "-c", code, *args, str(out)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 120
+    while not list(out.with_suffix(".partial").glob("*.safetensors")) and time.time() < deadline:
+        assert proc.poll() is None, "the evaluation finished before it could be killed"
+        time.sleep(0.002)
+    time.sleep(0.05)
+    assert proc.poll() is None, "the evaluation finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not out.exists()
+    assert main([*args, str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert (result["test_elbo"], result["test_nll"]) == (whole["test_elbo"], whole["test_nll"])
+
+
+def test_fingerprint_changes_with_weights_points_and_settings(run):
+    from varinf.training import load_model
+
+    model, _, _ = load_model(run, "best", "cpu")
+    x = torch.zeros(3, 64)
+    base = evaluate.fingerprint(model, x, nll_samples=10)
+    assert evaluate.fingerprint(model, x, nll_samples=10) == base
+    assert evaluate.fingerprint(model, x, nll_samples=11) != base
+    assert evaluate.fingerprint(model, x + 1, nll_samples=10) != base
+    with torch.no_grad():
+        next(model.parameters())[0].view(-1)[0] += 1e-6
+    assert evaluate.fingerprint(model, x, nll_samples=10) != base
