@@ -13,6 +13,7 @@ them into a torch.distributions object. The generative model exposes ``prior()``
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import asdict, dataclass
 
 import torch
@@ -97,6 +98,11 @@ class MLPDecoder(nn.Module):
         return self.net(z)
 
 
+def _in_place(act: type[nn.Module]) -> nn.Module:
+    """The activation writing into its input where torch offers that (ReLU, ELU): one memory pass fewer."""
+    return act(inplace=True) if "inplace" in inspect.signature(act).parameters else act()
+
+
 def _downsamplings(size: int) -> int:
     """Number of stride-2 halvings that keep the side integral and ≥ 4 (28→14→7: 2; 8→4: 1)."""
     n = 0
@@ -150,7 +156,7 @@ class ConvDecoder(nn.Module):
         layers: list[nn.Module] = []
         for i in reversed(range(n_down)):
             c_out = chans[i]
-            layers += [nn.ConvTranspose2d(c, c_out, 4, 2, 1), act()]
+            layers += [nn.ConvTranspose2d(c, c_out, 4, 2, 1), _in_place(act)]
             c = c_out
         layers.append(nn.Conv2d(c, 1, 3, 1, 1))
         self.deconv = nn.Sequential(*layers)
@@ -158,7 +164,10 @@ class ConvDecoder(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         lead = z.shape[:-1]
-        feats = self.head(z.reshape(-1, z.shape[-1])).reshape(-1, *self.start)
+        feats = self.head(z.reshape(-1, z.shape[-1])).reshape(-1, *self.start)           # (N, C, h, w)
+        # channels-last (NHWC) activations: the transposed convolutions run ≈ 2× faster on a CPU in
+        # the k-sample evaluation's large batches, training speed unchanged (benchmarks/bench_cnn.py)
+        feats = feats.contiguous(memory_format=torch.channels_last)
         return self.deconv(feats).reshape(*lead, self.data_dim)
 
 
@@ -196,6 +205,10 @@ class VAE(AmortizedModel):
         """p(z) = N(0, I_K)."""
         loc = self._prior_loc
         return D.Independent(D.Normal(loc, torch.ones_like(loc), validate_args=False), 1, validate_args=False)
+
+    def log_joint(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """log p(x, z) = log p(x|z) + log N(z; 0, I): (S, B) (the prior's density in one pass over z)."""
+        return self.log_likelihood(x, z) + GAUSSIAN.standard_log_prob(z)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """The likelihood's parameters η of p(x|z) (Bernoulli logits or Gaussian means): z (..., K) -> (..., D)."""
