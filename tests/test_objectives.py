@@ -190,3 +190,38 @@ def test_kl_closed_form_and_monte_carlo_fallback():
 def test_logmeanexp_is_stable():
     a = torch.tensor([[1000.0, 1000.0], [1000.0, -1000.0]])
     torch.testing.assert_close(logmeanexp(a, 0), torch.tensor([1000.0, 1000.0 - math.log(2)]))
+
+
+def test_gaussian_log_q_from_the_noise_equals_the_generic_log_prob_in_value_and_gradient():
+    """DiagonalGaussian.draw_with_log_prob (log q from ε, what log_weights uses) against torch.distributions."""
+    from varinf.families import GAUSSIAN
+    from varinf.sampling import draw_with_log_prob
+
+    g = torch.Generator().manual_seed(0)
+    mu = torch.randn(6, 4, generator=g).requires_grad_()
+    log_std = (0.5 * torch.randn(6, 4, generator=g)).requires_grad_()
+    h, log_q = draw_with_log_prob(GAUSSIAN.dist(mu, log_std), 5, torch.Generator().manual_seed(1))   # (5, 6, 4), (5, 6)
+    h_ref = GAUSSIAN.draw((mu, log_std), 5, torch.Generator().manual_seed(1))
+    truth = D.Independent(D.Normal(mu, log_std.exp()), 1).log_prob(h_ref)                      # generic form
+    assert torch.equal(h, h_ref)
+    assert torch.allclose(log_q, truth, rtol=1e-12, atol=1e-12)
+    w = torch.randn(5, 6, generator=g)                                                          # any test function
+    ours = torch.autograd.grad((w * log_q).sum(), (mu, log_std), allow_unused=True)
+    generic = torch.autograd.grad((w * truth).sum(), (mu, log_std))
+    assert ours[0] is None and generic[0].abs().max() < 1e-12      # log q(μ + σε) does not depend on μ
+    assert torch.allclose(ours[1], generic[1], rtol=1e-10, atol=1e-12)
+
+
+def test_vae_log_joint_is_likelihood_plus_the_prior_distribution_log_prob():
+    from varinf.models import VAE, VAEConfig
+
+    torch.manual_seed(0)
+    model = VAE(VAEConfig(data_dim=12, latent_dim=3, hidden=(8,)))
+    x = (torch.rand(4, 12) < 0.5).double()
+    z = torch.randn(7, 4, 3, requires_grad=True)
+    ours = model.log_joint(x, z)
+    truth = model.log_likelihood(x, z) + model.prior().log_prob(z)
+    assert torch.allclose(ours, truth, rtol=1e-12, atol=1e-12)
+    g1, = torch.autograd.grad(ours.sum(), z)
+    g2, = torch.autograd.grad(truth.sum(), z)
+    assert torch.allclose(g1, g2, rtol=1e-12, atol=1e-12)

@@ -25,7 +25,7 @@ from torch import distributions as D
 
 from varinf.contract import log_joint as _log_joint
 from varinf.errors import ConfigError, DataError
-from varinf.sampling import draw
+from varinf.sampling import draw, draw_with_log_prob
 
 __all__ = [
     "log_weights",
@@ -97,8 +97,8 @@ def log_weights(model, q: D.Distribution, x: torch.Tensor, num_samples: int = 1,
     The per-sample quantity that SGVB-A, the IWAE bound and the marginal-likelihood
     estimate are all built on (Hjelm et al. 2015 Eq. 1, the summand).
     """
-    z = draw(q, _samples(num_samples), generator)             # (S, B, K)
-    return _log_joint(model, _in_support(model, x), z) - q.log_prob(z)   # (S, B)
+    z, log_q = draw_with_log_prob(q, _samples(num_samples), generator)     # (S, B, K), (S, B)
+    return _log_joint(model, _in_support(model, x), z) - log_q             # (S, B)
 
 
 def sgvb_a(model, q: D.Distribution, x: torch.Tensor, num_samples: int = 1,

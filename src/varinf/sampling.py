@@ -40,6 +40,21 @@ def draw(q: D.Distribution, num_samples: int = 1, generator: torch.Generator | N
     return q.sample((num_samples,))
 
 
+def draw_with_log_prob(q: D.Distribution, num_samples: int = 1, generator: torch.Generator | None = None
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``draw(q, num_samples, generator)`` and ``q.log_prob`` of the draws: (S, *batch, *event), (S, *batch).
+
+    A varinf family computes both in one go (a Gaussian's log q from its noise ε,
+    ``DiagonalGaussian.draw_with_log_prob``); any other distribution draws, then evaluates.
+    """
+    from varinf.families import family_of
+    family = family_of(q)
+    if family is not None:
+        return family.draw_with_log_prob(_params_of(q), num_samples, generator)
+    h = draw(q, num_samples, generator)
+    return h, q.log_prob(h)
+
+
 def _params_of(q: D.Distribution) -> tuple[torch.Tensor, ...]:
     """The varinf family parameters of an (Independent) Normal or Bernoulli: (μ, log σ) or (logits,)."""
     base, _ = _unwrap(q)
