@@ -99,8 +99,8 @@ class DiagonalGaussian(Family):
         """h = μ + σ ⊙ ε and, from the same ε, log q(h|x) = log N(ε; 0, I) − Σ_k log σ_k (change of variables).
 
         Equal to ``log_prob(params, h)`` as a function of (μ, log σ, ε), gradients included, but
-        one pass over ε instead of the five of the generic ((h − μ)/σ)² form: 14% of a k = 5000
-        evaluation's time with it (benchmarks/bench_eval.py).
+        one pass over ε instead of the five of the generic ((h − μ)/σ)² form (with the prior's
+        ``standard_log_prob``: a k = 5000 evaluation ≈ 10% faster, docs/RESULTS.md §14.2).
         """
         h, eps = self.draw_with_noise(params, num_samples, generator)                  # (S, B, K)
         return h, self.standard_log_prob(eps) - params[1].sum(-1)                    # (S, B)
