@@ -49,7 +49,8 @@ import torch
 from varinf.checkpoint import atomic_write_json
 from varinf.config import make_config
 from varinf.data import load_dataset
-from varinf.evaluate import evaluate_model, evaluate_run, run_refiner
+from varinf.distributed import context
+from varinf.evaluate import evaluate_model, evaluate_run, resumable, run_refiner
 from varinf.infer import METHODS
 from varinf.training import load_method, load_model, train
 
@@ -106,7 +107,15 @@ def continue_trial(trial: Path, out: Path, cfg) -> None:
 
 
 def table2_protocol(run: Path, test_steps, data_dir, seed: int = 0) -> dict:
-    """r chosen on the validation split by the k = 50 log-likelihood; the test split at r with k = 50 and 5000."""
+    """r chosen on the validation split by the k = 50 log-likelihood; the test split at r with k = 50 and 5000.
+
+    Resumable: the finished batches of each evaluation are kept in RUN/table2.partial/ until the row is written.
+    """
+    with resumable(run / "table2.partial", context()) as resume_dir:
+        return _table2_protocol(run, test_steps, data_dir, seed, resume_dir)
+
+
+def _table2_protocol(run: Path, test_steps, data_dir, seed: int, resume_dir: Path) -> dict:
     model, cfg, meta = load_model(run, "best")
     dataset = load_dataset(cfg.dataset, data_dir or cfg.data_dir)
     valid, test = dataset.split("valid"), dataset.split("test")
@@ -115,7 +124,8 @@ def table2_protocol(run: Path, test_steps, data_dir, seed: int = 0) -> dict:
 
     def evaluate(x, r, k):
         refiner = run_refiner(cfg, model.family.name, refine_steps=r) if r else None
-        out = evaluate_model(model, x, nll_samples=k, batch_size=500, seed=seed, refiner=refiner, progress=True)
+        out = evaluate_model(model, x, nll_samples=k, batch_size=500, seed=seed, refiner=refiner, progress=True,
+                             resume_dir=resume_dir)
         return out["elbo"], out["log_px"]
 
     chosen = {}

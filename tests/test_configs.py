@@ -65,3 +65,38 @@ def test_a_table1_row_runs_end_to_end(tmp_path, shared_data_dir):
         assert row[key] == row[key] and row[key + "_stderr"] > 0, key           # finite, with an error bar
     assert row["test_nll_encoder"] <= -row["test_bound_encoder"] + 1e-4            # NLL ≤ −ELBO per image
     assert row["own_bound"].startswith("SGVB")
+
+
+def test_the_table2_protocol_resumes_its_evaluations_after_a_kill(tmp_path, shared_data_dir, monkeypatch):
+    """Hjelm et al.'s Table 2 protocol (r chosen on valid at k = 50, test at k = 50 and 5000) on a small digits
+    SBN: killed midway through its evaluations, run again, it gives the unbroken row and evaluates each batch once."""
+    import varinf.evaluate as evaluate
+    from varinf.config import make_config
+    from varinf.training import train
+
+    run = tmp_path / "sbn"
+    train(make_config(dataset="digits", model="sbn", method="avi", hidden=(16,), latent_dim=8, epochs=1,
+                      refine_steps=2, refine_samples=4, threads=1, patience=None), run, progress=False)
+    table = paper_table()
+    calls, real = [], evaluate.elbo_and_log_marginal
+
+    def counted(*args, **kwargs):
+        if len(calls) == kill_after:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    kill_after = None
+    monkeypatch.setattr(evaluate, "elbo_and_log_marginal", counted)
+    monkeypatch.setattr(evaluate, "FLUSH_SECONDS", 0.0)
+    whole = table.table2_protocol(run, (0, 2), None)
+    total, calls[:] = len(calls), []
+    kill_after = total // 2
+    with pytest.raises(KeyboardInterrupt):
+        table.table2_protocol(run, (0, 2), None)
+    assert (run / "table2.partial").is_dir()
+    kill_after, calls[:] = None, []
+    again = table.table2_protocol(run, (0, 2), None)
+    assert len(calls) == total - total // 2                 # every batch evaluated once over the two invocations
+    assert again == whole
+    assert not (run / "table2.partial").exists()
