@@ -4,7 +4,8 @@
 
 Trains every run of ``RUNS`` into ROOT/<name>-2, resumes ROOT/resume (its first epoch ran in one
 process) and evaluates ROOT/vae-1 into ROOT/eval-2.json (resuming the evaluation that one process
-began and was killed in), all in one process group; then prints
+began and was killed in) and, in one batch with its k draws split, into ROOT/eval-k-2.json, all in one
+process group; then prints
 the names of the gloo threads left after leaving the group (none: destroy_process_group joined them).
 """
 
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from test_distributed import EVAL, RUNS
+from test_distributed import EVAL, EVAL_K, RUNS
 from varinf.config import make_config
 from varinf.distributed import process_group
 from varinf.evaluate import evaluate_run
@@ -39,4 +40,5 @@ if __name__ == "__main__":
             train(make_config(**settings), root / f"{name}-2", progress=False)
         train(make_config(**RUNS["vae"]), root / "resume", resume=True, progress=False)
         evaluate_run(root / "vae-1", **EVAL, output=root / "eval-2.json")       # resumes a 1-process one
+        evaluate_run(root / "vae-1", **EVAL_K, output=root / "eval-k-2.json")   # one batch: k split instead
     print(f"rank {os.environ['RANK']}: gloo threads after leaving the group: {gloo_threads()}", flush=True)

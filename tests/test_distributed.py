@@ -42,6 +42,7 @@ RUNS = {                                   # name -> settings; digits: 1197 trai
     "wake-sleep": dict(SMALL, method="wake-sleep", model="sbn", epochs=1),
 }
 EVAL = dict(nll_samples=30, batch_size=64, refine_steps=2, refine_sweep=(0, 2))   # digits' 300 test points: 5 batches
+EVAL_K = dict(nll_samples=200, batch_size=1000, refine_steps=2)     # 1 batch, 14 chunks of 15 draws: the k draws split
 
 
 def _params(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -61,7 +62,7 @@ def interrupted_eval(run: Path, output: Path, batches: int) -> None:
     class Killed(Exception):
         pass
 
-    real, calls = evaluate.elbo_and_log_marginal, []
+    real, calls = evaluate.chunk_summaries, []
 
     def counted(*args, **kwargs):
         if len(calls) == batches:
@@ -70,7 +71,7 @@ def interrupted_eval(run: Path, output: Path, batches: int) -> None:
         return real(*args, **kwargs)
 
     with pytest.MonkeyPatch.context() as m:
-        m.setattr(evaluate, "elbo_and_log_marginal", counted)
+        m.setattr(evaluate, "chunk_summaries", counted)
         m.setattr(evaluate, "FLUSH_SECONDS", 0.0)
         with pytest.raises(Killed):
             evaluate_run(run, **EVAL, output=output)
@@ -142,6 +143,15 @@ def test_distributed_eval_equals_single_process_eval(runs):
     for key in ("test_elbo", "test_nll", "test_elbo_refined", "test_nll_refined", "amortization_gap"):
         assert two[key] == one[key], key                   # the same per-datapoint numbers, bit for bit
     assert [r["test_elbo"] for r in two["refine_sweep"]] == [r["test_elbo"] for r in one["refine_sweep"]]
+
+
+def test_distributed_eval_with_k_split_equals_single_process_eval(runs):
+    """One batch for two processes: each evaluates every other chunk of the k draws; the same numbers, bit for bit."""
+    two = json.loads((runs / "eval-k-2.json").read_text())
+    one = evaluate_run(runs / "vae-1", **EVAL_K, write=False)
+    assert two["world_size"] == 2 and two["test_points"] == 300
+    for key in ("test_elbo", "test_nll", "test_elbo_refined", "test_nll_refined", "amortization_gap"):
+        assert two[key] == one[key], key
 
 
 def test_negative_control_shard_noise_matters(shared_data_dir):

@@ -48,7 +48,7 @@ def unbroken(run):
 
 def count_batches(monkeypatch, kill_after: int | None = None) -> list[int]:
     """Count the batches evaluate_model evaluates (every pass); raise Killed before batch ``kill_after`` + 1."""
-    calls, real = [], evaluate.elbo_and_log_marginal
+    calls, real = [], evaluate.chunk_summaries
 
     def counted(*args, **kwargs):
         if kill_after is not None and len(calls) == kill_after:
@@ -56,7 +56,7 @@ def count_batches(monkeypatch, kill_after: int | None = None) -> list[int]:
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(evaluate, "elbo_and_log_marginal", counted)
+    monkeypatch.setattr(evaluate, "chunk_summaries", counted)
     monkeypatch.setattr(evaluate, "FLUSH_SECONDS", 0.0)               # save after every batch
     return calls
 

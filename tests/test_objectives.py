@@ -225,3 +225,19 @@ def test_vae_log_joint_is_likelihood_plus_the_prior_distribution_log_prob():
     g1, = torch.autograd.grad(ours.sum(), z)
     g2, = torch.autograd.grad(truth.sum(), z)
     assert torch.allclose(g1, g2, rtol=1e-12, atol=1e-12)
+
+
+def test_chunk_shares_of_n_processes_sum_to_the_single_process_summaries_exactly(setup):
+    """The k split of a distributed evaluation: each share draws every chunk, evaluates its own."""
+    from varinf.objectives import chunk_summaries, combine_chunks
+
+    model, x, mean, log_std, _ = setup
+    q = diag_q(mean, log_std)
+    whole = chunk_summaries(model, q, x, 1000, 70, torch.Generator().manual_seed(3))              # (15, 2, B)
+    for n in (2, 3, 16):                                                  # 16 > 15 chunks: one share is empty
+        shares = [chunk_summaries(model, q, x, 1000, 70, torch.Generator().manual_seed(3), (r, n)) for r in range(n)]
+        assert torch.equal(sum(shares), whole)
+        assert all(torch.equal(s[r::n], whole[r::n]) for r, s in enumerate(shares))
+    elbo, lpx = combine_chunks(whole, 1000)
+    ref = elbo_and_log_marginal(model, q, x, 1000, 70, torch.Generator().manual_seed(3))
+    assert torch.equal(elbo, ref[0]) and torch.equal(lpx, ref[1])

@@ -28,7 +28,11 @@ Random draws: batch b of the test points gets its own generator keyed by (seed, 
 (:func:`batch_generator`), so a batch's numbers do not depend on which process evaluates it.
 Under ``torchrun`` (``varinf.distributed``) process r evaluates batches r, r + N, r + 2N, ...
 and the per-datapoint results are summed into place across processes (each row is written by
-one process, the others add exact zeros): N processes give bit for bit the numbers of one.
+one process, the others add exact zeros): N processes give bit for bit the numbers of one. With
+fewer batches than processes (a few points, large k) the k draws are split instead: each process
+evaluates every N-th chunk of draws of every batch (``objectives.chunk_summaries``, which still
+draws the other chunks so that chunk c's draws are the same in every process), and the per-chunk
+sums are added across processes before being combined in chunk order, again bit for bit.
 
 Resuming (:class:`PartialResults`). The same independence makes a long evaluation resumable:
 finished batches are saved every ``FLUSH_SECONDS`` to ``RUN_DIR/eval.partial/`` (safetensors, each
@@ -63,7 +67,7 @@ from varinf.data import check_data, load_dataset
 from varinf.distributed import Context, all_reduce_sum, broadcast_error, context, process_device
 from varinf.errors import ConfigError, VarinfError
 from varinf.infer import DEFAULT_REFINERS, METHODS
-from varinf.objectives import elbo_and_log_marginal
+from varinf.objectives import chunk_summaries, combine_chunks
 from varinf.refinement import Refiner, entropy_bound
 from varinf.runlock import RunLockedError, run_lock
 from varinf.training import load_model
@@ -251,7 +255,11 @@ def evaluate_model(model, x: torch.Tensor, *, nll_samples: int = 5000, batch_siz
                 for k, v in values.items():
                     out[k][..., rows] = v.to(device=device, dtype=dtype)
     todo = [b for b in range(n_batches) if b not in done]
-    batches = todo[ctx.rank::ctx.world_size]                                   # this process's share, round-robin
+    # Fewer batches than processes: every process takes every batch and a share of its k draws
+    # (chunks round-robin, summed across processes), and process 0 alone writes the rows.
+    split_k = ctx.active and len(todo) < ctx.world_size
+    batches = todo if split_k else todo[ctx.rank::ctx.world_size]             # this process's share, round-robin
+    share, writes = ((ctx.rank, ctx.world_size), ctx.is_main) if split_k else ((0, 1), True)
     if progress and ctx.is_main:
         from tqdm.auto import tqdm
         batches = tqdm(batches, desc="eval" if refiner is None else f"eval (refined, T={refiner.steps})", disable=None,
@@ -270,12 +278,15 @@ def evaluate_model(model, x: torch.Tensor, *, nll_samples: int = 5000, batch_siz
                 if t == final:
                     result_params = params_t
             params = result_params
-            if sweep:
+            if sweep and writes:
                 out["sweep"][:, rows] = torch.stack(trace)
-        e, l = elbo_and_log_marginal(model, model.family.dist(*params), xb, nll_samples, chunk_size, gen)
-        out["elbo"][rows], out["log_px"][rows] = e, l
-        if partial is not None:
-            partial.add(b, {k: v[..., rows] for k, v in out.items()})
+        summaries = chunk_summaries(model, model.family.dist(*params), xb, nll_samples, chunk_size, gen, share)
+        if split_k:
+            summaries = all_reduce_sum(summaries, ctx)                       # (C, 2, B): every chunk, once
+        if writes:
+            out["elbo"][rows], out["log_px"][rows] = combine_chunks(summaries, nll_samples)
+            if partial is not None:
+                partial.add(b, {k: v[..., rows] for k, v in out.items()})
     if partial is not None:
         partial.save()
     # one collective per tensor; each row comes from one process and the others add exact zeros

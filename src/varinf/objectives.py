@@ -35,6 +35,8 @@ __all__ = [
     "iwae_bound",
     "log_marginal_estimate",
     "elbo_and_log_marginal",
+    "chunk_summaries",
+    "combine_chunks",
     "score_function_surrogate",
     "score_function_terms",
     "logmeanexp",
@@ -163,18 +165,41 @@ def elbo_and_log_marginal(model, q: D.Distribution, x: torch.Tensor, num_samples
         ELBO     ≈ (1/k) Σ_i log w⁽ⁱ⁾                      (SGVB-A with L = k)
         log p̂(x) = log (1/k) Σ_i w⁽ⁱ⁾,  w⁽ⁱ⁾ = p(x, z⁽ⁱ⁾) / q(z⁽ⁱ⁾|x)   (L_k, Burda et al. 2016 Eq. 8)
 
-    Samples are drawn ``chunk_size`` at a time and combined by a running sum and a
-    running log-sum-exp, so memory is O(chunk_size · B · D) whatever k is.
+    Samples are drawn ``chunk_size`` at a time (:func:`chunk_summaries`) and combined by a running
+    sum and a running log-sum-exp (:func:`combine_chunks`), so memory is O(chunk_size · B · D)
+    whatever k is.
+    """
+    return combine_chunks(chunk_summaries(model, q, x, num_samples, chunk_size, generator), num_samples)
+
+
+@torch.no_grad()
+def chunk_summaries(model, q: D.Distribution, x: torch.Tensor, num_samples: int = 5000, chunk_size: int = 500,
+                    generator: torch.Generator | None = None, share: tuple[int, int] = (0, 1)) -> torch.Tensor:
+    """(log Σ_{i∈c} w⁽ⁱ⁾, Σ_{i∈c} log w⁽ⁱ⁾) for each chunk c of the k draws z⁽ⁱ⁾ ~ q(z|x): (C, 2, B).
+
+    Chunk c holds draws c·chunk_size, ..., drawn in order from ``generator``. With ``share`` = (r, N)
+    only the chunks c ≡ r (mod N) are evaluated and the others left zero, yet every chunk is
+    drawn, so chunk c's draws do not depend on which process evaluates it: the sum of the N
+    processes' tensors is the single process's tensor exactly (k split across processes).
     """
     _samples(num_samples)
-    lse, total, done = None, None, 0
-    while done < num_samples:
-        s = min(chunk_size, num_samples - done)
-        lw = log_weights(model, q, x, s, generator)                           # (s, B)
-        chunk_lse, chunk_sum = torch.logsumexp(lw, dim=0), lw.sum(0)
-        lse = chunk_lse if lse is None else torch.logaddexp(lse, chunk_lse)
-        total = chunk_sum if total is None else total + chunk_sum
-        done += s
+    rank, processes = share
+    sizes = [min(chunk_size, num_samples - start) for start in range(0, num_samples, chunk_size)]
+    out = torch.zeros(len(sizes), 2, *q.batch_shape, dtype=q.mean.dtype, device=x.device)    # (C, 2, B)
+    for c, s in enumerate(sizes):
+        if c % processes != rank:
+            draw(q, s, generator)                                  # another process's chunk: advance the stream
+            continue
+        lw = log_weights(model, q, x, s, generator)                # (s, B)
+        out[c, 0], out[c, 1] = torch.logsumexp(lw, dim=0), lw.sum(0)
+    return out
+
+
+def combine_chunks(summaries: torch.Tensor, num_samples: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """ELBO and log p̂(x), (B,) each, from :func:`chunk_summaries` (C, 2, B), combined in chunk order."""
+    lse, total = summaries[0, 0], summaries[0, 1]
+    for c in range(1, summaries.shape[0]):
+        lse, total = torch.logaddexp(lse, summaries[c, 0]), total + summaries[c, 1]
     return total / num_samples, lse - math.log(num_samples)
 
 
