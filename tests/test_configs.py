@@ -70,7 +70,7 @@ def test_a_table1_row_runs_end_to_end(tmp_path, shared_data_dir):
 def test_the_table2_protocol_resumes_its_evaluations_after_a_kill(tmp_path, shared_data_dir, monkeypatch):
     """Hjelm et al.'s Table 2 protocol (r chosen on valid at k = 50, test at k = 50 and 5000) on a small digits
     SBN: killed midway through its evaluations, run again, it gives the unbroken row and evaluates each batch once."""
-    import varinf.evaluate as evaluate
+    from killed_eval import Killed, count_batches
     from varinf.config import make_config
     from varinf.training import train
 
@@ -78,24 +78,14 @@ def test_the_table2_protocol_resumes_its_evaluations_after_a_kill(tmp_path, shar
     train(make_config(dataset="digits", model="sbn", method="avi", hidden=(16,), latent_dim=8, epochs=1,
                       refine_steps=2, refine_samples=4, threads=1, patience=None), run, progress=False)
     table = paper_table()
-    calls, real = [], evaluate.chunk_summaries
-
-    def counted(*args, **kwargs):
-        if len(calls) == kill_after:
-            raise KeyboardInterrupt
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    kill_after = None
-    monkeypatch.setattr(evaluate, "chunk_summaries", counted)
-    monkeypatch.setattr(evaluate, "FLUSH_SECONDS", 0.0)
+    calls = count_batches(monkeypatch)
     whole = table.table2_protocol(run, (0, 2), None)
-    total, calls[:] = len(calls), []
-    kill_after = total // 2
-    with pytest.raises(KeyboardInterrupt):
+    total = len(calls)
+    count_batches(monkeypatch, kill_after=total // 2)
+    with pytest.raises(Killed):
         table.table2_protocol(run, (0, 2), None)
     assert (run / "table2.partial").is_dir()
-    kill_after, calls[:] = None, []
+    calls = count_batches(monkeypatch)
     again = table.table2_protocol(run, (0, 2), None)
     assert len(calls) == total - total // 2                 # every batch evaluated once over the two invocations
     assert again == whole

@@ -25,12 +25,12 @@ import torch
 from varinf.checkpoint import read_checkpoint
 from varinf.config import make_config
 from varinf.distributed import Context, GradSync, batch_shard, global_moments, shard_bounds
-import varinf.evaluate as evaluate
 from varinf.evaluate import evaluate_run
 from varinf.families import BERNOULLI, GAUSSIAN
 from varinf.training import train
 
 from gloo_launch import HERE, check_launch, free_port, torchrun, worker_env
+from killed_eval import Killed, count_batches
 
 ATOL = 1e-5
 SMALL = dict(dataset="digits", hidden=(32,), latent_dim=8, batch_size=100, threads=1, patience=None, seed=3)
@@ -59,20 +59,8 @@ def _max_diff(a: dict, b: dict) -> float:
 
 def interrupted_eval(run: Path, output: Path, batches: int) -> None:
     """The evaluation of the worker (EVAL) killed in one process after ``batches`` batches were saved."""
-    class Killed(Exception):
-        pass
-
-    real, calls = evaluate.chunk_summaries, []
-
-    def counted(*args, **kwargs):
-        if len(calls) == batches:
-            raise Killed
-        calls.append(1)
-        return real(*args, **kwargs)
-
     with pytest.MonkeyPatch.context() as m:
-        m.setattr(evaluate, "chunk_summaries", counted)
-        m.setattr(evaluate, "FLUSH_SECONDS", 0.0)
+        count_batches(m, kill_after=batches)
         with pytest.raises(Killed):
             evaluate_run(run, **EVAL, output=output)
     assert len(list(output.with_suffix(".partial").glob("*.safetensors"))) == 1

@@ -19,6 +19,7 @@ import pytest
 import torch
 
 import varinf.evaluate as evaluate
+from killed_eval import Killed, count_batches
 from varinf.cli import main
 from varinf.config import make_config
 from varinf.evaluate import evaluate_run
@@ -28,10 +29,6 @@ from varinf.training import train
 SETTINGS = dict(dataset="digits", hidden=(32,), latent_dim=8, epochs=1, threads=1, patience=None, seed=5)
 EVAL = dict(nll_samples=40, batch_size=32, refine_steps=2, refine_sweep=(0, 2))   # 300 test points: 10 batches
 KEYS = ("test_elbo", "test_nll", "test_elbo_refined", "test_nll_refined", "amortization_gap")
-
-
-class Killed(Exception):
-    """Stands for a kill between two batches."""
 
 
 @pytest.fixture(scope="module")
@@ -44,21 +41,6 @@ def run(tmp_path_factory, shared_data_dir):
 @pytest.fixture(scope="module")
 def unbroken(run):
     return evaluate_run(run, **EVAL, write=False)
-
-
-def count_batches(monkeypatch, kill_after: int | None = None) -> list[int]:
-    """Count the batches evaluate_model evaluates (every pass); raise Killed before batch ``kill_after`` + 1."""
-    calls, real = [], evaluate.chunk_summaries
-
-    def counted(*args, **kwargs):
-        if kill_after is not None and len(calls) == kill_after:
-            raise Killed
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(evaluate, "chunk_summaries", counted)
-    monkeypatch.setattr(evaluate, "FLUSH_SECONDS", 0.0)               # save after every batch
-    return calls
 
 
 @pytest.mark.parametrize("kill_after", [0, 3, 10, 14])   # before any batch, mid plain pass, after it, mid refined pass

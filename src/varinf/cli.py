@@ -168,13 +168,11 @@ def _train(args) -> int:
 def _eval(args) -> int:
     import torch
 
+    from varinf.config import RULES
     from varinf.distributed import process_group
-    from varinf.errors import ConfigError
     from varinf.evaluate import evaluate_run
 
-    if args.threads is not None:
-        if args.threads < 1:
-            raise ConfigError(f"--threads must be an integer >= 1, got {args.threads}")
+    if RULES["threads"](args.threads) is not None:                  # the rule `varinf train --threads` obeys
         torch.set_num_threads(args.threads)
     with process_group(args.device) as ctx:   # under torchrun: test points sharded over the processes
         result = evaluate_run(args.run_dir, nll_samples=args.nll_samples, subset=args.subset,

@@ -133,7 +133,7 @@ class PartialResults:
         self.new: dict[int, dict[str, torch.Tensor]] = {}
         self.saved_at = time.monotonic()
 
-    def load(self, n_batches: int) -> dict[int, dict[str, torch.Tensor]]:
+    def load(self) -> dict[int, dict[str, torch.Tensor]]:
         """batch -> {"elbo": (b,), "log_px": (b,)[, "sweep": (T', b)]} from every matching file."""
         done: dict[int, dict[str, torch.Tensor]] = {}
         for path in sorted(self.directory.glob("*.safetensors")):
@@ -145,7 +145,7 @@ class PartialResults:
                     t = {name: f.get_tensor(name) for name in f.keys()}
                 bounds = t["bounds"].tolist()                                  # (n_b + 1,) offsets
                 for j, b in enumerate(t["batches"].tolist()):
-                    if not 0 <= b < n_batches:
+                    if not 0 <= b < self.total:
                         raise ValueError(f"batch {b} out of range")
                     lo, hi = bounds[j], bounds[j + 1]
                     done[b] = {k: v[..., lo:hi] for k, v in t.items() if k not in ("batches", "bounds")}
@@ -245,7 +245,7 @@ def evaluate_model(model, x: torch.Tensor, *, nll_samples: int = 5000, batch_siz
                           stream=stream, refiner=refiner.settings() if refiner is not None else None, sweep=sweep,
                           final=final, dtype=str(dtype))
         partial = PartialResults(Path(resume_dir), key, stream, ctx, n_batches)
-        done = partial.load(n_batches)
+        done = partial.load()
         _check_same_view(done, ctx, device, resume_dir)
         if done and ctx.is_main:
             log.info("resuming: %d of %d batches already evaluated (%s)", len(done), n_batches, resume_dir)
