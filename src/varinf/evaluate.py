@@ -410,6 +410,9 @@ def evaluate_run(run_dir: str | Path, *, nll_samples: int = 5000, subset: int | 
             "test_elbo_stderr": elbo_se,
             "test_nll": -lpx_mean,
             "test_nll_stderr": lpx_se,
+            "likelihood": model.likelihood.name,
+            "unit": model.likelihood.unit,                    # of every bound and NLL here
+            "unit_note": model.likelihood.unit_note,
             "seconds": time.perf_counter() - t0,
             "device": str(device),
             "seed": seed,

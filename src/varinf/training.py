@@ -100,10 +100,40 @@ def method_for(cfg: TrainConfig, model, data_dim: int) -> Method:
 
 
 def build_method(cfg: TrainConfig, device: torch.device):
-    """What ``train`` starts from for a built-in model: ``(dataset, model, method)``."""
+    """What ``train`` starts from for a built-in model: ``(dataset, model, method)``; the model's
+    ``initialise_from_data`` sees the training split (a Gaussian-likelihood VAE starts at the data's
+    mean and variance, ``VAE.initialise_from_data``)."""
     dataset = load_training_data(cfg, device)
     model = build_model(model_config(cfg, dataset), cfg.seed, device)
+    model.initialise_from_data(dataset.split("train"))
     return dataset, model, method_for(cfg, model, dataset.dim)
+
+
+def still_rising(valid_bounds: list[float]) -> str | None:
+    """Whether a finished run's validation bound was still rising steeply: a note saying so, else None.
+
+    With n epochs and a window of w = max(2, n // 10) epochs, the rule is: the mean bound of the last
+    w epochs exceeds that of the w epochs before by at least 2 % of the whole rise so far,
+    max(bound) − bound of epoch 1. A bound rising in a straight line gains 10 % per window; one
+    that has levelled off gains ~0 (noise only). Runs of fewer than 5 epochs are not judged, nor
+    runs whose bound never rose.
+    """
+    n = len(valid_bounds)
+    if n < 5 or not all(math.isfinite(v) for v in valid_bounds):
+        return None
+    w = max(2, n // 10)
+    last, before = valid_bounds[-w:], valid_bounds[-2 * w:-w]
+    rise = sum(last) / len(last) - sum(before) / len(before)
+    total = max(valid_bounds) - valid_bounds[0]
+    if total <= 0 or rise < STILL_RISING_FRACTION * total:
+        return None
+    return (f"training ended while the validation bound was still rising steeply: +{rise:.4g} nats from the mean of "
+            f"epochs {n - 2 * w + 1}-{n - w} to that of epochs {n - w + 1}-{n} ({100 * rise / total:.0f} % of its "
+            f"whole rise, {total:.4g} nats); the model is probably far from converged: train longer "
+            "(--resume with a larger --epochs)")
+
+
+STILL_RISING_FRACTION = 0.02              # the 2 % of ``still_rising``
 
 
 def optimizers_for(cfg: TrainConfig, method: Method) -> dict[str, torch.optim.Optimizer]:
@@ -445,6 +475,9 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool,
                 log.info("early stopping: no validation improvement for %d epochs (best %.3f at epoch %d)",
                          cfg.patience, best_valid, best_epoch)
             break
+    note = None if stopped_early else still_rising([r["valid_elbo"] for r in history])
+    if note and ctx.is_main:
+        log.warning("%s", note)
     return TrainResult(run_dir, len(history), best_epoch, best_valid, stopped_early, history)
 
 
