@@ -198,7 +198,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--row", required=True, help="a row of the table (listed below)")
     ap.add_argument("--out", help="run directory (default runs/tableN-ROW)")
     ap.add_argument("--resume", action="store_true", help="continue an interrupted training run")
-    ap.add_argument("--nll-samples", type=int, default=5000, help="Table 1: importance samples k (default 5000)")
+    ap.add_argument("--nll-samples", type=int, help="Table 1: importance samples k (default 5000)")
     ap.add_argument("--subset", type=int, help="Table 1: evaluate on a random subset of the test set")
     ap.add_argument("--refine-steps", type=int, help="Table 1: test-time refinement steps (default: the run's T)")
     ap.add_argument("--test-steps", type=int, nargs="+", default=[0, 5, 10, 20],
@@ -210,6 +210,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--threads", type=int, help="torch threads (1 when two rows share the 2 cores)")
     ap.add_argument("--data-dir", help="data directory (default $VARINF_DATA_DIR)")
     args = ap.parse_args(argv)
+    rows = TABLES[args.table]
+    if args.table == "2" and not (args.nll_samples is args.subset is args.refine_steps is None):
+        ap.error("--nll-samples, --subset and --refine-steps apply to Table 1 rows; a Table 2 row evaluates the "
+                 "whole test split at k = 50 and 5000, with r chosen among --test-steps on the validation split")
     rows = TABLES[args.table]
     if args.row not in rows:
         ap.error(f"table {args.table} has no row {args.row!r}; rows: {', '.join(rows)}")
@@ -247,7 +251,7 @@ def main(argv=None) -> dict:
     if args.table == "2":
         row.update(table2_protocol(out, args.test_steps, args.data_dir))
     else:
-        ev = evaluate_run(out, nll_samples=args.nll_samples, subset=args.subset, data_dir=args.data_dir,
+        ev = evaluate_run(out, nll_samples=args.nll_samples or 5000, subset=args.subset, data_dir=args.data_dir,
                           refine_steps=args.refine_steps, progress=True)
         for ours, theirs in (("encoder", ""), ("refined", "_refined")):
             for quantity, key in (("bound", "test_elbo"), ("nll", "test_nll")):
