@@ -18,10 +18,11 @@ The Gaussian variance is σ² = σ²_min + exp(s), s = κ·u with a learned u: t
 density finite where the data have no spread (MNIST's always-black border pixels would otherwise
 drive σ_d² → 0 and log p(x|z) → +∞). The fixed factor κ (:data:`VARIANCE_RATE`) lets an adaptive
 optimizer (Adam, RMSprop: steps of about the learning rate in every parameter) move log σ² by κ·lr
-per update, as fast as the decoder's output layer can move its means, instead of lr: with κ = 1
-the log-variance of a run at lr = 10⁻³ needs thousands of updates to fall the several units from
-its start to the residual variance. :meth:`GaussianLikelihood.initialise` starts exp(s) at the
-training data's variance (per pixel or pooled over pixels). A Bernoulli log p(x|z) is the log of a probability (≤ 0); a
+per update instead of lr; an output of the decoder moves through its hundreds of incoming weights at
+once. With κ = 1 and lr = 10⁻³ the log-variance needs thousands of updates to fall the several
+units from the data variance to the residual variance; with κ = 100, tens.
+:meth:`GaussianLikelihood.initialise` starts exp(s) at the training data's variance (per pixel or
+pooled over pixels). Measured effect: docs/RESULTS.md §12. A Bernoulli log p(x|z) is the log of a probability (≤ 0); a
 Gaussian one is the log of a density (unbounded above, and it changes with the units of x), so
 the two are not on one scale (docs/RESULTS.md, "Gaussian likelihood on grey-level MNIST").
 """
@@ -42,7 +43,7 @@ __all__ = ["Likelihood", "BernoulliLikelihood", "GaussianLikelihood", "LIKELIHOO
 # σ²_min of the Gaussian likelihoods: a standard deviation of ~0.03, 1/32 of the [0, 1] grey-level range.
 MIN_VARIANCE = 1e-3
 # κ of s = κ·u: how much faster than one parameter of the network log σ² moves under Adam/RMSprop
-# (docs/RESULTS.md §12, "Gaussian likelihood: initialisation and the variance's learning rate").
+# (docs/RESULTS.md §12, "A Gaussian run's start": κ = 1, 10, 100 measured).
 VARIANCE_RATE = 100.0
 
 

@@ -129,7 +129,7 @@ def still_rising(valid_bounds: list[float]) -> str | None:
         return None
     return (f"training ended while the validation bound was still rising steeply: +{rise:.4g} nats from the mean of "
             f"epochs {n - 2 * w + 1}-{n - w} to that of epochs {n - w + 1}-{n} ({100 * rise / total:.0f} % of its "
-            f"whole rise, {total:.4g} nats); the model is probably far from converged: train longer "
+            f"whole rise, {total:.4g} nats); the model has probably not converged: train longer "
             "(--resume with a larger --epochs)")
 
 
