@@ -46,6 +46,34 @@ def test_paper_table_rows_name_existing_configs():
         cfg = make_config(rows[row])
         assert (cfg.refine_steps, cfg.samples, cfg.valid_refine_steps) == (20, 20, 0)   # early stopping: encoder
     assert make_config(rows["table2:mpvi20"]).method == "mpvi"
+    # Eq. 9 as printed in the paper-settings AVI rows, whatever the code's default step; the same warm-up for
+    # every Table 1 row on RMSprop 3e-3
+    assert make_config(rows["table2:avi20"]).avi_rate == 1.0 == make_config(rows["table2:avi20-240"]).avi_rate
+    assert {make_config(rows[r]).warmup_steps for r in ("table1:vae", "table1:gbvi20", "table1:hvi5", "table1:hvi10")} \
+        == {500}
+
+
+@pytest.mark.parametrize("path", [p for p in CONFIGS if p.name.startswith("table")], ids=lambda p: p.name)
+def test_paper_settings_headers_name_what_is_ours(path):
+    """Every table config says in its header what differs from the paper; each setting the paper does not give
+    (warm-up, damping, patience, validation samples) that the file sets is named there."""
+    text = path.read_text()
+    header = text[:text.index("[train]")]
+    cfg = make_config(path)
+    if not path.stem.endswith("_reduced"):
+        assert "Ours, not the paper's" in header and "Where we differ from the paper" in header
+    assert "patience" in header.lower()
+    if cfg.warmup_steps:
+        assert "warm" in header.lower()
+    if cfg.method == "avi":
+        assert "avi_rate" in header and "Eq. 9" in header
+
+
+def test_table1_flags_are_refused_on_a_table2_row(capsys):
+    with pytest.raises(SystemExit) as exc:
+        paper_table().main(["--table", "2", "--row", "avi20-reduced", "--refine-steps", "20"])
+    assert exc.value.code == 2
+    assert "--refine-steps apply to Table 1 rows" in capsys.readouterr().err
 
 
 def test_a_table1_row_runs_end_to_end(tmp_path, shared_data_dir):
