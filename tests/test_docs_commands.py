@@ -42,7 +42,8 @@ FILL_IN = {
     "refinement.md": {
         "before": ["varinf train --dataset digits --latent-dim 2 --hidden 16 --epochs 1 --out runs/vae-mnist"],
         "python": [("x = ...", "import varinf; _test = varinf.load_dataset(cfg.dataset).split('test'); "
-                                "x = _test[torch.randperm(_test.shape[0], generator=torch.Generator().manual_seed(0))[:8]]")],
+                                "_g = torch.Generator().manual_seed(0); "
+                                "x = _test[torch.randperm(_test.shape[0], generator=_g)[:8]]")],
     },
 }
 # scripts: the arguments that make them short (each script's own flags)

@@ -22,9 +22,12 @@ per update instead of lr; an output of the decoder moves through its hundreds of
 once. With κ = 1 and lr = 10⁻³ the log-variance needs thousands of updates to fall the several
 units from the data variance to the residual variance; with κ = 100, tens.
 :meth:`GaussianLikelihood.initialise` starts exp(s) at the training data's variance (per pixel or
-pooled over pixels). Measured effect: docs/RESULTS.md §12. A Bernoulli log p(x|z) is the log of a probability (≤ 0); a
-Gaussian one is the log of a density (unbounded above, and it changes with the units of x), so
-the two are not on one scale (docs/RESULTS.md, "Gaussian likelihood on grey-level MNIST").
+pooled over pixels); measured effect in docs/RESULTS.md §12.
+
+A Bernoulli log p(x|z) is the log of a probability (≤ 0); a Gaussian one is the log of a density
+(unbounded above, and it changes with the units of x), so the two are not on one scale
+(docs/RESULTS.md, "Gaussian likelihood on grey-level MNIST"); ``unit`` and ``unit_note`` say which
+(``varinf eval`` writes them into eval.json).
 """
 
 from __future__ import annotations
@@ -123,7 +126,6 @@ class GaussianLikelihood(Likelihood):
         if not self.per_pixel:
             var = var.mean().reshape(1)                                             # (1,)
         self.log_var_scaled.copy_(var.clamp_min(self.min_variance).log() / VARIANCE_RATE)
-
 
     def log_prob(self, x, out):
         """Σ_d −½ [log 2πσ_d² + (x_d − η_d)² / σ_d²]: (S, B)."""
