@@ -118,10 +118,12 @@ def entropy_bound(model, x: torch.Tensor, params: Params, family: Family, num_sa
     """L̂(x, z) = (1/N) Σ_n log p(x, h⁽ⁿ⁾) + H(q_z), h⁽ⁿ⁾ ~ q_z (reparameterised where possible): (B,).
 
     Hjelm et al. 2015 Eq. 3 with the closed-form entropy in place of the sampled −log q̃ (same
-    gradient for a Gaussian, lower variance); for any family an unbiased estimate of the ELBO.
+    gradient for a Gaussian, lower variance); for any family an unbiased estimate of the ELBO. A family
+    with no closed-form entropy (a deep SBN's layered q) uses the sampled −(1/N) Σ_n log q(h⁽ⁿ⁾|x)
+    (``Family.entropy_term``).
     """
     h = family.draw(params, num_samples, generator)                          # (N, B, K)
-    return _log_joint(model, x, h).mean(0) + family.entropy(params)           # E_q̃[log p(x,h)] + H(q̃)
+    return _log_joint(model, x, h).mean(0) + family.entropy_term(params, h)   # E_q̃[log p(x,h)] + H(q̃)
 
 
 def kl_to_prior(model, logits: torch.Tensor) -> torch.Tensor:
