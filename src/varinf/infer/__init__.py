@@ -73,7 +73,8 @@ def _avi(s) -> Refiner:
 
 
 def _refined(name: str, refiner: Callable, refiner_cls: type[Refiner], summary: str, **defaults) -> MethodSpec:
-    return MethodSpec(name, summary, (refiner_cls.family.name,),
+    families = (refiner_cls.family.name,) + (("layered-bernoulli",) if refiner_cls.layered else ())
+    return MethodSpec(name, summary, families,
                       lambda m, s, d: RefinedEM(m, refiner(s), s.samples, s.valid_refine_steps, name=name),
                       {**REFINED, **defaults}, refiner)
 
@@ -125,7 +126,7 @@ _SPECS = [
 METHODS: dict[str, MethodSpec] = {spec.name: spec for spec in _SPECS}
 
 # Test-time refinement of a model whose run has no refiner of its own: the family's natural operator.
-DEFAULT_REFINERS = {"gaussian": _gaussian, "bernoulli": _avi}
+DEFAULT_REFINERS = {"gaussian": _gaussian, "bernoulli": _avi, "layered-bernoulli": _avi}
 
 __all__ = ["METHODS", "MethodSpec", "DEFAULT_REFINERS", "AVI_DEFAULT_RATE", "Method", "Losses", "apply_losses",
            "make_optimizer", "make_optimizers", "add_linear_warmup", "AEVB", "RefinedEM", "SAVAE", "MeanPass",
