@@ -27,7 +27,7 @@ def test_config_parses(path):
 def test_paper_table_rows_name_existing_configs():
     tables = paper_table().TABLES
     rows = {f"table{t}:{row}": REPO / "configs" / name for t, r in tables.items() for row, name in r.items()}
-    assert len(rows) == 23
+    assert len(rows) == 23 + 21                     # Tables 1-2, and Table 3 (issue #21)
     missing = [row for row, path in rows.items() if not path.exists()]
     assert not missing
     # the paper's settings in the paper-settings rows (Hjelm et al. 2015 §7.1, §7.2)
@@ -46,6 +46,13 @@ def test_paper_table_rows_name_existing_configs():
         cfg = make_config(rows[row])
         assert (cfg.refine_steps, cfg.samples, cfg.valid_refine_steps) == (20, 20, 0)   # early stopping: encoder
     assert make_config(rows["table2:mpvi20"]).method == "mpvi"
+    for row, path in rows.items():                  # Table 3: every estimator on the three networks
+        if row.startswith("table3:"):
+            net, method = row[len("table3:"):].split("-", 1)
+            cfg = make_config(path)
+            assert cfg.method == method and cfg.model == "sbn" and cfg.batch_size == 50
+            assert cfg.latent_dim == {"linear": 200, "nonlinear": 200, "deep": (200, 200, 200)}[net]
+            assert cfg.hidden == ((200, 200) if net == "nonlinear" else ())
 
 
 def test_a_table1_row_runs_end_to_end(tmp_path, shared_data_dir):
