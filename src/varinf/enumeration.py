@@ -86,7 +86,7 @@ def exact_encoder_elbo(model, x: torch.Tensor) -> torch.Tensor:
 def exact_iwae_bound(model, x: torch.Tensor, k: int) -> torch.Tensor:
     """L_k(x) = E_{h⁽¹⁾…h⁽ᵏ⁾ ~ q_φ} log (1/k) Σ_i p(x, h⁽ⁱ⁾)/q_φ(h⁽ⁱ⁾|x) by summing over all (2^K)^k tuples: (B,).
 
-    Burda et al. (2016) Eq. 8 / the k-sample objective of Mnih & Rezende (2016) Eq. 3, exactly, with the
+    Burda et al. (2016) Eq. 8 / the k-sample objective of Mnih & Rezende (2016), exactly, with the
     model's encoder q_φ; differentiable in θ and φ (the exact gradient VIMCO estimates). L_1 is the ELBO.
     """
     n = 2 ** model.latent_dim

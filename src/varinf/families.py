@@ -183,8 +183,8 @@ class LayeredBernoulli(Family):
     l > 1 are α_l = f_l(h_{l−1}) of the *sampled* layer below, computed by ``upper(l, h_{l−1})`` (the
     model's encoder networks, l = 1, …, L − 1 counting from 0). So q is not factorial given x: it has
     no closed-form entropy or KL, and a bound's entropy term is estimated from the draws
-    (:meth:`entropy_term`). Mnih & Gregor (2014) §3, Mnih & Rezende (2016) §5, Yin & Zhou (2019)
-    §4 use this inference network for multi-layer SBNs.
+    (:meth:`entropy_term`). The inference network of the multi-layer SBNs of Mnih & Gregor (2014),
+    Mnih & Rezende (2016) and Yin & Zhou (2019).
     """
 
     name = "layered-bernoulli"

@@ -22,9 +22,10 @@ over the layers above. varinf's estimator, per draw of uniforms u₁…u_L (one 
 
 — L + 1 evaluations of f for L layers. F_l's one-sample estimates f(h) and f(h̃⁽ˡ⁾) depend on u_{>l} only,
 which is independent of u_l, so each layer's estimate stays unbiased (tested by enumeration). This is the
-layer-wise treatment of Yin & Zhou (2019) §4 and Dong, Mnih & Tucker (2020) §6 ("multi-layer"), except that
-their code draws both members of each pair afresh (2L evaluations): here the base chain is one member of
-every pair and the antithetic continuations share the base chain's uniforms.
+layer-wise treatment of the multi-layer experiments of Yin & Zhou (2019) and Dong, Mnih & Tucker (2020),
+except that their code (google-research ``disarm/binary/networks.py``) draws both members of each pair
+afresh (2L evaluations): here the base chain is one member of every pair and the antithetic continuations
+share the base chain's uniforms.
 
 θ's gradient is the average of ∇_θ log p(x, h) over the L + 1 chains (each chain is a draw from q).
 """

@@ -2,16 +2,16 @@
 
 A Bernoulli(σ(α)) unit is the hard threshold of a logistic variable, b = H(α + L), L = log u − log(1 − u),
 u ~ U(0, 1) (the Gumbel-max trick for two classes, Jang et al. Eq. 1; the logistic difference of two
-Gumbels, Maddison et al. §3.3 "binary Concrete"). The relaxation replaces H by a sigmoid at temperature τ:
+Gumbels, the "binary Concrete" of Maddison et al.). The relaxation replaces H by a sigmoid at temperature τ:
 
-    h̃ = σ((α + L) / τ) ∈ (0, 1)                     (Jang et al. Eq. 2 with two classes; Maddison et al. §3.3)
+    h̃ = σ((α + L) / τ) ∈ (0, 1)                     (Jang et al. Eq. 2 with two classes; Maddison et al.'s binary Concrete)
 
 and the objective is evaluated at the relaxed units, which the reparameterisation differentiates:
 
     L̃_τ(x) = E_u[ log p(x, h̃) − log q(h̃|x) ],   log p / log q: the Bernoulli mass functions Σ h log σ(a) +
                                                   (1 − h) log σ(−a), linear in h, evaluated at h̃ ∈ (0, 1)
 
-(the relaxed objective f(σ_λ(z)) of Tucker et al. 2017 §3 with f = log p − log q). On a deep SBN every layer is
+(the relaxed objective f(σ_λ(z)) of Tucker et al. 2017 (REBAR) with f = log p − log q). On a deep SBN every layer is
 relaxed and the layers above (encoder and decoder) see the relaxed units of the layer below. L̃_τ → the
 ELBO's summand as τ → 0, but for τ > 0 its gradient is **not** the ELBO's: the estimator is biased, with
 lower variance for larger τ (bias and variance measured against the exact gradient, docs/RESULTS.md).
@@ -22,8 +22,8 @@ Straight-through variant (``gumbel-st``; Jang et al. §2.2 "Straight-Through Gum
 pass uses the hard units b (so the value is the ELBO estimate and every layer sees binary parents) and the
 backward pass uses ∂h̃/∂α, i.e. h_st = b + h̃ − stop_gradient(h̃). Also biased.
 
-Temperature τ is the run's ``temperature`` (default 0.5, the final temperature of Jang et al.'s annealing
-schedule §4; fixed here, no annealing).
+Temperature τ is the run's ``temperature`` (default 0.5, varinf's choice; fixed during training, no
+annealing schedule).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ GUMBEL_DEFAULT_TEMPERATURE = 0.5
 
 
 def relaxed_units(alpha: torch.Tensor, u: torch.Tensor, temperature: float, hard: bool) -> torch.Tensor:
-    """h̃ = σ((α + log u − log(1 − u)) / τ) (Maddison et al. 2017 §3.3, binary Concrete; Jang et al. 2017 Eq. 2);
+    """h̃ = σ((α + log u − log(1 − u)) / τ) (Maddison et al. 2017, binary Concrete; Jang et al. 2017 Eq. 2);
     with ``hard``, b = 1[α + L > 0] forward and ∂h̃ backward (Jang et al. §2.2). α, u (S, B, K) -> (S, B, K)."""
     z = alpha + torch.log(u) - torch.log1p(-u)                                   # α + L, L ~ Logistic(0, 1)
     soft = torch.sigmoid(z / temperature)                                        # h̃

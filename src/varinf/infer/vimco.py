@@ -1,13 +1,13 @@
 """VIMCO: variational inference for Monte Carlo objectives (Mnih & Rezende 2016).
 
-The k-sample bound of Burda et al. (2016) Eq. 8 / Mnih & Rezende (2016) Eq. 3, for any latent family,
+The k-sample bound of Burda et al. (2016) Eq. 8 / Mnih & Rezende (2016), for binary latents (one or more layers),
 with h⁽¹⁾…h⁽ᵏ⁾ ~ q_φ(h|x) drawn *without* reparameterisation (binary latents):
 
     f_i = p(x, h⁽ⁱ⁾) / q_φ(h⁽ⁱ⁾|x),       L̂ = log (1/k) Σ_i f_i,      w̃_i = f_i / Σ_j f_j
 
-    ∇_{θ,φ} L̂ ≈ Σ_i w̃_i ∇ log f_i  +  Σ_i (L̂ − L̂_{−i}) ∇_φ log q_φ(h⁽ⁱ⁾|x)        (§3, Algorithm 1)
+    ∇_{θ,φ} L̂ ≈ Σ_i w̃_i ∇ log f_i  +  Σ_i (L̂ − L̂_{−i}) ∇_φ log q_φ(h⁽ⁱ⁾|x)        (Algorithm 1)
 
-    L̂_{−i} = log (1/k) (Σ_{j≠i} f_j + f̂_{−i}),   f̂_{−i} = exp( (1/(k−1)) Σ_{j≠i} log f_j )   (§3, the
+    L̂_{−i} = log (1/k) (Σ_{j≠i} f_j + f̂_{−i}),   f̂_{−i} = exp( (1/(k−1)) Σ_{j≠i} log f_j )   (Algorithm 1: the
                                                                           geometric-mean leave-one-out)
 
 The first term is the gradient of L̂ through the densities (autograd of the log-sum-exp); the second is
@@ -32,7 +32,7 @@ __all__ = ["VIMCO", "leave_one_out_bounds", "vimco_surrogate"]
 
 def leave_one_out_bounds(log_f: torch.Tensor) -> torch.Tensor:
     """L̂_{−i} = log (1/k)(Σ_{j≠i} f_j + f̂_{−i}) with f̂_{−i} the geometric mean of the others (Mnih & Rezende
-    2016 §3, the baseline of Algorithm 1): log f (k, B) -> (k, B)."""
+    2016, the baseline of Algorithm 1): log f (k, B) -> (k, B)."""
     k = log_f.shape[0]
     geometric = (log_f.sum(0, keepdim=True) - log_f) / (k - 1)                 # log f̂_{−i}           (k, B)
     swapped = log_f.unsqueeze(0).expand(k, -1, -1).clone()                      # row i: log f with    (k, k, B)
@@ -46,7 +46,7 @@ def vimco_surrogate(log_p: torch.Tensor, log_q: torch.Tensor) -> tuple[torch.Ten
     ``log_p`` = log p(x, h⁽ⁱ⁾) and ``log_q`` = log q_φ(h⁽ⁱ⁾|x), (k, B), differentiable in θ and φ at fixed h.
     """
     log_f = log_p - log_q                                                       # log f_i              (k, B)
-    bound = logmeanexp(log_f, dim=0)                                            # L̂ (Eq. 3)            (B,)
+    bound = logmeanexp(log_f, dim=0)                                            # L̂ (Burda et al. Eq. 8)   (B,)
     signal = (bound.unsqueeze(0) - leave_one_out_bounds(log_f)).detach()       # L̂ − L̂_{−i}           (k, B)
     score = (signal * log_q).sum(0)                                             # Σ_i (L̂ − L̂_{−i}) log q_i
     return bound + score - score.detach(), bound.detach()                       # value L̂; ∇: Eq. 10

@@ -6,7 +6,7 @@ Bernoulli decoder p(x|h) whose logits are a linear map of h (784–200) or an ML
 deterministic layer (the paper's "(240)" rows: 240 softplus units), and an encoder
 q_φ(h|x) = Π_k Bernoulli(h_k; σ(ℓ_k(x))), linear or with the same deterministic layer.
 
-Deep SBNs (Neal 1992; Mnih & Gregor 2014 §6; Mnih & Rezende 2016 §5; Yin & Zhou 2019 §5): with
+Deep SBNs (Neal 1992; Mnih & Gregor 2014; Mnih & Rezende 2016; Yin & Zhou 2019): with
 ``latent_dim`` = (K₁, …, K_L) there are L stochastic layers, h_L on top with the factorial prior,
 
     p(x, h) = p(h_L) Π_{l<L} p(h_l | h_{l+1}) p(x | h₁),   p(h_l | h_{l+1}) = Π_k Bernoulli(σ(g_{l+1}(h_{l+1}))),
@@ -44,7 +44,7 @@ class SBNConfig:
     """Architecture of an SBN. ``hidden`` empty = linear encoder and decoder (Hjelm et al. 2015 Table 2, 784–200).
 
     ``latent_dim``: K for one stochastic layer, or the widths (K₁, …, K_L) of L ≥ 2 layers, bottom (next
-    to x) first, e.g. (200, 200, 200) for the 784–200–200–200 SBN of Mnih & Rezende (2016) §5.
+    to x) first, e.g. (200, 200, 200) for the 784–200–200–200 SBN of Mnih & Rezende (2016).
     ``hidden``: deterministic layers between two stochastic layers (and between x and h₁).
     """
 
