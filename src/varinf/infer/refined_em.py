@@ -15,7 +15,8 @@ Only the refiner changes between the paper's rows (``varinf.refinement``):
 
 On a deep SBN (layered latents) ``mpvi``/``stvi``/``avi`` use the same operator on every layer at once
 (``Refiner.for_model``: ``varinf.refinement.Layered*``): q̃ is factorial over all units, started from the
-encoder's mean-field pass, and Eq. 6's KL(q̃ ‖ q_φ) is estimated from the M-step's N draws of q̃.
+encoder's mean-field pass, and Eq. 6's KL(q̃ ‖ q_φ) is estimated from the M-step's N draws of q̃
+(so with T = 0, q̃ is that mean-field start, not q_φ: the T = 0 statement below is for one layer).
 
 With T = 0, q̃ = q_φ: the M-step is the θ-update of the plain amortised method with the same
 samples and the encoder's gradient is zero (KL(q ‖ q) has a stationary point at φ) — the paper's
