@@ -17,6 +17,11 @@ def _int_tuple(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 500 or 500,500; got {text!r}")
 
 
+def _latent_dim(text: str) -> int | tuple[int, ...]:
+    widths = _int_tuple(text)
+    return widths[0] if len(widths) == 1 else widths
+
+
 def _patience(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -47,7 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--model", choices=["mlp", "cnn", "sbn"],
                    help="mlp | cnn: VAE encoder/decoder architecture; sbn: sigmoid belief network with binary "
                         "latents (default mlp)")
-    t.add_argument("--latent-dim", type=int, help="number of latent variables K (default 200)")
+    t.add_argument("--latent-dim", type=_latent_dim,
+                   help="number of latent variables K (default 200); for --model sbn a list such as 200,200,200 "
+                        "gives a deep SBN with one stochastic layer per entry, bottom (next to x) first")
     t.add_argument("--hidden", type=_int_tuple,
                    help="hidden widths, e.g. 500 or 500,500 (default 500); --hidden '' = none (a linear sbn)")
     t.add_argument("--activation", help="softplus | relu | tanh | elu (default softplus)")
@@ -72,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "printed (default 0.1)")
     t.add_argument("--leapfrog-steps", type=int,
                    help="hvi: leapfrog steps K of Hamiltonian variational inference (default 5)")
+    t.add_argument("--temperature", type=float,
+                   help="gumbel/gumbel-st: temperature τ of the Gumbel-Softmax (Concrete) relaxation (default 0.5)")
     t.add_argument("--valid-refine-steps", type=int,
                    help="refined EM: refinement steps in the per-epoch validation bound; 0 = the encoder's own "
                         "bound (default: T for gbvi/savae, 0 for mpvi/stvi/avi)")
@@ -130,7 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 TRAIN_SETTINGS = ("dataset", "data_dir", "binarize", "model", "latent_dim", "hidden", "activation", "method",
                   "estimator", "samples", "refine_steps", "inference_rate", "refine_optimizer", "refine_samples",
-                  "avi_rate", "valid_refine_steps", "leapfrog_steps", "optimizer", "lr", "warmup_steps",
+                  "avi_rate", "valid_refine_steps", "leapfrog_steps", "temperature", "optimizer", "lr", "warmup_steps",
                   "batch_size", "epochs", "seed", "device", "threads", "likelihood", "tf32", "autocast")
 
 

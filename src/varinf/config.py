@@ -35,7 +35,8 @@ AUTOCAST = ("bf16",)
 
 # Used where a method's registry entry gives no default of its own.
 GENERIC_DEFAULTS = dict(samples=1, refine_steps=0, inference_rate=5e-3, refine_optimizer="sgd", refine_samples=20,
-                        avi_rate=1.0, valid_refine_steps=0, leapfrog_steps=0)
+                        avi_rate=1.0, valid_refine_steps=0, leapfrog_steps=0,
+                        temperature=None)        # None after filling: the method has no relaxation
 
 
 @dataclass
@@ -48,7 +49,7 @@ class TrainConfig:
     binarize: bool | None = None          # mnist: dynamic binarization (fresh Bernoulli draw per batch)
     # model
     model: str = "mlp"                    # mlp | cnn (VAE) | sbn (sigmoid belief network; hidden = () is linear)
-    latent_dim: int = 200
+    latent_dim: int | tuple[int, ...] = 200   # K; for sbn a list (K₁, …, K_L) = L stochastic layers, bottom first
     hidden: tuple[int, ...] = (500,)
     activation: str = "softplus"
     channels: tuple[int, ...] = (32, 64)
@@ -72,6 +73,7 @@ class TrainConfig:
     avi_rate: float | None = None         # γ of AVI's step μ ← (1−γ)μ + γ Σ w̃ h; 1 is Eq. 9 as printed
     valid_refine_steps: int | None = None  # refinement steps in the validation bound (0: the encoder's bound)
     leapfrog_steps: int | None = None     # K, HVI's leapfrog steps (Salimans, Kingma & Welling 2015)
+    temperature: float | None = None      # τ of the Gumbel-Softmax / Concrete relaxation (gumbel, gumbel-st)
     seed: int = 0
     device: str = "cpu"
     threads: int | None = None            # torch intra-op threads (None: torch's default)
@@ -88,6 +90,11 @@ class TrainConfig:
             raise ConfigError(f"method must be one of {sorted(METHODS)}, got {self.method!r}")
         spec = METHODS[self.method]
         family = MODEL_CLASSES[self.model].family.name if self.model in MODEL_CLASSES else None
+        if isinstance(self.latent_dim, tuple):             # several stochastic layers: a deep SBN
+            if self.model != "sbn":
+                raise ConfigError(f"latent_dim {list(self.latent_dim)} lists several stochastic layers, which only "
+                                  f"--model sbn has; --model {self.model} takes one integer")
+            family = "layered-bernoulli"
         if family is not None and family not in spec.families:
             fitting = sorted(n for n, s in METHODS.items() if family in s.families)
             raise ConfigError(f"method {self.method!r} trains {' or '.join(spec.families)} latents but model "
@@ -106,6 +113,8 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["hidden"], d["channels"] = list(self.hidden), list(self.channels)
+        if isinstance(self.latent_dim, tuple):
+            d["latent_dim"] = list(self.latent_dim)
         return d
 
     # Settings that may change when a run is resumed: they do not change what the run computes.
@@ -167,6 +176,14 @@ def _ints(name, value, low, allow_empty=True):
     return out
 
 
+def _latent_dims(value):
+    """K (an integer >= 1), or a list of two or more (a deep SBN's layer widths); a one-entry list is its integer."""
+    if isinstance(value, (list, tuple)):
+        widths = _ints("latent_dim", value, 1, allow_empty=False)
+        return widths[0] if len(widths) == 1 else widths
+    return _int("latent_dim", value, 1)
+
+
 def _string(name, value, allow_none=False):
     if value is None and allow_none:
         return None
@@ -199,7 +216,7 @@ RULES = {
     "data_dir": lambda v: _string("data_dir", v, allow_none=True),
     "binarize": lambda v: _bool("binarize", v, allow_none=True),
     "model": lambda v: _choice("model", v, MODELS),
-    "latent_dim": lambda v: _int("latent_dim", v, 1),
+    "latent_dim": lambda v: _latent_dims(v),
     "hidden": lambda v: _ints("hidden", v, 1),
     "activation": lambda v: _choice("activation", v, tuple(ACTIVATIONS)),
     "channels": lambda v: _ints("channels", v, 1),
@@ -222,6 +239,7 @@ RULES = {
     "avi_rate": lambda v: _float("avi_rate", v, 0.0, 1.0, allow_none=True),
     "valid_refine_steps": lambda v: _int("valid_refine_steps", v, 0, allow_none=True),
     "leapfrog_steps": lambda v: _int("leapfrog_steps", v, 0, allow_none=True),
+    "temperature": lambda v: _float("temperature", v, 0.0, allow_none=True),
     "seed": lambda v: _int("seed", v, 0, MAX_SEED),
     "device": lambda v: _device("device", v),
     "threads": lambda v: _int("threads", v, 1, allow_none=True),

@@ -226,6 +226,7 @@ def evaluate_model(model, x: torch.Tensor, *, nll_samples: int = 5000, batch_siz
         raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     device = next(model.parameters()).device
     ctx = ctx or context()
+    refiner = refiner.for_model(model) if refiner is not None else None     # a deep SBN: every layer
     stream = 1 if refiner is not None else 0
     chunk_size = chunk_size or _chunk(nll_samples, batch_size, x.shape[1], device)
     sweep = tuple(sorted(set(int(t) for t in sweep)))
@@ -269,18 +270,19 @@ def evaluate_model(model, x: torch.Tensor, *, nll_samples: int = 5000, batch_siz
         rows = slice(i, i + batch_size)
         gen = batch_generator(seed, stream, b, device)
         xb = x[rows]
-        params = model.encode(xb)
+        params = model.encode(xb) if refiner is None else refiner.start(model, xb)
         if refiner is not None:
             trace = []
             for t, params_t in enumerate(refiner.iterate(model, xb, params, gen)):
                 if t in sweep:
-                    trace.append(entropy_bound(model, xb, params_t, model.family, SWEEP_SAMPLES, gen))
+                    trace.append(entropy_bound(model, xb, params_t, refiner.family, SWEEP_SAMPLES, gen))
                 if t == final:
                     result_params = params_t
             params = result_params
             if sweep and writes:
                 out["sweep"][:, rows] = torch.stack(trace)
-        summaries = chunk_summaries(model, model.family.dist(*params), xb, nll_samples, chunk_size, gen, share)
+        q = (model.family if refiner is None else refiner.family).dist(*params)        # q_φ, or the refined q̃
+        summaries = chunk_summaries(model, q, xb, nll_samples, chunk_size, gen, share)
         if split_k:
             summaries = all_reduce_sum(summaries, ctx)                       # (C, 2, B): every chunk, once
         if writes:

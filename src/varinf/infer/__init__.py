@@ -17,6 +17,9 @@ from typing import Any, Callable
 
 from varinf.infer._base import Losses, Method, add_linear_warmup, apply_losses, make_optimizer, make_optimizers
 from varinf.infer.aevb import AEVB
+from varinf.infer.arm import ARM
+from varinf.infer.disarm import DisARM
+from varinf.infer.gumbel import GUMBEL_DEFAULT_TEMPERATURE, GumbelSoftmax
 from varinf.infer.hvi import HVI
 from varinf.infer.iwae import IWAE
 from varinf.infer.mean_pass import MeanPass
@@ -25,6 +28,7 @@ from varinf.infer.refined_em import RefinedEM
 from varinf.infer.reinforce import Reinforce
 from varinf.infer.savae import SAVAE
 from varinf.infer.straight_through import StraightThrough
+from varinf.infer.vimco import VIMCO
 from varinf.infer.wake_sleep import WakeSleep
 from varinf.refinement import (AdaptiveImportanceSampling, GaussianGradient, MeanPassGradient, Refiner,
                                StraightThroughGradient)
@@ -69,7 +73,8 @@ def _avi(s) -> Refiner:
 
 
 def _refined(name: str, refiner: Callable, refiner_cls: type[Refiner], summary: str, **defaults) -> MethodSpec:
-    return MethodSpec(name, summary, (refiner_cls.family.name,),
+    families = (refiner_cls.family.name,) + (("layered-bernoulli",) if refiner_cls.layered else ())
+    return MethodSpec(name, summary, families,
                       lambda m, s, d: RefinedEM(m, refiner(s), s.samples, s.valid_refine_steps, name=name),
                       {**REFINED, **defaults}, refiner)
 
@@ -103,12 +108,26 @@ _SPECS = [
                {"samples": 1, "leapfrog_steps": 5}),
     MethodSpec("reinforce", "plain score-function gradient (Williams 1992)", Reinforce.families,
                lambda m, s, d: Reinforce(m, s.samples), {"samples": 1}),
+    MethodSpec("vimco", "k-sample bound with leave-one-out baselines, k = samples (Mnih & Rezende 2016)",
+               VIMCO.families, lambda m, s, d: VIMCO(m, s.samples), {"samples": 5}),
+    MethodSpec("arm", "augment-REINFORCE-merge, antithetic and unbiased (Yin & Zhou 2019)", ARM.families,
+               lambda m, s, d: ARM(m, s.samples), {"samples": 1}),
+    MethodSpec("disarm", "ARM with the augmentation integrated out (Dong, Mnih & Tucker 2020)", DisARM.families,
+               lambda m, s, d: DisARM(m, s.samples), {"samples": 1}),
+    MethodSpec("gumbel", "Gumbel-Softmax/Concrete relaxation at temperature τ, biased (Jang et al. 2017; "
+               "Maddison et al. 2017)", GumbelSoftmax.families,
+               lambda m, s, d: GumbelSoftmax(m, s.samples, s.temperature), {"samples": 1,
+                                                                            "temperature": GUMBEL_DEFAULT_TEMPERATURE}),
+    MethodSpec("gumbel-st", "straight-through Gumbel-Softmax: hard forward, relaxed backward, biased (Jang et al. "
+               "2017)", GumbelSoftmax.families,
+               lambda m, s, d: GumbelSoftmax(m, s.samples, s.temperature, hard=True),
+               {"samples": 1, "temperature": GUMBEL_DEFAULT_TEMPERATURE}),
 ]
 METHODS: dict[str, MethodSpec] = {spec.name: spec for spec in _SPECS}
 
 # Test-time refinement of a model whose run has no refiner of its own: the family's natural operator.
-DEFAULT_REFINERS = {"gaussian": _gaussian, "bernoulli": _avi}
+DEFAULT_REFINERS = {"gaussian": _gaussian, "bernoulli": _avi, "layered-bernoulli": _avi}
 
 __all__ = ["METHODS", "MethodSpec", "DEFAULT_REFINERS", "AVI_DEFAULT_RATE", "Method", "Losses", "apply_losses",
            "make_optimizer", "make_optimizers", "add_linear_warmup", "AEVB", "RefinedEM", "SAVAE", "MeanPass",
-           "StraightThrough", "WakeSleep", "NVIL", "Reinforce", "IWAE", "HVI"]
+           "StraightThrough", "WakeSleep", "NVIL", "Reinforce", "IWAE", "HVI", "VIMCO", "ARM", "DisARM", "GumbelSoftmax"]
