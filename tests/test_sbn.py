@@ -175,7 +175,7 @@ def test_methods_registered_and_config_errors():
         make_config(method="mpvi", model="mlp")
     with pytest.raises(ConfigError, match="wake-sleep"):
         make_config(method="vae", model="sbn")
-    cfg = make_config(method="avi", model="sbn")                   # the paper's defaults, no flags needed
+    cfg = make_config(method="avi", model="sbn").resolved()        # the paper's defaults, no flags needed
     assert (cfg.refine_steps, cfg.refine_samples, cfg.samples, cfg.valid_refine_steps) == (20, 20, 20, 0)
 
 
