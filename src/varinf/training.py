@@ -264,6 +264,11 @@ def train_epoch(method: Method, optimizers: dict[str, torch.optim.Optimizer], x:
     return (all_reduce_sum(total, ctx) / x.shape[0]).item()
 
 
+def stops_early(patience: int, bad_epochs: int) -> bool:
+    """Early stopping: ``bad_epochs`` epochs in a row without a better validation bound, patience 0 = never."""
+    return patience != PATIENCE_OFF and bad_epochs >= patience
+
+
 def _write_metrics(run_dir: Path, history: list[dict]) -> None:
     atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
 
@@ -381,7 +386,7 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool,
     start_epoch, best_valid, best_epoch, bad_epochs, history = 0, -math.inf, -1, 0, []
     if resume and has_checkpoint:
         tensors, meta = read_checkpoint(ckpt_dir, "last")
-        saved = config_from_saved(meta["config"], what=f"checkpoint {ckpt_dir / 'last.json'}")
+        saved = config_from_saved(meta["config"], what=f"checkpoint {ckpt_dir / 'last.json'}").resolved()
         if saved.architecture_dict() != cfg.architecture_dict():
             diff = {k: (v, cfg.architecture_dict()[k]) for k, v in saved.architecture_dict().items()
                     if cfg.architecture_dict()[k] != v}
@@ -395,7 +400,7 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool,
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             raise CheckpointError(f"checkpoint {ckpt_dir / 'last.json'} has unreadable training state ({exc!r}); "
                                   "restore it from a copy or start a new run directory") from None
-        if meta.get("stopped_early"):
+        if stops_early(cfg.patience, bad_epochs):     # with the patience given now (it may change on resume)
             start_epoch = cfg.epochs  # nothing left to do
     elif ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -406,7 +411,7 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool,
     if ctx.is_main:
         _write_metrics(run_dir, history)
 
-    stopped_early = False
+    stopped_early = start_epoch >= cfg.epochs and stops_early(cfg.patience, bad_epochs)
     n_batches = math.ceil(train_x.shape[0] / cfg.batch_size)
     checkpointed = _WithMethodState(model, method.state_module())
     for epoch in range(start_epoch, cfg.epochs):
@@ -432,7 +437,7 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool,
             best_valid, best_epoch, bad_epochs = valid_elbo, epoch + 1, 0
         else:
             bad_epochs += 1
-        stopped_early = cfg.patience != PATIENCE_OFF and bad_epochs >= cfg.patience
+        stopped_early = stops_early(cfg.patience, bad_epochs)
         meta = {"config": cfg.to_dict(), "model": mcfg, "model_kind": kind, "epoch": epoch,
                 "history": history, "best_valid_elbo": best_valid, "best_epoch": best_epoch,
                 "bad_epochs": bad_epochs, "stopped_early": stopped_early,
