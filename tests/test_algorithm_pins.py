@@ -251,7 +251,7 @@ def test_eval_reports_the_standard_error_of_the_mean_over_datapoints(tmp_path, m
     train(make_config(**TINY, epochs=1), run, progress=False)
     elbo = torch.tensor([-1.0, -2.0, -3.0, -4.0], dtype=torch.float64)
     scripted = {None: {"elbo": elbo, "log_px": elbo + 0.5},
-                "refined": {"elbo": elbo + torch.tensor([1.0, 1.0, 2.0, 4.0], dtype=torch.float64),
+                "refined": {"elbo": elbo + torch.tensor([1.0, 1.0, 2.0, 5.0], dtype=torch.float64),
                             "log_px": elbo + 1.0}}
     monkeypatch.setattr(varinf.evaluate, "evaluate_model",
                         lambda model, x, refiner=None, **kw: scripted[None if refiner is None else "refined"])
@@ -260,6 +260,8 @@ def test_eval_reports_the_standard_error_of_the_mean_over_datapoints(tmp_path, m
     assert (r["test_elbo"], r["test_nll"]) == (-2.5, 2.0)
     assert r["test_elbo_stderr"] == pytest.approx(se, rel=1e-12)
     assert r["test_nll_stderr"] == pytest.approx(se, rel=1e-12)
-    assert (r["test_elbo_refined"], r["test_nll_refined"]) == (-0.5, 1.5)
-    assert r["amortization_gap"] == 2.0
-    assert r["amortization_gap_stderr"] == pytest.approx(math.sqrt(2) / 2, rel=1e-12)   # sd of (1, 1, 2, 4): √2
+    assert (r["test_elbo_refined"], r["test_nll_refined"]) == (-0.25, 1.5)
+    assert r["test_elbo_refined_stderr"] == pytest.approx(math.sqrt(11 / 12) / 2, rel=1e-12)   # of (0, −1, −1, 1)
+    assert r["amortization_gap"] == 2.25
+    # paired: the s.e. of the per-point gaps (1, 1, 2, 5), sd² = 43/12; unpaired would be √(5/12 + 11/48)
+    assert r["amortization_gap_stderr"] == pytest.approx(math.sqrt(43 / 12) / 2, rel=1e-12)

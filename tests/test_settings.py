@@ -244,6 +244,15 @@ def test_resume_applies_every_allowed_change_and_refuses_every_other(s, changes,
         assert cli_train([*to_flags({other: value}), "--resume", "--out", run]) == (2, None)
 
 
+@pytest.mark.parametrize("setting, value", [("estimator", "b"), ("optimizer", "ADAM"), ("likelihood", "Bernoulli"),
+                                            ("hidden", [8]), ("lr", 1), ("refine_optimizer", "SGD")])
+def test_resume_accepts_a_setting_given_again_in_another_spelling(tmp_path, setting, value):
+    """Settings are compared as validated: --estimator b is the run's estimator B, not a change."""
+    saved = make_config(method="gbvi", hidden=(8,), lr=1.0, refine_optimizer="sgd").resolved()
+    write_run_config(tmp_path, saved)
+    assert resume_config(tmp_path, **{setting: value}) == saved
+
+
 # ---- runs saved before this change still load and resume ------------------------------------------
 SAVED_BY_MAIN = Path(__file__).parent / "data" / "run_saved_by_54ee111"   # varinf train ... --patience 0 at 54ee111
 
