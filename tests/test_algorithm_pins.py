@@ -63,7 +63,8 @@ def test_leapfrog_follows_the_hand_computed_trajectory_on_a_quadratic_potential(
 
         y' = (1 − ε²a/2) y + ε v,   v' = −ε a (1 − ε²a/4) y + (1 − ε²a/2) v.
 
-    Latent 1: a = 4, ε = ½ gives M = [[½, ½], [−3/2, ½]]; from (y, v) = (1, 1): (1, −1), (0, −2), (−1, −1).
+    Latent 1: a = 4, ε = ½ gives M = [[½, ½], [−3/2, ½]]; from (y, v) = (1, 1): (1, −1), (0, −2),
+    (−1, −1).
     Latent 2: a = 4, ε = ¼ gives M = [[7/8, ¼], [−15/16, 7/8]]; from (y, v) = (0, 1): (¼, 7/8), (7/16, 17/32),
     (0.515625, 0.0546875)."""
     model = quadratic_model()
@@ -81,7 +82,7 @@ def test_leapfrog_follows_the_hand_computed_trajectory_on_a_quadratic_potential(
 
 
 def test_the_hvi_bound_is_eq_11_on_its_own_draws():
-    """L_HVI = log p(x, z_K) + log r(v_K | x, z_K) − log q(z₀|x) − log N(v₀; 0, I), recomputed from the draws."""
+    """L_HVI = log p(x, z_K) + log r(v_K|x, z_K) − log q(z₀|x) − log N(v₀; 0, I), recomputed from the draws."""
     model = quadratic_model()
     x = torch.tensor([[1.0, 0.5, 0.5, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 1.0, 1.0, 0.0]], dtype=torch.float64)
     method = HVI(model, 6, steps=2, samples=3, hidden=(4,), seed=1)

@@ -81,7 +81,7 @@ class TrainConfig:
     inference_rate: float | None = None   # γ, the gradient refiners' step size (Eq. 4; not given in the paper)
     refine_optimizer: str | None = None   # sgd: plain steps (Eq. 4) | adam: adaptive per-parameter steps
     refine_samples: int | None = None     # N, samples per refinement step (Eqs. 5, 8, 9)
-    avi_rate: float | None = None         # γ of AVI's step μ ← (1−γ)μ + γ Σ w̃ h; varinf's 0.1; 1 is Eq. 9 as printed
+    avi_rate: float | None = None         # γ of AVI's step μ ← (1−γ)μ + γ Σ w̃ h (varinf's 0.1; Eq. 9: 1)
     valid_refine_steps: int | None = None  # refinement steps in the validation bound (0: the encoder's bound;
     #                                        None: the method's, T for gbvi/savae)
     leapfrog_steps: int | None = None     # K, HVI's leapfrog steps (Salimans, Kingma & Welling 2015)
