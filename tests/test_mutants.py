@@ -51,8 +51,8 @@ MUTANTS = [
 # The other planted bugs of issue #20 (docs/RESULTS.md "Test quality"): run with VARINF_MUTANTS=all (≈ 3 min more).
 EXTRA_MUTANTS = [
     ('resume-drops-patience-0', 'training.py',
-     '    changes = {k: v for k, v in changes.items() if v is not None}\n    current = saved.to_dict()',
-     '    changes = {k: v for k, v in changes.items() if v}\n    current = saved.to_dict()',
+     '    changes = {k: v for k, v in changes.items() if v is not None}\n',
+     '    changes = {k: v for k, v in changes.items() if v}\n',
      [SET + "::test_resume_with_patience_0_turns_early_stopping_off",
       SET + "::test_resume_applies_every_allowed_change_and_refuses_every_other"]),
     ('cli-turns-patience-0-into-none', 'cli.py',

@@ -297,7 +297,7 @@ def resume_config(run_dir: str | Path, **changes) -> TrainConfig:
     if saved is None:
         raise CheckpointError(f"{run_dir} holds no run to resume (no config.json)")
     changes = {k: v for k, v in changes.items() if v is not None}
-    current = saved.to_dict()
+    current = saved.resolved().to_dict()                 # a saved None (the method's default) as its value
     unknown = sorted(set(changes) - set(current))
     if unknown:
         raise ConfigError(f"unknown setting(s) {unknown}; known: {sorted(current)}")
