@@ -15,6 +15,7 @@ from torch import distributions as D
 from varinf.models import LinearGaussian
 from varinf.objectives import (elbo_and_log_marginal, iwae_bound, kl_to_prior, log_marginal_estimate,
                                log_weights, logmeanexp, score_function_surrogate, sgvb_a, sgvb_b)
+from varinf.sampling import draw
 
 
 
@@ -77,8 +78,11 @@ def test_elbo_equals_log_marginal_at_exact_posterior():
     # log p(x, z) − log q(z|x) = log p(x) for every z when q is the posterior: zero-variance estimator.
     lw = log_weights(model, q, x, 64, g)
     torch.testing.assert_close(lw, model.log_marginal(x).expand_as(lw), rtol=1e-9, atol=1e-9)
-    # estimator B is not zero-variance there (log p(x|z) varies with z) but unbiased
-    torch.testing.assert_close(sgvb_b(model, q, x, 20000, g), model.log_marginal(x), rtol=0, atol=0.05)
+    # estimator B is not zero-variance there (log p(x|z) varies with z) but unbiased: within 4 s.e. of log p(x),
+    # s.e. = sd(log p(x|z)) / √S of the same draws (the KL term is closed-form)
+    n = 20000
+    se = model.log_likelihood(x, draw(q, n, g.manual_seed(3))).std(0) / math.sqrt(n)          # ≈ 0.01 nats
+    assert ((sgvb_b(model, q, x, n, g.manual_seed(3)) - model.log_marginal(x)).abs() <= 4 * se).all()
     # and with a full-covariance posterior on a generic model (rsample path)
     model2 = LinearGaussian.random(5, 3, generator=g)
     x2 = model2.marginal().sample((3,))
