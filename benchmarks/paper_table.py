@@ -107,7 +107,7 @@ def choose_avi_rate(cfg, rates, epochs: int, out: Path) -> tuple[float, dict]:
     scores = {}
     for rate in rates:
         run = out.with_name(f"{out.name}-gamma-{rate:g}")
-        trial = dataclasses.replace(cfg, avi_rate=rate, epochs=epochs, patience=None)
+        trial = dataclasses.replace(cfg, avi_rate=rate, epochs=epochs, patience=0)
         result = train(trial, run, resume=(run / "checkpoints" / "last.json").exists(), progress=True)
         scores[rate] = result.history[-1]["valid_elbo"]
         print(f"AVI step γ = {rate:g}: encoder validation bound {scores[rate]:.3f} after {epochs} epochs", flush=True)
@@ -119,7 +119,7 @@ def continue_trial(trial: Path, out: Path, cfg) -> None:
     only ``epochs``/``patience`` differ, which a resumed run may change), so they are not trained twice."""
     shutil.copytree(trial, out, ignore=shutil.ignore_patterns(".lock", "*.tmp"), dirs_exist_ok=True)
     config = json.loads((out / "config.json").read_text())
-    atomic_write_json(out / "config.json", {**config, "train": cfg.to_dict(), "continued_from": str(trial)})
+    atomic_write_json(out / "config.json", {**config, "train": cfg.resolved().to_dict(), "continued_from": str(trial)})
 
 
 def table2_protocol(run: Path, test_steps, data_dir, seed: int = 0) -> dict:

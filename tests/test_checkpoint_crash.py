@@ -32,7 +32,7 @@ from varinf.cli import main
 from varinf.errors import CheckpointError
 from varinf.runlock import RunLockedError, run_lock
 
-CFG = dict(dataset="digits", hidden=(16,), latent_dim=2, seed=5, patience=None)
+CFG = dict(dataset="digits", hidden=(16,), latent_dim=2, seed=5, patience=0)
 CLI_ARGS = ["--dataset", "digits", "--hidden", "16", "--latent-dim", "2", "--seed", "5", "--quiet"]
 
 

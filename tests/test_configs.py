@@ -38,12 +38,12 @@ def test_paper_table_rows_name_existing_configs():
                 "table2:mpvi20-240"):
         cfg = make_config(rows[row])
         assert (cfg.model, cfg.optimizer, cfg.lr, cfg.batch_size, cfg.epochs) == ("sbn", "adam", 3e-4, 10, 500)
-    assert make_config(rows["table1:gbvi20"]).refine_steps == 20
-    assert make_config(rows["table2:avi20"]).refine_steps == 20
+    assert make_config(rows["table1:gbvi20"]).resolved().refine_steps == 20
+    assert make_config(rows["table2:avi20"]).resolved().refine_steps == 20
     assert make_config(rows["table2:nvil"]).hidden == () == make_config(rows["table2:wake-sleep"]).hidden
     assert make_config(rows["table2:avi20-240"]).hidden == (240,) == make_config(rows["table2:mpvi20-240"]).hidden
     for row in ("table2:mpvi20", "table2:mpvi20-240", "table2:avi20", "table2:avi20-240"):
-        cfg = make_config(rows[row])
+        cfg = make_config(rows[row]).resolved()
         assert (cfg.refine_steps, cfg.samples, cfg.valid_refine_steps) == (20, 20, 0)   # early stopping: encoder
     assert make_config(rows["table2:mpvi20"]).method == "mpvi"
     # Eq. 9 as printed in the paper-settings AVI rows, whatever the code's default step; the same warm-up for
@@ -111,7 +111,7 @@ def test_the_table2_protocol_resumes_its_evaluations_after_a_kill(tmp_path, shar
 
     run = tmp_path / "sbn"
     train(make_config(dataset="digits", model="sbn", method="avi", hidden=(16,), latent_dim=8, epochs=1,
-                      refine_steps=2, refine_samples=4, threads=1, patience=None), run, progress=False)
+                      refine_steps=2, refine_samples=4, threads=1, patience=0), run, progress=False)
     table = paper_table()
     calls = count_batches(monkeypatch)
     whole = table.table2_protocol(run, (0, 2), None)

@@ -7,10 +7,17 @@ Validation is a small table (:data:`RULES`) read by one function rather than a v
 library: the dataclass has 30 plain fields whose rules fit in a line each, and the messages
 must read the same for a flag, a TOML key and an API keyword.
 
-Method-dependent settings (``samples``, ``refine_steps``, ``inference_rate``, ...) default to
-``None``, meaning "the method's own default" (``varinf.infer.METHODS[name].defaults``, e.g.
-``--method avi`` alone gets the paper's T = N = 20); they are filled in at construction, so a
-run's saved config always holds concrete values.
+One value, one meaning. Method-dependent settings (``samples``, ``refine_steps``,
+``inference_rate``, ... : the keys of :data:`GENERIC_DEFAULTS`) default to ``None``, meaning "the
+method's own default"; ``0`` where allowed means "none" (``refine_steps = 0``: no refinement,
+``valid_refine_steps = 0``: the encoder's bound). The defaults are resolved where they are used,
+by :meth:`TrainConfig.resolved` from one table (:func:`method_defaults`: a method's registry
+entry ``varinf.infer.METHODS[name].defaults`` over :data:`GENERIC_DEFAULTS`), so
+``dataclasses.replace(cfg, method="gbvi")`` equals ``make_config(method="gbvi")``. ``varinf.train``
+resolves the config it is given, so a run's saved config (config.json, checkpoints) holds the
+concrete values it ran with and a later change of a default never changes a saved run.
+``patience = 0`` disables early stopping (flags, TOML, API and ``--resume`` alike); ``None`` is not
+a patience (in :func:`make_config`, as for every setting, ``None`` means "not given").
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from typing import Any
 from varinf.errors import ConfigError
 from varinf.likelihoods import LIKELIHOODS
 from varinf.models.vae import ACTIVATIONS
+from varinf.refinement import AVI_DEFAULT_RATE
 
 ESTIMATORS = ("A", "B")
 OPTIMIZERS = ("adam", "rmsprop")
@@ -33,10 +41,13 @@ MODELS = ("mlp", "cnn", "sbn", "custom")     # custom: a user model object passe
 MAX_SEED = 2 ** 63 - 1
 AUTOCAST = ("bf16",)
 
-# Used where a method's registry entry gives no default of its own.
+# The method-dependent settings and their values where a method's registry entry
+# (varinf.infer.METHODS[name].defaults) gives none. avi_rate: every AVI refiner, at training or at
+# test time on a run of any method, defaults to varinf's damped step γ = 0.1 (Eq. 9 as printed is γ = 1).
 GENERIC_DEFAULTS = dict(samples=1, refine_steps=0, inference_rate=5e-3, refine_optimizer="sgd", refine_samples=20,
-                        avi_rate=1.0, valid_refine_steps=0, leapfrog_steps=0,
-                        temperature=None)        # None after filling: the method has no relaxation
+                        avi_rate=AVI_DEFAULT_RATE, valid_refine_steps=0, leapfrog_steps=0,
+                        temperature=None)        # None: the method has no relaxation
+PATIENCE_OFF = 0
 
 
 @dataclass
@@ -63,15 +74,17 @@ class TrainConfig:
     warmup_steps: int = 0                 # linear learning-rate warm-up over the first W optimizer steps
     batch_size: int = 100
     epochs: int = 100
-    patience: int | None = 20             # early stopping on the validation bound; None disables it
+    patience: int = 20                    # early stopping on the validation bound; 0 disables it
     valid_samples: int = 1                # samples per datapoint for the per-epoch validation bound
+    # None below: the method's default (GENERIC_DEFAULTS, METHODS[method].defaults), resolved where used
     # iterative refinement of q (Hjelm et al. 2015 §2; refined-EM methods; varinf eval --refine-steps)
     refine_steps: int | None = None       # T, refinement steps per E-step
     inference_rate: float | None = None   # γ, the gradient refiners' step size (Eq. 4; not given in the paper)
     refine_optimizer: str | None = None   # sgd: plain steps (Eq. 4) | adam: adaptive per-parameter steps
     refine_samples: int | None = None     # N, samples per refinement step (Eqs. 5, 8, 9)
-    avi_rate: float | None = None         # γ of AVI's step μ ← (1−γ)μ + γ Σ w̃ h; 1 is Eq. 9 as printed
-    valid_refine_steps: int | None = None  # refinement steps in the validation bound (0: the encoder's bound)
+    avi_rate: float | None = None         # γ of AVI's step μ ← (1−γ)μ + γ Σ w̃ h (varinf's 0.1; Eq. 9: 1)
+    valid_refine_steps: int | None = None  # refinement steps in the validation bound (0: the encoder's bound;
+    #                                        None: the method's, T for gbvi/savae)
     leapfrog_steps: int | None = None     # K, HVI's leapfrog steps (Salimans, Kingma & Welling 2015)
     temperature: float | None = None      # τ of the Gumbel-Softmax / Concrete relaxation (gumbel, gumbel-st)
     seed: int = 0
@@ -99,16 +112,19 @@ class TrainConfig:
             fitting = sorted(n for n, s in METHODS.items() if family in s.families)
             raise ConfigError(f"method {self.method!r} trains {' or '.join(spec.families)} latents but model "
                               f"{self.model!r} has {family} latents; with --model {self.model} use one of {fitting}")
-        for name, generic in GENERIC_DEFAULTS.items():
-            if getattr(self, name) is None:
-                setattr(self, name, spec.defaults.get(name, generic))
-        if self.valid_refine_steps is None:
-            self.valid_refine_steps = self.refine_steps
         if self.model == "sbn" and self.likelihood != "bernoulli":
             raise ConfigError(f"likelihood {self.likelihood!r} is for --model mlp or cnn; the sbn's p(x|h) is "
                               "bernoulli")
         if self.model == "cnn" and not self.channels:
             raise ConfigError("channels must list at least one width for --model cnn, got []")
+
+    def resolved(self) -> TrainConfig:
+        """This config with every "method default" (None) replaced by the value of :func:`method_defaults`."""
+        table = method_defaults(self.method)
+        values = {name: table[name] if getattr(self, name) is None else getattr(self, name) for name in table}
+        if values["valid_refine_steps"] is None:              # gbvi, savae: the validation bound refines as training
+            values["valid_refine_steps"] = values["refine_steps"]
+        return dataclasses.replace(self, **values)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -125,6 +141,16 @@ class TrainConfig:
         for key in self.RESUMABLE_CHANGES:
             d.pop(key)
         return d
+
+
+def method_defaults(method: str) -> dict[str, Any]:
+    """The method-dependent settings of ``method``: its registry entry's defaults over GENERIC_DEFAULTS.
+
+    The one table of defaults. ``valid_refine_steps`` may be None: the method's own refine_steps.
+    """
+    from varinf.infer import METHODS
+    defaults = METHODS[method].defaults
+    return {name: defaults.get(name, generic) for name, generic in GENERIC_DEFAULTS.items()}
 
 
 def _int(name, value, low=None, high=None, allow_none=False):
@@ -210,6 +236,14 @@ def _bool(name, value, allow_none=False):
     return value
 
 
+def _patience(value):
+    try:
+        return _int("patience", value, PATIENCE_OFF)
+    except ConfigError:
+        raise ConfigError(f"patience must be an integer >= 0 (epochs without improvement before stopping; "
+                          f"{PATIENCE_OFF} disables early stopping), got {value!r}") from None
+
+
 # name -> check(value) returning the normalised value: the single table of what each setting allows.
 RULES = {
     "dataset": lambda v: _string("dataset", v),
@@ -229,7 +263,7 @@ RULES = {
     "warmup_steps": lambda v: _int("warmup_steps", v, 0),
     "batch_size": lambda v: _int("batch_size", v, 1),
     "epochs": lambda v: _int("epochs", v, 1),
-    "patience": lambda v: _int("patience", v, 1, allow_none=True),
+    "patience": lambda v: _patience(v),
     "valid_samples": lambda v: _int("valid_samples", v, 1),
     "refine_steps": lambda v: _int("refine_steps", v, 0, allow_none=True),
     "inference_rate": lambda v: _float("inference_rate", v, 0.0, allow_none=True),
@@ -292,7 +326,7 @@ def make_config(config_file: str | Path | None = None, **overrides: Any) -> Trai
 
 
 def config_from_dict(settings: dict[str, Any], what: str = "settings") -> TrainConfig:
-    """TrainConfig from a mapping of setting names (a checkpoint's JSON, an API dict), checked."""
+    """TrainConfig from a mapping of setting names (an API dict), checked."""
     if not isinstance(settings, dict):
         raise ConfigError(f"{what} must be a mapping of setting names to values, got {type(settings).__name__}")
     unknown = sorted(set(settings) - FIELDS)
@@ -301,4 +335,16 @@ def config_from_dict(settings: dict[str, Any], what: str = "settings") -> TrainC
     return TrainConfig(**settings)
 
 
-__all__ = ["TrainConfig", "make_config", "config_from_dict", "load_toml", "RULES"]
+def config_from_saved(settings: dict[str, Any], what: str) -> TrainConfig:
+    """TrainConfig from a run's saved settings (config.json's "train", a checkpoint's "config").
+
+    Runs saved before patience 0 meant "off" (varinf ≤ 0.1.0 of 2026-12-05) wrote ``"patience": null``
+    for a run without early stopping; that is read as 0.
+    """
+    if isinstance(settings, dict) and "patience" in settings and settings["patience"] is None:
+        settings = {**settings, "patience": PATIENCE_OFF}
+    return config_from_dict(settings, what)
+
+
+__all__ = ["TrainConfig", "make_config", "config_from_dict", "config_from_saved", "load_toml", "method_defaults",
+           "RULES"]

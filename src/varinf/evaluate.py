@@ -318,7 +318,7 @@ def run_refiner(cfg: TrainConfig, family: str, **overrides) -> Refiner:
     except TypeError as exc:
         raise ConfigError(str(exc)) from None
     build = METHODS[cfg.method].refiner or DEFAULT_REFINERS[family]
-    refiner = build(cfg)
+    refiner = build(cfg.resolved())
     unread = sorted(set(given) - set(refiner.reads))
     if unread:
         flags = ", ".join("--" + k.replace("_", "-") for k in unread)

@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 
 from varinf.checkpoint import (atomic_write_json, atomic_write_text, decode_rng_state, encode_rng_state,
                                read_checkpoint, remove_stale_files, restore, save_checkpoint)
-from varinf.config import RULES, TrainConfig, config_from_dict
+from varinf.config import PATIENCE_OFF, RULES, TrainConfig, config_from_dict, config_from_saved
 from varinf.contract import check_amortized
 from varinf.data import Dataset, check_data, iterate_batches, load_dataset
 from varinf.distributed import (Context, GradSync, all_reduce_sum, batch_shard, broadcast_error, context,
@@ -96,7 +96,7 @@ def build_model(mcfg: VAEConfig | SBNConfig, seed: int, device: torch.device):
 
 def method_for(cfg: TrainConfig, model, data_dim: int) -> Method:
     """The training method ``cfg.method`` on ``model``, built from the run's settings (the registry's builder)."""
-    return METHODS[cfg.method].build(model, cfg, data_dim)
+    return METHODS[cfg.method].build(model, cfg.resolved(), data_dim)
 
 
 def build_method(cfg: TrainConfig, device: torch.device):
@@ -294,6 +294,11 @@ def train_epoch(method: Method, optimizers: dict[str, torch.optim.Optimizer], x:
     return (all_reduce_sum(total, ctx) / x.shape[0]).item()
 
 
+def stops_early(patience: int, bad_epochs: int) -> bool:
+    """Early stopping: ``bad_epochs`` epochs in a row without a better validation bound, patience 0 = never."""
+    return patience != PATIENCE_OFF and bad_epochs >= patience
+
+
 def _write_metrics(run_dir: Path, history: list[dict]) -> None:
     atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
 
@@ -304,7 +309,7 @@ def saved_config(run_dir: str | Path) -> TrainConfig | None:
     if not path.exists():
         return None
     try:
-        return config_from_dict(json.loads(path.read_text())["train"], what=str(path))
+        return config_from_saved(json.loads(path.read_text())["train"], what=str(path))
     except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"{path} is unreadable ({exc}); it is the run's settings — restore it or "
                               "start a new run directory") from None
@@ -313,17 +318,21 @@ def saved_config(run_dir: str | Path) -> TrainConfig | None:
 def resume_config(run_dir: str | Path, **changes) -> TrainConfig:
     """The run's saved settings with ``changes`` applied; only settings that are safe to change may differ.
 
-    ``epochs``, ``patience``, ``device``, ``data_dir`` and ``threads`` may change (a different thread
-    count warns: the result is then not bit-identical). Any other setting that differs from the
-    saved one is refused with the list of differences.
+    ``epochs``, ``patience`` (0: early stopping off), ``device``, ``data_dir`` and ``threads`` may
+    change (a different thread count warns: the result is then not bit-identical). Any other setting
+    that differs from the saved one is refused with the list of differences. A change of None means
+    "not given" (the run's value stays).
     """
     saved = saved_config(run_dir)
     if saved is None:
         raise CheckpointError(f"{run_dir} holds no run to resume (no config.json)")
     changes = {k: v for k, v in changes.items() if v is not None}
-    current = saved.to_dict()
-    diff = {k: (current.get(k), v) for k, v in changes.items()
-            if k not in TrainConfig.RESUMABLE_CHANGES and _normal(v) != _normal(current.get(k))}
+    current = saved.resolved().to_dict()                 # a saved None (the method's default) as its value
+    unknown = sorted(set(changes) - set(current))
+    if unknown:
+        raise ConfigError(f"unknown setting(s) {unknown}; known: {sorted(current)}")
+    diff = {k: (current[k], v) for k, v in changes.items()                  # compared as validated ("a" is "A")
+            if k not in TrainConfig.RESUMABLE_CHANGES and _normal(RULES[k](v)) != _normal(current[k])}
     if diff:
         listed = ", ".join(f"{k}: saved {a!r}, given {b!r}" for k, (a, b) in sorted(diff.items()))
         raise ConfigError(f"cannot resume {run_dir} with other settings ({listed}); only "
@@ -349,6 +358,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
     """
     if not isinstance(cfg, TrainConfig):
         raise ConfigError(f"train() takes a TrainConfig (varinf.make_config(...)), got {type(cfg).__name__}")
+    cfg = cfg.resolved()                      # the method's defaults, as concrete values in config.json and checkpoints
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"--out {run_dir} is an existing file; give a directory for the run")
@@ -406,7 +416,7 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool,
     start_epoch, best_valid, best_epoch, bad_epochs, history = 0, -math.inf, -1, 0, []
     if resume and has_checkpoint:
         tensors, meta = read_checkpoint(ckpt_dir, "last")
-        saved = config_from_dict(meta["config"], what=f"checkpoint {ckpt_dir / 'last.json'}")
+        saved = config_from_saved(meta["config"], what=f"checkpoint {ckpt_dir / 'last.json'}").resolved()
         if saved.architecture_dict() != cfg.architecture_dict():
             diff = {k: (v, cfg.architecture_dict()[k]) for k, v in saved.architecture_dict().items()
                     if cfg.architecture_dict()[k] != v}
@@ -420,7 +430,7 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool,
         except (KeyError, TypeError, ValueError, RuntimeError) as exc:
             raise CheckpointError(f"checkpoint {ckpt_dir / 'last.json'} has unreadable training state ({exc!r}); "
                                   "restore it from a copy or start a new run directory") from None
-        if meta.get("stopped_early"):
+        if stops_early(cfg.patience, bad_epochs):     # with the patience given now (it may change on resume)
             start_epoch = cfg.epochs  # nothing left to do
     elif ctx.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -431,7 +441,7 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool,
     if ctx.is_main:
         _write_metrics(run_dir, history)
 
-    stopped_early = False
+    stopped_early = start_epoch >= cfg.epochs and stops_early(cfg.patience, bad_epochs)
     n_batches = math.ceil(train_x.shape[0] / cfg.batch_size)
     checkpointed = _WithMethodState(model, method.state_module())
     for epoch in range(start_epoch, cfg.epochs):
@@ -457,7 +467,7 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool,
             best_valid, best_epoch, bad_epochs = valid_elbo, epoch + 1, 0
         else:
             bad_epochs += 1
-        stopped_early = cfg.patience is not None and bad_epochs >= cfg.patience
+        stopped_early = stops_early(cfg.patience, bad_epochs)
         meta = {"config": cfg.to_dict(), "model": mcfg, "model_kind": kind, "epoch": epoch,
                 "history": history, "best_valid_elbo": best_valid, "best_epoch": best_epoch,
                 "bad_epochs": bad_epochs, "stopped_early": stopped_early,
@@ -521,7 +531,7 @@ def _model_of_checkpoint(run_dir: str | Path, checkpoint: str) -> tuple[torch.nn
         raise CheckpointError(f"{run_dir} trained a user-defined model ({meta.get('model', {}).get('class')}); "
                               "build it in Python and call varinf.load_weights(model, run_dir)")
     try:
-        cfg = config_from_dict(meta["config"], what=f"checkpoint {run_dir / CHECKPOINTS / checkpoint}.json")
+        cfg = config_from_saved(meta["config"], what=f"checkpoint {run_dir / CHECKPOINTS / checkpoint}.json")
         model_cls, config_cls = MODEL_KINDS[kind]
         mcfg = config_cls(**meta["model"])
     except (TypeError, KeyError, VarinfError) as exc:

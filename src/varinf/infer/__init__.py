@@ -30,12 +30,9 @@ from varinf.infer.savae import SAVAE
 from varinf.infer.straight_through import StraightThrough
 from varinf.infer.vimco import VIMCO
 from varinf.infer.wake_sleep import WakeSleep
-from varinf.refinement import (AdaptiveImportanceSampling, GaussianGradient, MeanPassGradient, Refiner,
-                               StraightThroughGradient)
+from varinf.refinement import (AVI_DEFAULT_RATE, AdaptiveImportanceSampling, GaussianGradient, MeanPassGradient,
+                               Refiner, StraightThroughGradient)
 
-# AVI's default step γ: the best of {1, 0.3, 0.1} by the refined q̃'s bound (docs/RESULTS.md §6,
-# ``benchmarks/avi_rate.py``); γ = 1 is Eq. 9 as printed.
-AVI_DEFAULT_RATE = 0.1
 # Step sizes of the gradient refiners on the logits (not given in the paper): the best of 0.003…10 by the
 # refined q̃'s bound after T = 20 steps (docs/RESULTS.md, ``benchmarks/refine_rate.py``).
 MPVI_DEFAULT_RATE = 1.0
@@ -92,7 +89,7 @@ _SPECS = [
     _refined("stvi", _straight_through, StraightThroughGradient,
              "EM with straight-through gradient refinement (Hjelm et al. 2015 Eq. 8)", inference_rate=STVI_DEFAULT_RATE, refine_optimizer="sgd", valid_refine_steps=0),
     _refined("avi", _avi, AdaptiveImportanceSampling,
-             "EM with adaptive importance sampling refinement (Hjelm et al. 2015 Eq. 9)", avi_rate=AVI_DEFAULT_RATE, valid_refine_steps=0),
+             "EM with adaptive importance sampling refinement (Hjelm et al. 2015 Eq. 9)", valid_refine_steps=0),
     MethodSpec("mean-pass", "Eq. 7 of Hjelm et al. 2015 as an amortised training loss", MeanPass.families,
                lambda m, s, d: MeanPass(m), {"samples": 1}),
     MethodSpec("straight-through", "Eq. 8 of Hjelm et al. 2015 as an amortised training loss", StraightThrough.families,
