@@ -57,10 +57,10 @@ def test_latent_dim_list_is_a_deep_sbn_and_round_trips():
 
 def test_every_new_method_has_its_registry_defaults():
     for name in NEW:
-        cfg = make_config(model="sbn", method=name)
+        cfg = make_config(model="sbn", method=name).resolved()
         assert cfg.samples == METHODS[name].defaults["samples"]
-    assert make_config(model="sbn", method="gumbel").temperature == 0.5
-    assert make_config(model="sbn", method="arm").temperature is None                # no relaxation: not used
+    assert make_config(model="sbn", method="gumbel").resolved().temperature == 0.5
+    assert make_config(model="sbn", method="arm").resolved().temperature is None                # no relaxation: not used
 
 
 # ---- the model and exact enumeration -----------------------------------------------------------------------
