@@ -7,7 +7,7 @@ and the data layer. Classical models live in ``varinf.classical``.
 
 from varinf.config import TrainConfig, make_config
 from varinf.contract import AmortizedLatentModel, AmortizedModel, LatentVariableModel, check_amortized
-from varinf.errors import CheckpointError, ConfigError, ConvergenceWarning, DataError, DatasetNotFoundError, VarinfError
+from varinf.errors import CheckpointError, ConfigError, DataError, DatasetNotFoundError, VarinfError
 from varinf.families import BERNOULLI, GAUSSIAN, DiagonalGaussian, FactorialBernoulli
 from varinf.models import SBN, VAE, LinearGaussian, SBNConfig, VAEConfig
 from varinf.objectives import (elbo_and_log_marginal, iwae_bound, kl_to_prior, log_marginal_estimate, log_weights,
@@ -34,6 +34,7 @@ def __getattr__(name):
         "MeanPassGradient": ("varinf.refinement", "MeanPassGradient"),
         "StraightThroughGradient": ("varinf.refinement", "StraightThroughGradient"),
         "AdaptiveImportanceSampling": ("varinf.refinement", "AdaptiveImportanceSampling"),
+        "ConvergenceWarning": ("varinf.errors", "ConvergenceWarning"),   # subclasses scikit-learn's
     }
     if name in lazy:
         import importlib

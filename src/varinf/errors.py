@@ -23,5 +23,21 @@ class ConfigError(VarinfError, ValueError):
     """A setting that is unknown or out of range."""
 
 
-class ConvergenceWarning(UserWarning):
-    """An iterative fit stopped at its iteration limit before meeting its tolerance."""
+def __getattr__(name):
+    # ConvergenceWarning subclasses scikit-learn's, so it is defined on first use: ``import varinf``
+    # does not import scikit-learn (about 1 s), only the classical models and this name do.
+    if name != "ConvergenceWarning":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    global ConvergenceWarning
+    from sklearn.exceptions import ConvergenceWarning as SklearnConvergenceWarning
+
+    class ConvergenceWarning(SklearnConvergenceWarning):
+        """An iterative fit stopped at its iteration limit before meeting its tolerance.
+
+        A subclass of ``sklearn.exceptions.ConvergenceWarning`` (itself a ``UserWarning``), so the
+        filter scikit-learn users already write silences varinf's too:
+        ``warnings.filterwarnings("ignore", category=sklearn.exceptions.ConvergenceWarning)``.
+        """
+
+    ConvergenceWarning.__module__ = __name__
+    return ConvergenceWarning
