@@ -35,6 +35,7 @@ def __getattr__(name):
         "StraightThroughGradient": ("varinf.refinement", "StraightThroughGradient"),
         "AdaptiveImportanceSampling": ("varinf.refinement", "AdaptiveImportanceSampling"),
         "ConvergenceWarning": ("varinf.errors", "ConvergenceWarning"),   # subclasses scikit-learn's
+        "enable_logging": ("varinf.logs", "enable_logging"),
     }
     if name in lazy:
         import importlib
@@ -51,6 +52,6 @@ __all__ = [
     "AdaptiveImportanceSampling",
     "sgvb_a", "sgvb_b", "kl_to_prior", "iwae_bound", "log_weights", "logmeanexp", "log_marginal_estimate",
     "elbo_and_log_marginal", "score_function_surrogate",
-    "load_dataset", "Dataset", "train", "load_model", "load_method", "load_weights", "evaluate_run", "evaluate_model", "plot_run",
+    "load_dataset", "Dataset", "train", "enable_logging", "load_model", "load_method", "load_weights", "evaluate_run", "evaluate_model", "plot_run",
     "VarinfError", "DataError", "DatasetNotFoundError", "CheckpointError", "ConfigError", "ConvergenceWarning",
 ]

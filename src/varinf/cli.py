@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 
 from varinf.errors import VarinfError
@@ -84,11 +83,17 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--patience", type=_patience, help="early-stopping patience in epochs; 0 disables (default 20)")
     t.add_argument("--seed", type=int, help="random seed (default 0)")
     t.add_argument("--device", help="cpu | cuda (default cpu)")
-    t.add_argument("--threads", type=int, help="torch intra-op threads")
+    t.add_argument("--threads", type=int,
+                   help="torch intra-op threads (default 1: torch's own default, one per core, made the README's "
+                        "digits job 3-25x slower on shared cores, docs/RESULTS.md §3; raise it only on cores you "
+                        "have to yourself)")
     t.add_argument("--tf32", action="store_true", default=None,
                    help="CUDA: allow TF32 tensor-core matmuls (off by default; effect on the bound not measured)")
     t.add_argument("--autocast", choices=["bf16"],
                    help="run the training step under torch.autocast in bfloat16 (off by default)")
+    t.add_argument("--tensorboard", action="store_true",
+                   help="also write per-epoch bounds, learning rates and timings as TensorBoard events to "
+                        "RUN_DIR/tensorboard (needs pip install 'varinf[tensorboard]')")
     t.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines (warnings and errors only)")
     t.add_argument("--verbose", action="store_true", help="also debug messages")
 
@@ -157,7 +162,7 @@ def _train(args) -> int:
         else:
             cfg = make_config(args.config, **given)
     with process_group(cfg.device) as ctx:   # under torchrun: join the process group (gloo on CPU, NCCL on CUDA)
-        result = train(cfg, args.out, resume=args.resume, progress=not args.quiet)
+        result = train(cfg, args.out, resume=args.resume, progress=not args.quiet, tensorboard=args.tensorboard)
     if not ctx.is_main:
         return 0
     print(json.dumps({"run_dir": str(result.run_dir), "epochs": result.epochs_run, "best_epoch": result.best_epoch,
@@ -194,25 +199,12 @@ def _plot(args) -> int:
     return 0
 
 
-class _TqdmHandler(logging.Handler):
-    """Log lines to stderr through ``tqdm.write``, so that they do not tear a progress bar on a terminal."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        from tqdm.auto import tqdm
-        tqdm.write(self.format(record), file=sys.stderr)
-
-
 def _configure_logging(args) -> None:
     """``varinf`` messages at INFO (per-epoch lines), WARNING with --quiet, DEBUG with --verbose."""
-    logger = logging.getLogger("varinf")
-    for old in [h for h in logger.handlers if isinstance(h, _TqdmHandler)]:
-        logger.removeHandler(old)
-    handler = _TqdmHandler()
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    logger.addHandler(handler)
+    from varinf.logs import enable_logging
+
     quiet, verbose = getattr(args, "quiet", False), getattr(args, "verbose", False)
-    logger.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
-    logger.propagate = False
+    enable_logging("DEBUG" if verbose else "WARNING" if quiet else "INFO")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -74,7 +74,8 @@ class TrainConfig:
     leapfrog_steps: int | None = None     # K, HVI's leapfrog steps (Salimans, Kingma & Welling 2015)
     seed: int = 0
     device: str = "cpu"
-    threads: int | None = None            # torch intra-op threads (None: torch's default)
+    threads: int | None = 1               # torch intra-op threads; None: torch's default (one per core), which
+    #                                       collapses on shared cores (docs/RESULTS.md §3, "Threads")
     # reduced precision (GPU path; off by default; their effect on the bound is not yet measured)
     tf32: bool = False                    # CUDA: TF32 tensor-core matmuls (10-bit mantissa inputs)
     autocast: str | None = None           # "bf16": torch.autocast in bfloat16 for the training step
