@@ -124,3 +124,92 @@ def test_default_thread_count_is_one_and_none_keeps_torchs(tmp_path):
     finally:
         torch.set_num_threads(before)
     assert json.loads((tmp_path / "default" / "config.json").read_text())["train"]["threads"] == 1
+
+
+# ---------------------------------------------------------------- evaluation: cost, refined keys, gap figure
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("eval") / "run"
+    varinf.train(varinf.make_config(**TINY, epochs=2), run, progress=False)
+    return run
+
+
+def test_a_long_evaluation_announces_its_cost_before_the_rest(small_run, monkeypatch, caplog):
+    """The estimate (first batch's time × the remaining batches) is logged after batch 1, before batch 2 runs."""
+    import varinf.evaluate as evaluate
+    from killed_eval import Killed, count_batches
+
+    count_batches(monkeypatch, kill_after=2)                          # stopped before the 3rd of 6 batches
+    monkeypatch.setattr(evaluate, "LONG_EVAL_SECONDS", 0.0)           # everything counts as long: a warning
+    with caplog.at_level(logging.INFO, logger="varinf"), pytest.raises(Killed):
+        evaluate.evaluate_run(small_run, nll_samples=20, batch_size=50, write=False)
+    [record] = [r for r in caplog.records if "the first of" in r.getMessage()]
+    assert record.levelno == logging.WARNING
+    assert record.getMessage().startswith("eval: the first of 6 batches took ")
+    assert "the rest of this pass will take about" in record.getMessage() and "resumes" in record.getMessage()
+
+
+def test_announce_cost_golden(caplog):
+    from varinf.evaluate import LONG_EVAL_SECONDS, announce_cost
+
+    with caplog.at_level(logging.INFO, logger="varinf"):
+        assert announce_cost("eval", 2.0, 11, 5000) == 20.0
+        assert announce_cost("eval (refined, T=20)", 78.0, 100, 5000) == 78.0 * 99 > LONG_EVAL_SECONDS
+    short, long = caplog.records
+    assert short.levelno == logging.INFO and short.getMessage() == (
+        "eval: the first of 11 batches took 2.0 s (k = 5000 importance samples per test point); the rest of this "
+        "pass will take about 20 s.")
+    assert long.levelno == logging.WARNING and "took 78 s" in long.getMessage() and "about 2.1 h" in long.getMessage()
+
+
+def test_plain_evaluation_reports_no_refined_numbers(small_run):
+    result = varinf.evaluate_run(small_run, nll_samples=20, write=False)
+    for key in ("test_elbo_refined", "test_elbo_refined_stderr", "test_nll_refined", "test_nll_refined_stderr",
+                "amortization_gap", "amortization_gap_stderr"):
+        assert result[key] is None, key
+    assert result["refiner"]["steps"] == 0
+
+
+def test_sweep_gap_stderr_is_paired(small_run):
+    """gap_stderr is the standard error of the per-datapoint difference bound_T(x) - bound_0(x)."""
+    from varinf.evaluate import evaluate_model, run_refiner
+    from varinf.training import load_model
+
+    result = varinf.evaluate_run(small_run, nll_samples=20, refine_steps=3, refine_sweep=(0, 3), write=False)
+    model, cfg, _ = load_model(small_run)
+    x = varinf.load_dataset("digits").split("test")
+    ref = evaluate_model(model, x, nll_samples=20, refiner=run_refiner(cfg, "gaussian", refine_steps=3), sweep=(0, 3))
+    diff = ref["sweep"][1] - ref["sweep"][0]
+    row = result["refine_sweep"][1]
+    assert row["gap_stderr"] == diff.std(unbiased=True).item() / diff.numel() ** 0.5
+    assert result["refine_sweep"][0]["gap_stderr"] == 0.0
+
+
+def test_gap_figure_error_bars_are_paired_and_labelled(tmp_path, monkeypatch):
+    """Three test points with a 100-nat spread between them; the gains 1, 2, 3 at T = 1: s.e. 1/sqrt(3)."""
+    import matplotlib.axes
+
+    from varinf.evaluate import plot_amortization_gap
+
+    calls = []
+    real = matplotlib.axes.Axes.errorbar
+    monkeypatch.setattr(matplotlib.axes.Axes, "errorbar",
+                        lambda self, *a, **kw: calls.append((a, kw)) or real(self, *a, **kw))
+    base = torch.tensor([-200.0, -100.0, -300.0], dtype=torch.float64)
+    bounds = torch.stack([base, base + torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)])      # (T', N)
+    path = plot_amortization_gap([0, 1], bounds, tmp_path / "gap.png", "amortisation gap: test", "refiner: R")
+    assert path.stat().st_size > 5000
+    [(args, kw)] = calls
+    assert list(args[1]) == [0.0, 2.0]                                # mean gain over T = 0
+    assert kw["yerr"] == [0.0, pytest.approx(2 / 3 ** 0.5, rel=1e-12)]  # ± 2 paired s.e. (not 2 x 100 / sqrt 3)
+    assert "paired difference" in kw["label"] and "3 test points" in kw["label"]
+
+
+def test_method_flag_lists_its_choices():
+    from varinf.cli import build_parser
+    from varinf.infer import METHODS
+
+    train_parser = build_parser()._subparsers._group_actions[0].choices["train"]
+    [action] = [a for a in train_parser._actions if "--method" in a.option_strings]
+    assert list(action.choices) == list(METHODS)
+    assert "{" + ",".join(METHODS) + "}" in train_parser.format_help().replace("\n", "").replace(" ", "")

@@ -23,6 +23,11 @@ def _patience(text: str) -> int:
     return value
 
 
+def _method_names() -> list[str]:
+    from varinf.infer import METHODS
+    return list(METHODS)
+
+
 def _methods_help() -> str:
     from varinf.infer import METHODS
     return "; ".join(f"{name} ({spec.summary}; {'/'.join(spec.families)} latents)" for name, spec in METHODS.items())
@@ -53,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--likelihood", choices=["bernoulli", "gaussian-global", "gaussian-pixel"],
                    help="p(x|z) of mlp/cnn: bernoulli (binary data, default), or Gaussian with a learned variance "
                         "shared by all pixels (gaussian-global) or one per pixel (gaussian-pixel), for grey levels")
-    t.add_argument("--method", help="training method (default vae): " + _methods_help())
+    t.add_argument("--method", choices=_method_names(), help="training method (default vae): " + _methods_help())
     t.add_argument("--estimator", choices=["A", "B", "a", "b"], help="vae: SGVB estimator A or B (default B)")
     t.add_argument("--samples", type=int,
                    help="samples per datapoint; for the refined-EM methods the M-step's N (default: the method's, "
