@@ -41,7 +41,7 @@ from .bbvi import ESTIMATORS, MeanFieldNormal, NoImprovementStop, fit_bbvi
 __all__ = ["BayesianLogLinear", "loglinear_log_joint"]
 
 _CHECK_EVERY = 50       # Adam steps between two readings of the stopping rule
-_CHECK_DRAWS = 100      # fixed draws of the ELBO read at each check
+_CHECK_DRAWS = 50       # fixed draws of the ELBO read at each check (the draws the trace records with)
 
 
 def loglinear_log_joint(X: torch.Tensor, y: torch.Tensor, n_classes: int, prior_std: float):
@@ -70,7 +70,7 @@ class BayesianLogLinear(ClassifierMixin, BaseEstimator):
 
     Stopping (scikit-learn's ``tol`` / ``n_iter_no_change`` rule and defaults of ``MLPClassifier``,
     :class:`~varinf.classical.bbvi.NoImprovementStop`): every 50 Adam steps the ELBO per
-    datapoint is estimated with 100 draws that are the same at every check; the fit stops once it
+    datapoint is estimated with 50 draws that are the same at every check; the fit stops once it
     has not risen above its best by more than ``tol`` nats per datapoint at ``n_iter_no_change``
     consecutive checks (``converged_ = True``), else after ``max_iter`` steps with a
     :class:`~varinf.errors.ConvergenceWarning`. ``tol=None`` turns the rule off: exactly
