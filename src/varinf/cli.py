@@ -23,6 +23,15 @@ def _patience(text: str) -> int:
     return value
 
 
+def _size_help(name: str) -> str:
+    from varinf.config import GENERIC_SIZE, SIZE_DEFAULTS
+
+    def show(v):
+        return ",".join(map(str, v)) if isinstance(v, tuple) else str(v)
+    per_dataset = [f"{show(sizes[name])} for {dataset}" for dataset, sizes in SIZE_DEFAULTS.items()]
+    return ", ".join(per_dataset + [f"else {show(GENERIC_SIZE[name])}"])
+
+
 def _method_names() -> list[str]:
     from varinf.infer import METHODS
     return list(METHODS)
@@ -51,9 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--model", choices=["mlp", "cnn", "sbn"],
                    help="mlp | cnn: VAE encoder/decoder architecture; sbn: sigmoid belief network with binary "
                         "latents (default mlp)")
-    t.add_argument("--latent-dim", type=int, help="number of latent variables K (default 200)")
+    t.add_argument("--latent-dim", type=int, help=f"number of latent variables K (default {_size_help('latent_dim')})")
     t.add_argument("--hidden", type=_int_tuple,
-                   help="hidden widths, e.g. 500 or 500,500 (default 500); --hidden '' = none (a linear sbn)")
+                   help=f"hidden widths, e.g. 500 or 500,500 (default {_size_help('hidden')}); --hidden '' = none "
+                        "(a linear sbn)")
     t.add_argument("--activation", help="softplus | relu | tanh | elu (default softplus)")
     t.add_argument("--likelihood", choices=["bernoulli", "gaussian-global", "gaussian-pixel"],
                    help="p(x|z) of mlp/cnn: bernoulli (binary data, default), or Gaussian with a learned variance "

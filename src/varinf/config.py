@@ -33,6 +33,12 @@ MODELS = ("mlp", "cnn", "sbn", "custom")     # custom: a user model object passe
 MAX_SEED = 2 ** 63 - 1
 AUTOCAST = ("bf16",)
 
+# The network size where the settings give none: the dataset's own (digits is 64-dimensional with 1197
+# training images; 8 latents and 128 hidden units had the best validation bound of the sizes tried,
+# docs/RESULTS.md §3), else Hjelm et al. 2015 Table 1's 784-500-200 network.
+SIZE_DEFAULTS = {"digits": dict(latent_dim=8, hidden=(128,))}
+GENERIC_SIZE = dict(latent_dim=200, hidden=(500,))
+
 # Used where a method's registry entry gives no default of its own.
 GENERIC_DEFAULTS = dict(samples=1, refine_steps=0, inference_rate=5e-3, refine_optimizer="sgd", refine_samples=20,
                         avi_rate=1.0, valid_refine_steps=0, leapfrog_steps=0)
@@ -40,7 +46,7 @@ GENERIC_DEFAULTS = dict(samples=1, refine_steps=0, inference_rate=5e-3, refine_o
 
 @dataclass
 class TrainConfig:
-    """Everything that defines a training run. Defaults: Hjelm et al. 2015 Table 1's VAE (784-500-200 softplus)."""
+    """Everything that defines a training run. Defaults: Hjelm et al. 2015 Table 1's VAE (784-500-200 softplus); 64-128-8 on digits."""
 
     # data
     dataset: str = "digits"
@@ -48,8 +54,8 @@ class TrainConfig:
     binarize: bool | None = None          # mnist: dynamic binarization (fresh Bernoulli draw per batch)
     # model
     model: str = "mlp"                    # mlp | cnn (VAE) | sbn (sigmoid belief network; hidden = () is linear)
-    latent_dim: int = 200
-    hidden: tuple[int, ...] = (500,)
+    latent_dim: int | None = None         # None: the dataset's size (SIZE_DEFAULTS), else GENERIC_SIZE
+    hidden: tuple[int, ...] | None = None  # () is no hidden layer (a linear sbn); None as latent_dim
     activation: str = "softplus"
     channels: tuple[int, ...] = (32, 64)
     likelihood: str = "bernoulli"         # p(x|z) of mlp/cnn: bernoulli | gaussian-global | gaussian-pixel
@@ -93,6 +99,9 @@ class TrainConfig:
             fitting = sorted(n for n, s in METHODS.items() if family in s.families)
             raise ConfigError(f"method {self.method!r} trains {' or '.join(spec.families)} latents but model "
                               f"{self.model!r} has {family} latents; with --model {self.model} use one of {fitting}")
+        for name, generic in GENERIC_SIZE.items():
+            if getattr(self, name) is None:
+                setattr(self, name, SIZE_DEFAULTS.get(self.dataset, {}).get(name, generic))
         for name, generic in GENERIC_DEFAULTS.items():
             if getattr(self, name) is None:
                 setattr(self, name, spec.defaults.get(name, generic))
@@ -106,7 +115,7 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        d["hidden"], d["channels"] = list(self.hidden), list(self.channels)
+        d["hidden"], d["channels"] = list(self.hidden), list(self.channels)   # concrete after __post_init__
         return d
 
     # Settings that may change when a run is resumed: they do not change what the run computes.
@@ -200,8 +209,8 @@ RULES = {
     "data_dir": lambda v: _string("data_dir", v, allow_none=True),
     "binarize": lambda v: _bool("binarize", v, allow_none=True),
     "model": lambda v: _choice("model", v, MODELS),
-    "latent_dim": lambda v: _int("latent_dim", v, 1),
-    "hidden": lambda v: _ints("hidden", v, 1),
+    "latent_dim": lambda v: _int("latent_dim", v, 1, allow_none=True),
+    "hidden": lambda v: None if v is None else _ints("hidden", v, 1),
     "activation": lambda v: _choice("activation", v, tuple(ACTIVATIONS)),
     "channels": lambda v: _ints("channels", v, 1),
     "likelihood": lambda v: _choice("likelihood", v, tuple(LIKELIHOODS), normalise=str.lower),
