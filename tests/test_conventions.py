@@ -213,3 +213,17 @@ def test_method_flag_lists_its_choices():
     [action] = [a for a in train_parser._actions if "--method" in a.option_strings]
     assert list(action.choices) == list(METHODS)
     assert "{" + ",".join(METHODS) + "}" in train_parser.format_help().replace("\n", "").replace(" ", "")
+
+
+def test_network_size_defaults_to_the_datasets():
+    """digits gets a digits-sized network; other data Hjelm et al.'s 784-500-200; given values win."""
+    from varinf.cli import build_parser
+
+    assert (varinf.make_config().latent_dim, varinf.make_config().hidden) == (8, (256,))
+    mnist = varinf.make_config(dataset="binarized-mnist")
+    assert (mnist.latent_dim, mnist.hidden) == (200, (500,))
+    assert varinf.make_config(latent_dim=2).hidden == (256,) and varinf.make_config(hidden=(64,)).latent_dim == 8
+    assert varinf.make_config(model="sbn", method="avi", hidden=()).hidden == ()          # () is none, not the default
+    assert varinf.make_config().to_dict()["hidden"] == [256]                              # saved concrete
+    help_text = " ".join(build_parser()._subparsers._group_actions[0].choices["train"].format_help().split())
+    assert "(default 8 for digits, else 200)" in help_text and "(default 256 for digits, else 500)" in help_text
