@@ -1,4 +1,10 @@
-"""Exceptions raised on bad input. Each message names the problem and the fix."""
+"""Exceptions raised on bad input. Each message names the problem and the fix.
+
+``ConvergenceWarning`` (also ``varinf.ConvergenceWarning``): an iterative fit of ``varinf.classical``
+stopped at its iteration limit before meeting its tolerance. It subclasses
+``sklearn.exceptions.ConvergenceWarning``, so scikit-learn's usual filter silences it too; it is
+created on first access, so that ``import varinf`` does not import scikit-learn.
+"""
 
 from __future__ import annotations
 
