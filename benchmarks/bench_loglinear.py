@@ -87,7 +87,7 @@ def main():
                 ("mean field, reparam", "mean_field", "reparam", 8),
                 ("full rank, reparam", "full_rank", "reparam", 8)]
     for label, family, est, s in settings:
-        m = BayesianLogLinear(family=family, estimator=est, prior_std=args.prior_std, n_iter=args.iters, lr=0.02,
+        m = BayesianLogLinear(family=family, estimator=est, prior_std=args.prior_std, max_iter=args.iters, tol=None, lr=0.02,
                               num_samples=s, random_state=args.seed).fit(Xtr, ytr)
         q_mean, q_sd = m.mean_.reshape(-1), m.cov_.diagonal().sqrt()
         acc, lpd = metrics(m.predict_proba(Xte, num_samples=2000))

@@ -157,7 +157,7 @@ def test_fit_returns_self_and_random_state_reproduces():
 def test_sample_recovers_parameters_roughly():
     X = make_data()
     gm = GaussianMixture(3, random_state=0).fit(X)
-    Xs, labels = gm.sample(20000, random_state=0)
+    Xs, labels = gm.sample(20000)
     assert Xs.shape == (20000, 3) and labels.shape == (20000,)
     np.testing.assert_allclose(Xs.mean(0), gm.weights_ @ gm.means_, atol=0.05)
 
@@ -190,3 +190,62 @@ def test_bad_settings_raise_config_error():
     gm = GaussianMixture(3, random_state=0).fit(X)
     with pytest.raises(DataError, match="features"):
         gm.score(X[:, :2])
+
+
+def sklearn_twin(gm):
+    """scikit-learn's GaussianMixture carrying varinf's fitted parameters (nothing refitted)."""
+    sk = skm.GaussianMixture(gm.n_components, covariance_type=gm.covariance_type, random_state=gm.random_state)
+    sk.weights_, sk.means_, sk.covariances_ = gm.weights_, gm.means_, gm.covariances_
+    sk.precisions_, sk.precisions_cholesky_ = gm.precisions_, gm.precisions_cholesky_
+    sk.n_features_in_ = gm.n_features_in_
+    return sk
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_sklearn_methods_match_sklearn_on_the_same_parameters(covariance_type):
+    """score_samples, score, predict(_proba), aic, bic and sample give scikit-learn's numbers on varinf's fit."""
+    X = make_data()
+    X_new = make_data(n=200, seed=1)
+    gm = GaussianMixture(3, covariance_type=covariance_type, random_state=0).fit(X)
+    sk = sklearn_twin(gm)
+    for data in (X, X_new):
+        np.testing.assert_allclose(gm.score_samples(data), sk.score_samples(data), rtol=1e-13, atol=0)
+        np.testing.assert_allclose(gm.predict_proba(data), sk.predict_proba(data), rtol=0, atol=1e-13)
+        np.testing.assert_array_equal(gm.predict(data), sk.predict(data))
+        for name in ("score", "aic", "bic"):
+            ours, theirs = getattr(gm, name)(data), getattr(sk, name)(data)
+            assert ours == pytest.approx(theirs, rel=1e-13, abs=0), name
+    assert gm._n_parameters() == sk._n_parameters() == {"full": 3 * 6 + 3 * 3 + 2, "diag": 3 * 3 + 3 * 3 + 2}[
+        covariance_type]
+    Xs, ys = gm.sample(500)
+    Xs_sk, ys_sk = sk.sample(500)
+    np.testing.assert_array_equal(ys, ys_sk)
+    np.testing.assert_allclose(Xs, Xs_sk, rtol=0, atol=1e-14)
+    np.testing.assert_array_equal(gm.sample(5)[0], gm.sample(5)[0])       # an int random_state: same draws
+
+
+def test_fit_predict_is_fit_then_predict_and_matches_sklearn_fit():
+    X = make_data()
+    w, m, p = initial_parameters(X, 3, "full")
+    kw = dict(weights_init=w, means_init=m, precisions_init=p, tol=1e-6, max_iter=500)
+    labels = GaussianMixture(3, **kw).fit_predict(X)
+    np.testing.assert_array_equal(labels, GaussianMixture(3, **kw).fit(X).predict(X))
+    np.testing.assert_array_equal(labels, skm.GaussianMixture(3, **kw).fit_predict(X))
+
+
+def test_convergence_warning_obeys_the_scikit_learn_filter():
+    """The filter scikit-learn users write for sklearn's ConvergenceWarning silences (or raises) varinf's."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning as SklearnConvergenceWarning
+
+    X = make_data()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.filterwarnings("ignore", category=SklearnConvergenceWarning)
+        GaussianMixture(3, max_iter=1, random_state=0).fit(X)
+    assert caught == []
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", category=SklearnConvergenceWarning)
+        with pytest.raises(ConvergenceWarning, match="did not converge in max_iter=1"):
+            GaussianMixture(3, max_iter=1, random_state=0).fit(X)

@@ -79,9 +79,18 @@ def test_loglinear_is_a_classifier():
     with pytest.raises(NotFittedError):
         BayesianLogLinear().predict(X)
     with pytest.raises(ValueError, match="Unknown label type"):       # continuous y is not class labels
-        BayesianLogLinear(n_iter=5).fit(X, X[:, 0])
-    m = BayesianLogLinear(n_iter=300, lr=0.05).fit(X, y)
+        BayesianLogLinear(max_iter=5).fit(X, X[:, 0])
+    m = BayesianLogLinear(max_iter=300, lr=0.05).fit(X, y)
     assert list(m.classes_) == ["neg", "pos"] and m.n_features_in_ == 2
     assert m.score(X, y) > 0.9                                         # ClassifierMixin accuracy
     with pytest.raises(DataError, match="features"):
         m.predict(X[:, :1])
+
+
+def test_check_ids_are_readable():
+    """parametrize_with_checks names each test by the estimator's repr: no memory address in any of them."""
+    import re
+
+    for est in check_instances():
+        assert not re.search(r"object at 0x[0-9a-f]+", repr(est)), repr(est)
+    assert "model=BinaryLatentFactorModel(n_factors=2, n_outputs=3, noise_std=0.5)" in repr(check_instances()[5])

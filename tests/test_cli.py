@@ -165,8 +165,10 @@ def test_grey_levels_need_binarization(tmp_path, capsys):
 
 
 def test_bad_settings(tmp_path, capsys):
-    err = error_of(capsys, "train", "--dataset", "digits", "--method", "magic", "--out", tmp_path / "r")
-    assert "magic" in err and "vae" in err
+    with pytest.raises(SystemExit) as exc:                             # argparse: --method lists its choices
+        run_cli("train", "--dataset", "digits", "--method", "magic", "--out", tmp_path / "r")
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "invalid choice: 'magic'" in err and "'vae'" in err
     cfg_file = tmp_path / "c.toml"
     cfg_file.write_text("latnt_dim = 3\n")
     err = error_of(capsys, "train", "--config", cfg_file, "--out", tmp_path / "r")

@@ -91,7 +91,8 @@ def test_a_table1_row_runs_end_to_end(tmp_path, shared_data_dir):
     threads = torch.get_num_threads()
     try:
         row = paper_table().main(["--table", "1", "--row", "vae-reduced", "--epochs", "1", "--threads", "1",
-                                  "--nll-samples", "5", "--subset", "20", "--out", str(tmp_path / "row")])
+                                  "--nll-samples", "5", "--subset", "20", "--refine-steps", "2",   # T = 0: refined null
+                                  "--out", str(tmp_path / "row")])
     finally:
         torch.set_num_threads(threads)
     saved = json.loads((tmp_path / "row" / "table1_row.json").read_text())

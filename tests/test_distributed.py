@@ -194,8 +194,9 @@ def test_torchrun_command_line(tmp_path, shared_data_dir):
     out = tmp_path / "run"
     done = torchrun(["--nproc_per_node", "2", "--master_port", str(free_port()), "-m", "varinf",
                      "train", "--out", str(out), "--dataset", "digits", "--hidden", "16", "--latent-dim", "4",
-                     "--epochs", "1", "--threads", "1", "--quiet"],
+                     "--epochs", "1", "--threads", "1", "--quiet", "--tensorboard"],
                     env=worker_env(VARINF_DATA_DIR=str(shared_data_dir)), timeout=120)
     check_launch(done, "torchrun -m varinf train")
     assert done.stdout.count('"run_dir"') == 1                      # one summary line: rank 0's
+    assert len(list((out / "tensorboard").glob("events.out.tfevents.*"))) == 1    # one event file: rank 0's
     assert json.loads((out / "config.json").read_text())["world_size"] == 2

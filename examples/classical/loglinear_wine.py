@@ -37,7 +37,7 @@ def main():
     for label, family, est, s in [("mean field, BBVI (RB + CV)", "mean_field", "rao-blackwell+cv", 32),
                                   ("mean field, reparam", "mean_field", "reparam", 8),
                                   ("full rank, reparam", "full_rank", "reparam", 8)]:
-        m = BayesianLogLinear(family=family, estimator=est, n_iter=args.iters, num_samples=s,
+        m = BayesianLogLinear(family=family, estimator=est, max_iter=args.iters, tol=None, num_samples=s,
                               random_state=args.seed).fit(Xtr, ytr)
         it, elbo = zip(*m.elbo_trace_)
         ax.plot(it, elbo, label=label)

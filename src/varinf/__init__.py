@@ -7,7 +7,7 @@ and the data layer. Classical models live in ``varinf.classical``.
 
 from varinf.config import TrainConfig, make_config
 from varinf.contract import AmortizedLatentModel, AmortizedModel, LatentVariableModel, check_amortized
-from varinf.errors import CheckpointError, ConfigError, ConvergenceWarning, DataError, DatasetNotFoundError, VarinfError
+from varinf.errors import CheckpointError, ConfigError, DataError, DatasetNotFoundError, VarinfError
 from varinf.families import BERNOULLI, GAUSSIAN, DiagonalGaussian, FactorialBernoulli
 from varinf.models import SBN, VAE, LinearGaussian, SBNConfig, VAEConfig
 from varinf.objectives import (elbo_and_log_marginal, iwae_bound, kl_to_prior, log_marginal_estimate, log_weights,
@@ -34,6 +34,8 @@ def __getattr__(name):
         "MeanPassGradient": ("varinf.refinement", "MeanPassGradient"),
         "StraightThroughGradient": ("varinf.refinement", "StraightThroughGradient"),
         "AdaptiveImportanceSampling": ("varinf.refinement", "AdaptiveImportanceSampling"),
+        "ConvergenceWarning": ("varinf.errors", "ConvergenceWarning"),   # subclasses scikit-learn's
+        "enable_logging": ("varinf.logs", "enable_logging"),
     }
     if name in lazy:
         import importlib
@@ -50,6 +52,6 @@ __all__ = [
     "AdaptiveImportanceSampling",
     "sgvb_a", "sgvb_b", "kl_to_prior", "iwae_bound", "log_weights", "logmeanexp", "log_marginal_estimate",
     "elbo_and_log_marginal", "score_function_surrogate",
-    "load_dataset", "Dataset", "train", "load_model", "load_method", "load_weights", "evaluate_run", "evaluate_model", "plot_run",
+    "load_dataset", "Dataset", "train", "enable_logging", "load_model", "load_method", "load_weights", "evaluate_run", "evaluate_model", "plot_run",
     "VarinfError", "DataError", "DatasetNotFoundError", "CheckpointError", "ConfigError", "ConvergenceWarning",
 ]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 
 from varinf.errors import VarinfError
@@ -20,6 +19,20 @@ def _int_tuple(text: str) -> tuple[int, ...]:
 def _latent_dim(text: str) -> int | tuple[int, ...]:
     widths = _int_tuple(text)
     return widths[0] if len(widths) == 1 else widths
+
+
+def _size_help(name: str) -> str:
+    from varinf.config import GENERIC_SIZE, SIZE_DEFAULTS
+
+    def show(v):
+        return ",".join(map(str, v)) if isinstance(v, tuple) else str(v)
+    per_dataset = [f"{show(sizes[name])} for {dataset}" for dataset, sizes in SIZE_DEFAULTS.items()]
+    return ", ".join(per_dataset + [f"else {show(GENERIC_SIZE[name])}"])
+
+
+def _method_names() -> list[str]:
+    from varinf.infer import METHODS
+    return list(METHODS)
 
 
 def _methods_help() -> str:
@@ -46,15 +59,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mlp | cnn: VAE encoder/decoder architecture; sbn: sigmoid belief network with binary "
                         "latents (default mlp)")
     t.add_argument("--latent-dim", type=_latent_dim,
-                   help="number of latent variables K (default 200); for --model sbn a list such as 200,200,200 "
+                   help=f"number of latent variables K (default {_size_help('latent_dim')}); for --model sbn a list such as 200,200,200 "
                         "gives a deep SBN with one stochastic layer per entry, bottom (next to x) first")
     t.add_argument("--hidden", type=_int_tuple,
-                   help="hidden widths, e.g. 500 or 500,500 (default 500); --hidden '' = none (a linear sbn)")
+                   help=f"hidden widths, e.g. 500 or 500,500 (default {_size_help('hidden')}); --hidden '' = none "
+                        "(a linear sbn)")
     t.add_argument("--activation", help="softplus | relu | tanh | elu (default softplus)")
     t.add_argument("--likelihood", choices=["bernoulli", "gaussian-global", "gaussian-pixel"],
                    help="p(x|z) of mlp/cnn: bernoulli (binary data, default), or Gaussian with a learned variance "
                         "shared by all pixels (gaussian-global) or one per pixel (gaussian-pixel), for grey levels")
-    t.add_argument("--method", help="training method (default vae): " + _methods_help())
+    t.add_argument("--method", choices=_method_names(), help="training method (default vae): " + _methods_help())
     t.add_argument("--estimator", choices=["A", "B", "a", "b"], help="vae: SGVB estimator A or B (default B)")
     t.add_argument("--samples", type=int,
                    help="samples per datapoint; for the refined-EM methods the M-step's N (default: the method's, "
@@ -87,11 +101,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="early-stopping patience in epochs; 0 disables early stopping (default 20)")
     t.add_argument("--seed", type=int, help="random seed (default 0)")
     t.add_argument("--device", help="cpu | cuda (default cpu)")
-    t.add_argument("--threads", type=int, help="torch intra-op threads")
+    t.add_argument("--threads", type=int,
+                   help="torch intra-op threads (default 1: torch's own default, one per core, made the README's "
+                        "digits job 3-25x slower on shared cores, docs/RESULTS.md §3; raise it only on cores you "
+                        "have to yourself)")
     t.add_argument("--tf32", action="store_true", default=None,
                    help="CUDA: allow TF32 tensor-core matmuls (off by default; effect on the bound not measured)")
     t.add_argument("--autocast", choices=["bf16"],
                    help="run the training step under torch.autocast in bfloat16 (off by default)")
+    t.add_argument("--tensorboard", action="store_true",
+                   help="also write per-epoch bounds, learning rates and timings as TensorBoard events to "
+                        "RUN_DIR/tensorboard (needs pip install 'varinf[tensorboard]')")
     t.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines (warnings and errors only)")
     t.add_argument("--verbose", action="store_true", help="also debug messages")
 
@@ -153,7 +173,7 @@ def _train(args) -> int:
     else:
         cfg = make_config(args.config, **given)
     with process_group(cfg.device) as ctx:   # under torchrun: join the process group (gloo on CPU, NCCL on CUDA)
-        result = train(cfg, args.out, resume=args.resume, progress=not args.quiet)
+        result = train(cfg, args.out, resume=args.resume, progress=not args.quiet, tensorboard=args.tensorboard)
     if not ctx.is_main:
         return 0
     print(json.dumps({"run_dir": str(result.run_dir), "epochs": result.epochs_run, "best_epoch": result.best_epoch,
@@ -190,25 +210,12 @@ def _plot(args) -> int:
     return 0
 
 
-class _TqdmHandler(logging.Handler):
-    """Log lines to stderr through ``tqdm.write``, so that they do not tear a progress bar on a terminal."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        from tqdm.auto import tqdm
-        tqdm.write(self.format(record), file=sys.stderr)
-
-
 def _configure_logging(args) -> None:
     """``varinf`` messages at INFO (per-epoch lines), WARNING with --quiet, DEBUG with --verbose."""
-    logger = logging.getLogger("varinf")
-    for old in [h for h in logger.handlers if isinstance(h, _TqdmHandler)]:
-        logger.removeHandler(old)
-    handler = _TqdmHandler()
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    logger.addHandler(handler)
+    from varinf.logs import enable_logging
+
     quiet, verbose = getattr(args, "quiet", False), getattr(args, "verbose", False)
-    logger.setLevel(logging.DEBUG if verbose else logging.WARNING if quiet else logging.INFO)
-    logger.propagate = False
+    enable_logging("DEBUG" if verbose else "WARNING" if quiet else "INFO")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -44,6 +44,14 @@ AUTOCAST = ("bf16",)
 # The method-dependent settings and their values where a method's registry entry
 # (varinf.infer.METHODS[name].defaults) gives none. avi_rate: every AVI refiner, at training or at
 # test time on a run of any method, defaults to varinf's damped step γ = 0.1 (Eq. 9 as printed is γ = 1).
+
+# The network size where the settings give none (None, resolved where used, as the method's defaults):
+# the dataset's own (digits is 64-dimensional with 1197 training images; 8 latents and 256 hidden units
+# had the best validation bound of the sizes tried, docs/RESULTS.md §3), else Hjelm et al. 2015 Table 1's
+# 784-500-200 network.
+SIZE_DEFAULTS = {"digits": dict(latent_dim=8, hidden=(256,))}
+GENERIC_SIZE = dict(latent_dim=200, hidden=(500,))
+
 GENERIC_DEFAULTS = dict(samples=1, refine_steps=0, inference_rate=5e-3, refine_optimizer="sgd", refine_samples=20,
                         avi_rate=AVI_DEFAULT_RATE, valid_refine_steps=0, leapfrog_steps=0,
                         temperature=None)        # None: the method has no relaxation
@@ -52,7 +60,7 @@ PATIENCE_OFF = 0
 
 @dataclass
 class TrainConfig:
-    """Everything that defines a training run. Defaults: Hjelm et al. 2015 Table 1's VAE (784-500-200 softplus)."""
+    """Everything that defines a training run. Defaults: Hjelm et al. 2015 Table 1's VAE (784-500-200 softplus); 64-256-8 on digits."""
 
     # data
     dataset: str = "digits"
@@ -60,8 +68,9 @@ class TrainConfig:
     binarize: bool | None = None          # mnist: dynamic binarization (fresh Bernoulli draw per batch)
     # model
     model: str = "mlp"                    # mlp | cnn (VAE) | sbn (sigmoid belief network; hidden = () is linear)
-    latent_dim: int | tuple[int, ...] = 200   # K; for sbn a list (K₁, …, K_L) = L stochastic layers, bottom first
-    hidden: tuple[int, ...] = (500,)
+    latent_dim: int | tuple[int, ...] | None = None   # K; for sbn a list (K₁, …, K_L) = L stochastic layers,
+    #                                               bottom first; None: the dataset's size (SIZE_DEFAULTS)
+    hidden: tuple[int, ...] | None = None  # () is no hidden layer (a linear sbn); None as latent_dim
     activation: str = "softplus"
     channels: tuple[int, ...] = (32, 64)
     likelihood: str = "bernoulli"         # p(x|z) of mlp/cnn: bernoulli | gaussian-global | gaussian-pixel
@@ -89,7 +98,8 @@ class TrainConfig:
     temperature: float | None = None      # τ of the Gumbel-Softmax / Concrete relaxation (gumbel, gumbel-st)
     seed: int = 0
     device: str = "cpu"
-    threads: int | None = None            # torch intra-op threads (None: torch's default)
+    threads: int | None = 1               # torch intra-op threads; None: torch's default (one per core), which
+    #                                       collapses on shared cores (docs/RESULTS.md §3, "Threads")
     # reduced precision (GPU path; off by default; their effect on the bound is not yet measured)
     tf32: bool = False                    # CUDA: TF32 tensor-core matmuls (10-bit mantissa inputs)
     autocast: str | None = None           # "bf16": torch.autocast in bfloat16 for the training step
@@ -119,8 +129,9 @@ class TrainConfig:
             raise ConfigError("channels must list at least one width for --model cnn, got []")
 
     def resolved(self) -> TrainConfig:
-        """This config with every "method default" (None) replaced by the value of :func:`method_defaults`."""
-        table = method_defaults(self.method)
+        """This config with every default (None) filled in: the network size from :data:`SIZE_DEFAULTS` (the
+        dataset's) or :data:`GENERIC_SIZE`, the method's settings from :func:`method_defaults`."""
+        table = {**method_defaults(self.method), **SIZE_DEFAULTS.get(self.dataset, GENERIC_SIZE)}
         values = {name: table[name] if getattr(self, name) is None else getattr(self, name) for name in table}
         if values["valid_refine_steps"] is None:              # gbvi, savae: the validation bound refines as training
             values["valid_refine_steps"] = values["refine_steps"]
@@ -128,7 +139,9 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
-        d["hidden"], d["channels"] = list(self.hidden), list(self.channels)
+        d["channels"] = list(self.channels)
+        if self.hidden is not None:
+            d["hidden"] = list(self.hidden)
         if isinstance(self.latent_dim, tuple):
             d["latent_dim"] = list(self.latent_dim)
         return d
@@ -250,8 +263,8 @@ RULES = {
     "data_dir": lambda v: _string("data_dir", v, allow_none=True),
     "binarize": lambda v: _bool("binarize", v, allow_none=True),
     "model": lambda v: _choice("model", v, MODELS),
-    "latent_dim": lambda v: _latent_dims(v),
-    "hidden": lambda v: _ints("hidden", v, 1),
+    "latent_dim": lambda v: None if v is None else _latent_dims(v),
+    "hidden": lambda v: None if v is None else _ints("hidden", v, 1),
     "activation": lambda v: _choice("activation", v, tuple(ACTIVATIONS)),
     "channels": lambda v: _ints("channels", v, 1),
     "likelihood": lambda v: _choice("likelihood", v, tuple(LIKELIHOODS), normalise=str.lower),

@@ -18,7 +18,8 @@ use q̃ as the ELBO's q and as the importance proposal (same k), and
     amortization_gap = test_elbo_refined − test_elbo     (nats, ≥ 0 up to Monte Carlo error)
 
 is the part of the encoder's gap that T steps recover: a lower bound on the full amortisation
-gap max_q L(q) − L(q_φ). ``--refine-sweep 0,1,2,5,...`` adds the mean bound after every listed T
+gap max_q L(q) − L(q_φ). Without refinement (T = 0, no sweep) the refined numbers and the gap
+are ``null``: nothing was refined. ``--refine-sweep 0,1,2,5,...`` adds the mean bound after every listed T
 (one refinement to the largest T, the bound of each z_t estimated with N fresh samples and the
 closed-form entropy) to eval.json and draws ``figures/amortization_gap.png``. The refined
 numbers use their own generators (stream 1), so ``test_elbo``/``test_nll`` are exactly those of
@@ -261,11 +262,14 @@ def evaluate_model(model, x: torch.Tensor, *, nll_samples: int = 5000, batch_siz
     split_k = ctx.active and len(todo) < ctx.world_size
     batches = todo if split_k else todo[ctx.rank::ctx.world_size]             # this process's share, round-robin
     share, writes = ((ctx.rank, ctx.world_size), ctx.is_main) if split_k else ((0, 1), True)
+    what = "eval" if refiner is None else f"eval (refined, T={refiner.steps})"
+    n_mine, started = len(batches), time.perf_counter()
     if progress and ctx.is_main:
         from tqdm.auto import tqdm
-        batches = tqdm(batches, desc="eval" if refiner is None else f"eval (refined, T={refiner.steps})", disable=None,
-                       leave=False)
-    for b in batches:
+        batches = tqdm(batches, desc=what, disable=None, leave=False)
+    for j, b in enumerate(batches):
+        if j == 1 and ctx.is_main:              # the first batch timed: announce the cost of the rest
+            announce_cost(what, time.perf_counter() - started, n_mine, nll_samples)
         i = b * batch_size
         rows = slice(i, i + batch_size)
         gen = batch_generator(seed, stream, b, device)
@@ -293,6 +297,39 @@ def evaluate_model(model, x: torch.Tensor, *, nll_samples: int = 5000, batch_siz
         partial.save()
     # one collective per tensor; each row comes from one process and the others add exact zeros
     return {k: all_reduce_sum(v, ctx).cpu() for k, v in out.items()}
+
+
+#: a pass announced as longer than this is logged as a warning, so that --quiet shows it too
+LONG_EVAL_SECONDS = 1800
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def announce_cost(what: str, first_batch_seconds: float, n_batches: int, nll_samples: int) -> float:
+    """Log what the rest of an evaluation pass will cost, from the time of its first batch; returns the estimate.
+
+    Called once the first of this process's ``n_batches`` batches is done (the others take about as long:
+    the same k, batch size and model). At INFO; at WARNING when the pass takes more than
+    ``LONG_EVAL_SECONDS``, with how to stop it and resume.
+    """
+    rest = first_batch_seconds * (n_batches - 1)
+    message = (f"{what}: the first of {n_batches} batches took {_duration(first_batch_seconds)} "
+               f"(k = {nll_samples} importance samples per test point); the rest of this pass will take "
+               f"about {_duration(rest)}")
+    if rest > LONG_EVAL_SECONDS:
+        log.warning("%s. Interrupted (Ctrl-C), the same command resumes from the saved batches; --subset N or "
+                    "--nll-samples K make it shorter.", message)
+    else:
+        log.info("%s.", message)
+    return rest
 
 
 def _check_same_view(done: dict, ctx: Context, device: torch.device, directory) -> None:
@@ -328,28 +365,38 @@ def run_refiner(cfg: TrainConfig, family: str, **overrides) -> Refiner:
     return refiner
 
 
-def plot_amortization_gap(table: list[dict], path: Path, title: str = "") -> Path:
-    """Test bound against the number of refinement steps T (mean ± 2 s.e.): the amortisation gap."""
+def plot_amortization_gap(steps: list[int], bounds: torch.Tensor, path: Path, title: str = "",
+                          subtitle: str = "") -> Path:
+    """The bound gained by T refinement steps over the first swept T (T = 0: the encoder's q): the amortisation gap.
+
+    ``bounds`` (T', N) holds each test point's bound after each of ``steps``. Each point of the
+    figure is the mean over test points of the *paired* difference bound_T(x) − bound_T0(x), its
+    error bar ± 2 standard errors of that per-datapoint difference: the encoder-to-encoder spread
+    between test points, which is most of the bound's own standard error, cancels.
+    """
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    steps = [r["steps"] for r in table]
-    mean = [r["test_elbo"] for r in table]
-    err = [2 * r["test_elbo_stderr"] for r in table]
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    gains = [_mean_and_stderr(row - bounds[0]) for row in bounds]           # paired over test points
+    mean = [m for m, _ in gains]
+    err = [2 * se if math.isfinite(se) else 0.0 for _, se in gains]
+    base = "the encoder's q (T = 0)" if steps[0] == 0 else f"T = {steps[0]}"
+    fig, ax = plt.subplots(figsize=(6, 4.5), layout="constrained")
     xs = [max(t, 0.5) for t in steps]   # T = 0 drawn at 0.5 on the log axis
-    ax.errorbar(xs, mean, yerr=err, marker="o", capsize=3)
-    ax.axhline(mean[0], color="grey", lw=0.8, ls="--", label="encoder only (T = 0)")
+    ax.errorbar(xs, mean, yerr=err, marker="o", capsize=3,
+                label=f"mean gain ± 2 s.e. of the paired difference\n(over {bounds.shape[1]} test points)")
+    ax.axhline(0.0, color="grey", lw=0.8, ls="--", label=base)
     ax.set_xscale("log")
     ax.set_xticks(xs)
     ax.set_xticklabels([str(t) for t in steps])
+    ax.minorticks_off()
     ax.set_xlabel("refinement steps T")
-    ax.set_ylabel("test ELBO (nats)")
-    ax.set_title(title or "amortisation gap")
-    ax.legend(loc="lower right")
+    ax.set_ylabel(f"test bound gain over {'T = 0' if steps[0] == 0 else base} (nats)")
+    fig.suptitle(title or "amortisation gap", fontsize=11)
+    ax.set_title(subtitle, fontsize=8, color="dimgrey")
+    fig.legend(loc="outside lower center", fontsize=8, ncols=2)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
@@ -421,9 +468,9 @@ def evaluate_run(run_dir: str | Path, *, nll_samples: int = 5000, subset: int | 
         }
         sweep = tuple(sorted(set(refine_sweep or ())))
         result.update(refiner=refiner.settings())
-        if refiner.steps == 0 and not sweep:
-            result.update(test_elbo_refined=elbo_mean, test_elbo_refined_stderr=elbo_se, test_nll_refined=-lpx_mean,
-                          test_nll_refined_stderr=lpx_se, amortization_gap=0.0, amortization_gap_stderr=0.0)
+        if refiner.steps == 0 and not sweep:       # no refinement ran: nothing refined was measured (null)
+            result.update(test_elbo_refined=None, test_elbo_refined_stderr=None, test_nll_refined=None,
+                          test_nll_refined_stderr=None, amortization_gap=None, amortization_gap_stderr=None)
         else:
             ref = evaluate_model(model, x, nll_samples=nll_samples, batch_size=batch_size, seed=seed, progress=progress,
                                  refiner=refiner, sweep=sweep, resume_dir=resume_dir)
@@ -442,13 +489,18 @@ def evaluate_run(run_dir: str | Path, *, nll_samples: int = 5000, subset: int | 
                 for t, row in zip(sweep, ref["sweep"]):
                     m, se = _mean_and_stderr(row)
                     table.append({"steps": t, "test_elbo": m, "test_elbo_stderr": se})
-                for row in table:
+                for row, bounds in zip(table, ref["sweep"]):
                     row["gap"] = row["test_elbo"] - table[0]["test_elbo"] if sweep[0] == 0 else None
+                    # the standard error of the gap: paired over test points
+                    row["gap_stderr"] = _mean_and_stderr(bounds - ref["sweep"][0])[1] if sweep[0] == 0 else None
                 result["refine_sweep"] = table
                 result["refine_sweep_note"] = (f"bound of q~ after T steps, each estimated with {SWEEP_SAMPLES} "
-                                               "fresh samples + closed-form entropy; gap relative to T = 0")
+                                               "fresh samples + closed-form entropy; gap relative to T = 0, "
+                                               "gap_stderr paired over test points")
                 if write and ctx.is_main:
-                    path = plot_amortization_gap(table, figure, f"{dataset.name}, {cfg.method}: {refiner!r}")
+                    path = plot_amortization_gap(list(sweep), ref["sweep"], figure,
+                                                 f"amortisation gap: {dataset.name}, {cfg.method}",
+                                                 f"refiner: {refiner!r}")
                     result["amortization_gap_figure"] = str(path)
         result["seconds"] = time.perf_counter() - t0
         result["world_size"] = ctx.world_size

@@ -53,6 +53,7 @@ from varinf.infer import METHODS, Method, make_optimizer, make_optimizers
 from varinf.likelihoods import needs_binary_data
 from varinf.models import MODEL_KINDS, SBNConfig, VAEConfig, kind_of
 from varinf.runlock import run_lock
+from varinf.tensorboard_log import EpochBoard
 
 CHECKPOINTS = "checkpoints"
 log = logging.getLogger(__name__)          # per-epoch lines (INFO); ``varinf train`` shows them unless --quiet
@@ -78,6 +79,7 @@ def resolve_device(name: str) -> torch.device:
 
 def model_config(cfg: TrainConfig, dataset: Dataset) -> VAEConfig | SBNConfig:
     """The built-in model's architecture config for ``cfg.model``: "mlp"/"cnn" → VAEConfig, "sbn" → SBNConfig."""
+    cfg = cfg.resolved()
     if cfg.model == "sbn":
         return SBNConfig(data_dim=dataset.dim, latent_dim=cfg.latent_dim, hidden=cfg.hidden,
                          activation=cfg.activation)
@@ -348,13 +350,16 @@ def _normal(v):
 
 
 def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True,
-          model=None, data: Dataset | None = None) -> TrainResult:
+          model=None, data: Dataset | None = None, tensorboard: bool = False) -> TrainResult:
     """Train ``cfg.method`` into ``run_dir``; see the module docstring.
 
     ``model`` and ``data``: a user's amortised model (``varinf.contract``) and a
     :class:`varinf.data.Dataset` with train and valid splits, instead of the built-in model and
     ``cfg.dataset``. ``resume=True`` continues the run in ``run_dir`` (or starts it if it was
-    stopped before its first checkpoint).
+    stopped before its first checkpoint). ``tensorboard=True`` also writes the per-epoch bounds,
+    learning rates and timings as TensorBoard events to ``run_dir/tensorboard``
+    (:mod:`varinf.tensorboard_log`; needs ``pip install 'varinf[tensorboard]'``). The per-epoch
+    lines go to the ``varinf`` logger: call :func:`varinf.enable_logging` to see them in Python.
     """
     if not isinstance(cfg, TrainConfig):
         raise ConfigError(f"train() takes a TrainConfig (varinf.make_config(...)), got {type(cfg).__name__}")
@@ -368,20 +373,25 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
         broadcast_error(None, ctx, device)
         return _train_locked(cfg, run_dir, resume, False, model, data, ctx)
     released = False
+    board = None
     try:
+        board = EpochBoard(run_dir) if tensorboard else None    # only rank 0 writes events
         with run_lock(run_dir):               # one writer per run directory; then clear what a kill left
             remove_stale_files(run_dir, run_dir / CHECKPOINTS)
             broadcast_error(None, ctx, device)
             released = True
-            return _train_locked(cfg, run_dir, resume, progress, model, data, ctx)
+            return _train_locked(cfg, run_dir, resume, progress, model, data, ctx, board)
     except Exception as exc:
         if not released:
             broadcast_error(str(exc) or type(exc).__name__, ctx, device)
         raise
+    finally:
+        if board is not None:
+            board.close()
 
 
 def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool, model, data,
-                  ctx: Context) -> TrainResult:
+                  ctx: Context, board: EpochBoard | None = None) -> TrainResult:
     ckpt_dir = run_dir / CHECKPOINTS
     has_checkpoint = (ckpt_dir / "last.json").exists()
     if not resume and has_checkpoint:
@@ -477,6 +487,8 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool,
                 save_checkpoint(ckpt_dir, "best", model=checkpointed, optimizers=optimizers, meta=meta)
             save_checkpoint(ckpt_dir, "last", model=checkpointed, optimizers=optimizers, meta=meta)
             _write_metrics(run_dir, history)
+            if board is not None:
+                board.epoch(history[-1], optimizers)
         if ctx.is_main:
             log.info("epoch %4d  train ELBO %9.3f  valid ELBO %9.3f  %6.1fs%s", epoch + 1, train_elbo, valid_elbo,
                      seconds, "  *" if improved else "")

@@ -72,7 +72,7 @@ def check_instances() -> list:
         BayesianGaussianMixture(n_components=2, max_iter=20, random_state=0),
         SparseCoding(n_components=3, max_iter=10, random_state=0),
         FactorialHMM(n_chains=2, n_states=2, max_iter=5, random_state=0),
-        BayesianLogLinear(n_iter=50),
+        BayesianLogLinear(max_iter=50),
         MeanFieldLatentFactor(BinaryLatentFactorModel.random(2, 3), max_iter=20, random_state=0),
         UnivariateGaussianCAVI(max_iter=20),
     ]

@@ -60,6 +60,7 @@ __all__ = [
     "elbo_estimate",
     "fit_bbvi",
     "BBVIResult",
+    "NoImprovementStop",
     "GaussianMeanModel",
     "ESTIMATORS",
     "estimator_gradient",
@@ -232,17 +233,58 @@ class BBVIResult:
     params: torch.Tensor
     elbo_trace: list = field(default_factory=list)
     n_iter: int = 0
+    converged: bool = False
+
+
+class NoImprovementStop:
+    """Stopping rule of a stochastic ELBO ascent: scikit-learn's ``tol`` / ``n_iter_no_change``.
+
+    As ``MLPClassifier`` and ``SGDClassifier`` do for their loss: every ``check_every``
+    iterations the objective is read; when it has not risen above its best value by more than
+    ``tol`` at ``n_iter_no_change`` consecutive checks, the fit has converged. The caller reads the
+    ELBO with the *same* draws at every check (common random numbers: a fixed noise tensor or a
+    generator re-seeded with one seed), so a change between checks is a change of q, not of the
+    Monte Carlo draws. ``tol=None`` turns the rule off (the fit runs all its iterations).
+    """
+
+    def __init__(self, tol: float | None, n_iter_no_change: int = 5, check_every: int = 50):
+        if tol is not None and not (isinstance(tol, (int, float)) and not isinstance(tol, bool)
+                                    and math.isfinite(tol) and tol >= 0):
+            raise ConfigError(f"tol must be a finite number >= 0, or None for no stopping rule; got {tol!r}.")
+        _check_samples(n_iter_no_change, "n_iter_no_change")
+        _check_samples(check_every, "check_every")
+        self.tol, self.n_iter_no_change, self.check_every = tol, n_iter_no_change, check_every
+        self.best, self.no_change = -math.inf, 0
+
+    def due(self, it: int) -> bool:
+        """Whether iteration ``it`` (1-based) is a check."""
+        return self.tol is not None and it % self.check_every == 0
+
+    def converged(self, value: float) -> bool:
+        """Record the objective read at a check; True once it stalled ``n_iter_no_change`` checks in a row."""
+        if value > self.best + self.tol:
+            self.best, self.no_change = value, 0
+        else:
+            self.best, self.no_change = max(self.best, value), self.no_change + 1
+        return self.no_change >= self.n_iter_no_change
 
 
 def fit_bbvi(log_joint: Callable, family, init_params: torch.Tensor, *, estimator: str = "rao-blackwell+cv",
              n_iter: int = 500, lr: float = 0.05, num_samples: int = 10, generator=None,
              log_joint_terms=None, elbo_fn: Callable | None = None, record_every: int = 10,
-             num_elbo_samples: int = 200) -> BBVIResult:
+             num_elbo_samples: int = 200, tol: float | None = None, n_iter_no_change: int = 5,
+             check_every: int = 50) -> BBVIResult:
     """Maximise the ELBO by stochastic gradient ascent (Adam) with the chosen gradient estimator.
 
     ``elbo_fn(params)`` (e.g. a closed form) is recorded every ``record_every``
     iterations in ``elbo_trace`` as ``(iteration, elbo)``; without it an MC estimate
     with ``num_elbo_samples`` draws is recorded.
+
+    ``tol`` (None: off, all ``n_iter`` iterations run) stops the ascent by
+    :class:`NoImprovementStop`: every ``check_every`` iterations the ELBO is read (``elbo_fn``,
+    else an MC estimate with ``num_elbo_samples`` draws from seed 0 at every check)
+    and the fit stops once it has not improved on its best by more than ``tol`` (absolute, in
+    nats) at ``n_iter_no_change`` consecutive checks; ``result.converged`` says whether it did.
     """
     _check_samples(n_iter, "n_iter")
     if not (isinstance(lr, (int, float)) and lr > 0):
@@ -257,17 +299,28 @@ def fit_bbvi(log_joint: Callable, family, init_params: torch.Tensor, *, estimato
                      elbo_estimate(log_joint, family, params.detach(), num_elbo_samples, generator))
         result.elbo_trace.append((it, float(value)))
 
+    stop = NoImprovementStop(tol, n_iter_no_change, check_every)
+    def check_value() -> float:
+        with torch.no_grad():       # the same draws at every check (their own generator: the fit's draws are untouched)
+            return float(elbo_fn(params.detach()) if elbo_fn is not None else
+                         elbo_estimate(log_joint, family, params.detach(), num_elbo_samples,
+                                       torch.Generator().manual_seed(0)))
+
     record(0)
+    it = 0
     for it in range(1, n_iter + 1):
         g = estimator_gradient(estimator, log_joint, family, params.detach(), num_samples, generator,
                                log_joint_terms)
         opt.zero_grad()
         params.grad = -g                                                   # ascent on the ELBO
         opt.step()
-        if it % record_every == 0 or it == n_iter:
+        result.converged = stop.due(it) and stop.converged(check_value())
+        if it % record_every == 0 or it == n_iter or result.converged:
             record(it)
+        if result.converged:
+            break
     result.params = params.detach()
-    result.n_iter = n_iter
+    result.n_iter = it
     return result
 
 

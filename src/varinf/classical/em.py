@@ -20,8 +20,11 @@ reports and whose change it compares with ``tol``.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from sklearn.base import DensityMixin
+from sklearn.utils import check_random_state
 
 from varinf.errors import ConfigError, DataError
 
@@ -68,7 +71,11 @@ class GaussianMixture(DensityMixin, CoordinateAscent):
     Same hyper-parameters, attributes and defaults as ``sklearn.mixture.GaussianMixture``
     for the covariance types implemented here ("full" and "diag"); given the same
     initial parameters (``weights_init``/``means_init``/``precisions_init``, or the
-    same ``random_state`` and ``init_params``) it follows the same iterates.
+    same ``random_state`` and ``init_params``) it follows the same iterates. The methods
+    scikit-learn users call (``score_samples``, ``score``, ``predict``, ``predict_proba``,
+    ``fit_predict``, ``sample``, ``aic``, ``bic``) return scikit-learn's values on the same
+    fitted parameters. Not implemented: ``n_init``, ``warm_start`` and the "tied" and
+    "spherical" covariance types.
 
     Parameters
     ----------
@@ -234,20 +241,47 @@ class GaussianMixture(DensityMixin, CoordinateAscent):
         return np.exp(A)
 
     def predict(self, X) -> np.ndarray:
+        """The most probable component of each row, argmax_k p(z_n = k | x_n; theta)."""
         return self._weighted_log_prob(X).argmax(axis=1)
 
-    def sample(self, n_samples: int = 1, random_state=None):
-        """Draw ``n_samples`` points and their component labels."""
-        self._check_fitted()
-        from sklearn.utils import check_random_state
+    def fit_predict(self, X, y=None) -> np.ndarray:
+        """Fit on ``X``, then label its rows: ``fit(X).predict(X)`` (scikit-learn's guarantee)."""
+        return self.fit(X).predict(X)
 
-        rng = check_random_state(random_state)
-        counts = rng.multinomial(_check_int(n_samples, "n_samples", 1), self.weights_)
-        labels = np.repeat(np.arange(self.n_components), counts)
-        eps = rng.standard_normal((labels.size, self.n_features_in_))
+    def _n_parameters(self) -> int:
+        """Free parameters: K-1 weights, K D means, K D(D+1)/2 (full) or K D (diag) covariance entries."""
+        k, d = self.means_.shape
+        cov_params = k * d * (d + 1) // 2 if self.covariance_type == "full" else k * d
+        return int(cov_params + k * d + k - 1)
+
+    def bic(self, X) -> float:
+        """Bayesian information criterion -2 log p(X; theta) + p log N (lower is better; scikit-learn's)."""
+        X = self._validate(X)
+        return -2 * self.score(X) * X.shape[0] + self._n_parameters() * math.log(X.shape[0])
+
+    def aic(self, X) -> float:
+        """Akaike information criterion -2 log p(X; theta) + 2 p (lower is better; scikit-learn's)."""
+        X = self._validate(X)
+        return -2 * self.score(X) * X.shape[0] + 2 * self._n_parameters()
+
+    def sample(self, n_samples: int = 1):
+        """Draw ``n_samples`` points and their component labels, as scikit-learn does.
+
+        The draws come from the estimator's ``random_state`` (an integer gives the same draws at
+        every call), in scikit-learn's order: component counts from one multinomial draw, then each
+        component's points (``RandomState.multivariate_normal`` for "full", scaled standard normals
+        for "diag"); the labels are sorted. Same fitted parameters and ``random_state`` give
+        scikit-learn's points exactly.
+        """
+        self._check_fitted()
+        n_samples = _check_int(n_samples, "n_samples", 1)
+        rng = check_random_state(self.random_state)
+        counts = rng.multinomial(n_samples, self.weights_)
         if self.covariance_type == "full":
-            chol = np.linalg.cholesky(self.covariances_)
-            X = self.means_[labels] + np.einsum("nij,nj->ni", chol[labels], eps)
+            X = np.vstack([rng.multivariate_normal(mean, cov, int(c))
+                           for mean, cov, c in zip(self.means_, self.covariances_, counts)])
         else:
-            X = self.means_[labels] + np.sqrt(self.covariances_[labels]) * eps
+            X = np.vstack([mean + rng.standard_normal(size=(int(c), self.n_features_in_)) * np.sqrt(var)
+                           for mean, var, c in zip(self.means_, self.covariances_, counts)])
+        labels = np.repeat(np.arange(self.n_components), counts)
         return X, labels

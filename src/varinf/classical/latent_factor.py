@@ -88,6 +88,10 @@ class BinaryLatentFactorModel:
         self.prior_probs = pp
         self.latent_dim, self.n_outputs = k, n
 
+    def __repr__(self) -> str:
+        # readable (and stable) in an estimator's repr and in the pytest IDs of the estimator checks
+        return f"BinaryLatentFactorModel(n_factors={self.latent_dim}, n_outputs={self.n_outputs}, noise_std={self.noise_std:g})"
+
     @classmethod
     def random(cls, n_factors: int, n_outputs: int, noise_std: float = 0.5, seed: int = 0,
                prior_prob: float = 0.3):

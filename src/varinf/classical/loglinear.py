@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from numbers import Integral
 
 import numpy as np
@@ -32,12 +33,15 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils import check_random_state, column_or_1d
 from sklearn.utils.multiclass import check_classification_targets
 
-from varinf.errors import ConfigError, DataError
+from varinf.errors import ConfigError, ConvergenceWarning, DataError
 
 from ._base import _check_int, _check_real, check_fitted, validate_input
-from .bbvi import ESTIMATORS, MeanFieldNormal, fit_bbvi
+from .bbvi import ESTIMATORS, MeanFieldNormal, NoImprovementStop, fit_bbvi
 
 __all__ = ["BayesianLogLinear", "loglinear_log_joint"]
+
+_CHECK_EVERY = 50       # Adam steps between two readings of the stopping rule
+_CHECK_DRAWS = 50       # fixed draws of the ELBO read at each check (the draws the trace records with)
 
 
 def loglinear_log_joint(X: torch.Tensor, y: torch.Tensor, n_classes: int, prior_std: float):
@@ -59,20 +63,30 @@ class BayesianLogLinear(ClassifierMixin, BaseEstimator):
 
     A scikit-learn classifier: ``fit(X, y)`` returns self; attributes ``classes_``,
     ``n_features_in_``, ``mean_`` (C, F'), ``cov_`` (K, K) with K = C F' (F' = F + intercept),
-    ``elbo_trace_`` [(iteration, MC ELBO)], ``fit_time_``. ``predict_proba`` averages softmax
-    over ``num_samples`` weight draws; ``score`` is the accuracy (ClassifierMixin).
-    ``random_state`` seeds the torch generator of the Monte Carlo gradients (an int is used as
-    the seed itself; None or a RandomState draws one).
+    ``elbo_trace_`` [(iteration, MC ELBO)], ``n_iter_``, ``converged_``, ``fit_time_``.
+    ``predict_proba`` averages softmax over ``num_samples`` weight draws; ``score`` is the
+    accuracy (ClassifierMixin). ``random_state`` seeds the torch generator of the Monte Carlo
+    gradients (an int is used as the seed itself; None or a RandomState draws one).
+
+    Stopping (scikit-learn's ``tol`` / ``n_iter_no_change`` rule and defaults of ``MLPClassifier``,
+    :class:`~varinf.classical.bbvi.NoImprovementStop`): every 50 Adam steps the ELBO per
+    datapoint is estimated with 50 draws that are the same at every check; the fit stops once it
+    has not risen above its best by more than ``tol`` nats per datapoint at ``n_iter_no_change``
+    consecutive checks (``converged_ = True``), else after ``max_iter`` steps with a
+    :class:`~varinf.errors.ConvergenceWarning`. ``tol=None`` turns the rule off: exactly
+    ``max_iter`` steps.
     """
 
     def __init__(self, *, family: str = "full_rank", estimator: str = "reparam", prior_std: float = 1.0,
-                 fit_intercept: bool = True, n_iter: int = 2000, lr: float = 0.02, num_samples: int = 8,
-                 random_state: int = 0):
+                 fit_intercept: bool = True, max_iter: int = 2000, tol: float | None = 1e-4,
+                 n_iter_no_change: int = 10, lr: float = 0.02, num_samples: int = 8, random_state: int = 0):
         self.family = family
         self.estimator = estimator
         self.prior_std = prior_std
         self.fit_intercept = fit_intercept
-        self.n_iter = n_iter
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
         self.lr = lr
         self.num_samples = num_samples
         self.random_state = random_state
@@ -100,8 +114,11 @@ class BayesianLogLinear(ClassifierMixin, BaseEstimator):
         if self.family == "full_rank" and self.estimator != "reparam":
             raise ConfigError("the full-rank family is fitted by reparameterisation only (estimator='reparam').")
         prior_std = _check_real(self.prior_std, "prior_std", 0.0, strict=True)
-        n_iter = _check_int(self.n_iter, "n_iter", 1)
+        max_iter = _check_int(self.max_iter, "max_iter", 1)
         s = _check_int(self.num_samples, "num_samples", 1)
+        tol = None if self.tol is None else _check_real(self.tol, "tol", 0.0)
+        stop = NoImprovementStop(None if tol is None else tol * X.shape[0],      # per datapoint -> total ELBO
+                                 _check_int(self.n_iter_no_change, "n_iter_no_change", 1), _CHECK_EVERY)
         Xd = self._design(X)
         self.classes_ = classes
         c, f = len(classes), Xd.shape[1]
@@ -110,15 +127,22 @@ class BayesianLogLinear(ClassifierMixin, BaseEstimator):
         g = torch.Generator().manual_seed(self._seed())
         if self.family == "mean_field":
             init = torch.stack([torch.zeros(k, dtype=torch.float64), torch.full((k,), -2.0, dtype=torch.float64)], 1)
-            res = fit_bbvi(log_joint, MeanFieldNormal(), init, estimator=self.estimator, n_iter=n_iter, lr=self.lr,
-                           num_samples=s, generator=g, record_every=max(1, n_iter // 50), num_elbo_samples=50)
+            res = fit_bbvi(log_joint, MeanFieldNormal(), init, estimator=self.estimator, n_iter=max_iter,
+                           lr=self.lr, num_samples=s, generator=g, record_every=max(1, max_iter // 50),
+                           num_elbo_samples=_CHECK_DRAWS, tol=stop.tol, n_iter_no_change=stop.n_iter_no_change,
+                           check_every=stop.check_every)
             self.mean_ = res.params[:, 0].reshape(c, f)
             self.cov_ = torch.diag((2 * res.params[:, 1]).exp())
             self.elbo_trace_ = res.elbo_trace
+            self.n_iter_, self.converged_ = res.n_iter, res.converged
         else:
-            self._fit_full_rank(log_joint, k, n_iter, s, g)
+            self._fit_full_rank(log_joint, k, max_iter, s, g, stop)
             self.mean_ = self._m.reshape(c, f)
         self.fit_time_ = time.perf_counter() - t0
+        if tol is not None and not self.converged_:
+            warnings.warn(f"BayesianLogLinear did not converge in max_iter={max_iter} steps (the ELBO per datapoint "
+                          f"still rose by more than tol={tol:g} within {stop.n_iter_no_change} checks); increase "
+                          "max_iter or tol.", ConvergenceWarning, stacklevel=2)
         return self
 
     def _seed(self) -> int:
@@ -127,7 +151,7 @@ class BayesianLogLinear(ClassifierMixin, BaseEstimator):
             return int(rs)
         return int(check_random_state(rs).randint(2 ** 31 - 1))
 
-    def _fit_full_rank(self, log_joint, k, n_iter, s, g):
+    def _fit_full_rank(self, log_joint, k, n_iter, s, g, stop):
         m = torch.zeros(k, dtype=torch.float64, requires_grad=True)
         raw = torch.zeros(k, k, dtype=torch.float64)
         raw.diagonal().fill_(-2.0)
@@ -136,18 +160,31 @@ class BayesianLogLinear(ClassifierMixin, BaseEstimator):
         tril = torch.ones(k, k, dtype=torch.bool).tril(-1)
         self.elbo_trace_ = []
         every = max(1, n_iter // 50)
+        entropy_const = 0.5 * k * math.log(2 * math.pi * math.e)
+        check_eps = torch.randn(_CHECK_DRAWS, k, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+        def cholesky_factor():
+            return torch.where(tril, raw, torch.zeros_like(raw)) + torch.diag(raw.diagonal().exp())
+
+        converged, it = False, 0
         for it in range(1, n_iter + 1):
-            L = torch.where(tril, raw, torch.zeros_like(raw)) + torch.diag(raw.diagonal().exp())
+            L = cholesky_factor()
             eps = torch.randn(s, k, generator=g, dtype=torch.float64)
-            entropy = raw.diagonal().sum() + 0.5 * k * math.log(2 * math.pi * math.e)
-            elbo = log_joint(m + eps @ L.T).mean() + entropy                    # (LL.3)
+            elbo = log_joint(m + eps @ L.T).mean() + raw.diagonal().sum() + entropy_const   # (LL.3)
             opt.zero_grad()
             (-elbo).backward()
             opt.step()
-            if it % every == 0 or it == n_iter:
+            if stop.due(it):
+                with torch.no_grad():                                           # (LL.3), the same draws every check
+                    converged = stop.converged(float(log_joint(m + check_eps @ cholesky_factor().T).mean()
+                                                     + raw.diagonal().sum() + entropy_const))
+            if it % every == 0 or it == n_iter or converged:
                 self.elbo_trace_.append((it, elbo.item()))
+            if converged:
+                break
+        self.n_iter_, self.converged_ = it, converged
         with torch.no_grad():
-            L = torch.where(tril, raw, torch.zeros_like(raw)) + torch.diag(raw.diagonal().exp())
+            L = cholesky_factor()
             self._m, self.cov_ = m.detach(), L @ L.T
 
     def sample_weights(self, num_samples: int, seed: int = 0) -> torch.Tensor:
