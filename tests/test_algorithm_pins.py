@@ -241,7 +241,7 @@ SHAPES = {
 @pytest.mark.parametrize("name", sorted(SHAPES))
 def test_parameter_shapes_of_every_shipped_architecture(name):
     settings, shapes = SHAPES[name]
-    model = build_model(model_config(make_config(**settings), MNIST), 0, torch.device("cpu"))
+    model = build_model(model_config(make_config(dataset="binarized-mnist", **settings), MNIST), 0, torch.device("cpu"))
     assert [(n, tuple(p.shape)) for n, p in model.named_parameters()] == shapes
 
 

@@ -219,11 +219,17 @@ def test_network_size_defaults_to_the_datasets():
     """digits gets a digits-sized network; other data Hjelm et al.'s 784-500-200; given values win."""
     from varinf.cli import build_parser
 
-    assert (varinf.make_config().latent_dim, varinf.make_config().hidden) == (8, (256,))
-    mnist = varinf.make_config(dataset="binarized-mnist")
+    import dataclasses
+
+    digits = varinf.make_config()
+    assert (digits.latent_dim, digits.hidden) == (None, None)                           # "the dataset's size"
+    assert (digits.resolved().latent_dim, digits.resolved().hidden) == (8, (256,))
+    mnist = varinf.make_config(dataset="binarized-mnist").resolved()
     assert (mnist.latent_dim, mnist.hidden) == (200, (500,))
-    assert varinf.make_config(latent_dim=2).hidden == (256,) and varinf.make_config(hidden=(64,)).latent_dim == 8
-    assert varinf.make_config(model="sbn", method="avi", hidden=()).hidden == ()          # () is none, not the default
-    assert varinf.make_config().to_dict()["hidden"] == [256]                              # saved concrete
+    assert dataclasses.replace(digits, dataset="binarized-mnist").resolved() == mnist      # resolved where used
+    assert varinf.make_config(latent_dim=2).resolved().hidden == (256,)
+    assert varinf.make_config(hidden=(64,)).resolved().latent_dim == 8
+    assert varinf.make_config(model="sbn", method="avi", hidden=()).resolved().hidden == ()   # () is none
+    assert digits.resolved().to_dict()["hidden"] == [256]                                   # saved concrete
     help_text = " ".join(build_parser()._subparsers._group_actions[0].choices["train"].format_help().split())
     assert "(default 8 for digits, else 200)" in help_text and "(default 256 for digits, else 500)" in help_text
