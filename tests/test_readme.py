@@ -58,7 +58,7 @@ def shrink(args: list[str]) -> list[str]:
     return out
 
 
-def test_every_cli_line_of_the_readme_runs(tmp_path, monkeypatch):
+def test_every_cli_line_of_the_readme_runs(tmp_path, monkeypatch, shared_data_dir):   # binarized-mnist lines
     from varinf.cli import main
     lines = [line.split("#")[0].strip() for block in blocks("bash")[2:] for line in block.splitlines()]
     commands = [shlex.split(line)[1:] for line in lines if line.startswith(".venv/bin/varinf ")]

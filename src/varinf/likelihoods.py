@@ -107,7 +107,7 @@ LIKELIHOODS = {
 
 
 def make_likelihood(name: str, data_dim: int) -> Likelihood:
-    """The likelihood called ``name`` (a key of :data:`LIKELIHOODS`) for data of dimension D."""
+    """The likelihood called ``name`` (a key of `LIKELIHOODS`) for data of dimension D."""
     if name not in LIKELIHOODS:
         raise ConfigError(f"likelihood must be one of {list(LIKELIHOODS)}, got {name!r}")
     return LIKELIHOODS[name](data_dim)

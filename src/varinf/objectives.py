@@ -165,8 +165,8 @@ def elbo_and_log_marginal(model, q: D.Distribution, x: torch.Tensor, num_samples
         ELBO     ≈ (1/k) Σ_i log w⁽ⁱ⁾                      (SGVB-A with L = k)
         log p̂(x) = log (1/k) Σ_i w⁽ⁱ⁾,  w⁽ⁱ⁾ = p(x, z⁽ⁱ⁾) / q(z⁽ⁱ⁾|x)   (L_k, Burda et al. 2016 Eq. 8)
 
-    Samples are drawn ``chunk_size`` at a time (:func:`chunk_summaries`) and combined by a running
-    sum and a running log-sum-exp (:func:`combine_chunks`), so memory is O(chunk_size · B · D)
+    Samples are drawn ``chunk_size`` at a time ([`chunk_summaries`][varinf.objectives.chunk_summaries]) and combined by a running
+    sum and a running log-sum-exp ([`combine_chunks`][varinf.objectives.combine_chunks]), so memory is O(chunk_size · B · D)
     whatever k is.
     """
     return combine_chunks(chunk_summaries(model, q, x, num_samples, chunk_size, generator), num_samples)
@@ -196,7 +196,7 @@ def chunk_summaries(model, q: D.Distribution, x: torch.Tensor, num_samples: int 
 
 
 def combine_chunks(summaries: torch.Tensor, num_samples: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """ELBO and log p̂(x), (B,) each, from :func:`chunk_summaries` (C, 2, B), combined in chunk order."""
+    """ELBO and log p̂(x), (B,) each, from [`chunk_summaries`][varinf.objectives.chunk_summaries] (C, 2, B), combined in chunk order."""
     lse, total = summaries[0, 0], summaries[0, 1]
     for c in range(1, summaries.shape[0]):
         lse, total = torch.logaddexp(lse, summaries[c, 0]), total + summaries[c, 1]
@@ -240,7 +240,7 @@ def score_function_surrogate(model, q: D.Distribution, x: torch.Tensor, num_samp
 
     z is drawn *without* reparameterisation, so it works for discrete latents. The value is the
     plain ELBO estimate (1/S) Σ_s [log p(x, z_s) − log q(z_s|x)]; the gradient is
-    (1/S) Σ_s [∇ log p(x, z_s) + (l_s − b) ∇ log q(z_s|x)] (:func:`score_function_terms`).
+    (1/S) Σ_s [∇ log p(x, z_s) + (l_s − b) ∇ log q(z_s|x)] ([`score_function_terms`][varinf.objectives.score_function_terms]).
     ``baseline`` b (a scalar or a (B,) tensor, e.g. NVIL's learned baseline) is treated as a constant.
     """
     z = draw(q, _samples(num_samples), generator, reparameterize=False).detach()   # (S, B, K)

@@ -18,7 +18,7 @@ StraightThroughGradient     FactorialBernoulli        z ← z − γ ∂L_e/∂z
 AdaptiveImportanceSampling  FactorialBernoulli        μ ← (1 − γ) μ + γ Σ_n w̃⁽ⁿ⁾ h⁽ⁿ⁾ (Eq. 9; γ = 1 as printed)
 ==========================  ========================  =====================================================
 
-Gradient refiners share one loop (:meth:`GradientRefiner.iterate`) and differ only in the
+Gradient refiners share one loop ([`GradientRefiner.iterate`][varinf.refinement.GradientRefiner.iterate]) and differ only in the
 objective they ascend (``objective(model, x, params, generator) -> (B,)``). The loop ascends the
 *sum* over the batch: datapoint i's parameters enter only its own term, so each gets exactly its
 own gradient with one forward and one backward pass per step (refining a batch equals refining
@@ -26,8 +26,8 @@ each datapoint alone with the same noise — tested). The gradient is taken with
 ``torch.autograd.grad`` with respect to z only, so the model's parameters get no ``.grad``. With
 ``create_graph=True`` the steps stay differentiable (semi-amortised training, Kim et al. 2018).
 
-Step rules for gradient refiners: :class:`GradientStep` (plain ascent, Eq. 4, as in the paper)
-and :class:`AdamStep` (per-parameter adaptive steps, an option beyond the paper). Both are
+Step rules for gradient refiners: [`GradientStep`][varinf.refinement.GradientStep] (plain ascent, Eq. 4, as in the paper)
+and [`AdamStep`][varinf.refinement.AdamStep] (per-parameter adaptive steps, an option beyond the paper). Both are
 written without in-place updates so that ``create_graph`` can differentiate through them.
 
 Which estimator of the Gaussian bound. Eq. 3 writes the entropy term as the sampled −log q̃(h⁽ⁿ⁾);
@@ -258,7 +258,7 @@ class GaussianGradient(GradientRefiner):
     equation = "Hjelm et al. 2015 Eqs. 3-5"
 
     def objective(self, model, x, params, generator):
-        """L̂(x, z) = (1/N) Σ_n log p(x, μ + σ ⊙ ε⁽ⁿ⁾) + H(q̃_z), Eqs. 3 and 5 (:func:`entropy_bound`)."""
+        """L̂(x, z) = (1/N) Σ_n log p(x, μ + σ ⊙ ε⁽ⁿ⁾) + H(q̃_z), Eqs. 3 and 5 ([`entropy_bound`][varinf.refinement.entropy_bound])."""
         return entropy_bound(model, x, params, GAUSSIAN, self.samples, generator)
 
 
@@ -274,7 +274,7 @@ class MeanPassGradient(GradientRefiner):
         super().__init__(steps, rate, step_rule, samples)     # deterministic: ``samples`` is not used
 
     def objective(self, model, x, params, generator):
-        """−L_e(x, z) of Eq. 7 (:func:`mean_pass_objective`)."""
+        """−L_e(x, z) of Eq. 7 ([`mean_pass_objective`][varinf.refinement.mean_pass_objective])."""
         return mean_pass_objective(model, x, params[0])
 
 
@@ -286,7 +286,7 @@ class StraightThroughGradient(GradientRefiner):
     equation = "Hjelm et al. 2015 Eq. 8"
 
     def objective(self, model, x, params, generator):
-        """Surrogate of Eq. 8 with N = ``samples`` draws (:func:`straight_through_objective`)."""
+        """Surrogate of Eq. 8 with N = ``samples`` draws ([`straight_through_objective`][varinf.refinement.straight_through_objective])."""
         return straight_through_objective(model, x, params[0], self.samples, generator)
 
 
