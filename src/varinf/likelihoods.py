@@ -5,14 +5,14 @@ the decoder mean E[x|z] (what ``sample`` and the figures show). It is an ``nn.Mo
 likelihood with parameters of its own (the Gaussian's log-variance) keeps them in the model: they are
 generative parameters θ, trained and checkpointed with the decoder.
 
-====================  =====================  ===============================  ========================
-name                  decoder output η       p(x_d|z)                         data it accepts
-====================  =====================  ===============================  ========================
-``bernoulli``         logits                 Bernoulli(σ(η_d))                binary, or grey levels
-                                                                              with dynamic binarization
-``gaussian-global``   means                  N(η_d, σ²), one learned σ²       any finite values
-``gaussian-pixel``    means                  N(η_d, σ_d²), σ_d² per pixel     any finite values
-====================  =====================  ===============================  ========================
+    ====================  =====================  ===============================  ========================
+    name                  decoder output η       p(x_d|z)                         data it accepts
+    ====================  =====================  ===============================  ========================
+    bernoulli             logits                 Bernoulli(σ(η_d))                binary, or grey levels
+                                                                                  with dynamic binarization
+    gaussian-global       means                  N(η_d, σ²), one learned σ²       any finite values
+    gaussian-pixel        means                  N(η_d, σ_d²), σ_d² per pixel     any finite values
+    ====================  =====================  ===============================  ========================
 
 The Gaussian variance is σ² = σ²_min + exp(s) with a learned s: the floor σ²_min keeps the density
 finite where the data have no spread (MNIST's always-black border pixels would otherwise drive

@@ -5,6 +5,7 @@ shape ``(B,)``: one bound (or surrogate) per datapoint. Averaging over a batch a
 negating for a loss is the caller's business.
 
 Symbols (Goodfellow, Bengio & Courville 2016 §19.1; Hjelm et al. 2015 §2):
+
     x : visible data v,                 shape (B, D)
     z : latent h, drawn from q,         shape (S, B, K)   (S = samples per datapoint)
     q : q(z|x), a torch.distributions object with batch_shape (B,) and event_shape (K,)
@@ -13,6 +14,7 @@ Symbols (Goodfellow, Bengio & Courville 2016 §19.1; Hjelm et al. 2015 §2):
     model.prior()              = p(z), batch_shape (), event_shape (K,)
 
 The ELBO (Goodfellow et al. 2016 Eqs. 19.1–19.3; Han Eq. 7):
+
     L(x, θ, q) = log p(x) − KL(q(z|x) ‖ p(z|x)) = E_q[log p(x, z)] + H(q).
 """
 

@@ -9,14 +9,14 @@ with an operator applied T times; the result z_T defines q̃(h|x). A refiner is 
 
 with four implementations, one per operator of the paper:
 
-==========================  ========================  =====================================================
-refiner                     latent family             operator
-==========================  ========================  =====================================================
-GaussianGradient            DiagonalGaussian          z ← z + γ ∇_z L̂(x, z), L̂ of Eqs. 3 and 5 (GBVI, Eq. 4)
-MeanPassGradient            FactorialBernoulli        z ← z − γ ∇_z L_e, L_e of Eq. 7 (decoder sees μ = σ(z))
-StraightThroughGradient     FactorialBernoulli        z ← z − γ ∂L_e/∂z of Eq. 8 (∂/∂h passed straight to z)
-AdaptiveImportanceSampling  FactorialBernoulli        μ ← (1 − γ) μ + γ Σ_n w̃⁽ⁿ⁾ h⁽ⁿ⁾ (Eq. 9; γ = 1 as printed)
-==========================  ========================  =====================================================
+    ==========================  ========================  =====================================================
+    refiner                     latent family             operator
+    ==========================  ========================  =====================================================
+    GaussianGradient            DiagonalGaussian          z ← z + γ ∇_z L̂(x, z), L̂ of Eqs. 3 and 5 (GBVI, Eq. 4)
+    MeanPassGradient            FactorialBernoulli        z ← z − γ ∇_z L_e, L_e of Eq. 7 (decoder sees μ = σ(z))
+    StraightThroughGradient     FactorialBernoulli        z ← z − γ ∂L_e/∂z of Eq. 8 (∂/∂h passed straight to z)
+    AdaptiveImportanceSampling  FactorialBernoulli        μ ← (1 − γ) μ + γ Σ_n w̃⁽ⁿ⁾ h⁽ⁿ⁾ (Eq. 9; γ = 1 as printed)
+    ==========================  ========================  =====================================================
 
 Gradient refiners share one loop ([`GradientRefiner.iterate`][varinf.refinement.GradientRefiner.iterate]) and differ only in the
 objective they ascend (``objective(model, x, params, generator) -> (B,)``). The loop ascends the

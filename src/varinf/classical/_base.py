@@ -154,8 +154,8 @@ class CoordinateAscent(BaseEstimator, ABC):
     verbose : int
         If positive, print the monitored bound every ``verbose`` sweeps.
 
-    Attributes (after ``fit``)
-    --------------------------
+    Attributes
+    ----------
     lower_bound_ : float
         Last monitored bound (per sample, except for ``_tol_mode == "sum"``: total).
     lower_bounds_ : list of float
