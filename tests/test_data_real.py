@@ -1,9 +1,7 @@
-"""The real datasets in the shared data directory. These must fail, not skip, when the files are absent."""
+"""The real datasets in the shared data directory. They take the ``shared_data_dir`` fixture, so without
+the files the run stops with one error naming them (tests/conftest.py) instead of skipping."""
 
 from __future__ import annotations
-
-import os
-from pathlib import Path
 
 import pytest
 import torch
@@ -12,13 +10,8 @@ from varinf.data import load_dataset
 from varinf.errors import DatasetNotFoundError
 
 
-def shared_data_dir() -> Path:
-    env = os.environ.get("VARINF_DATA_DIR")
-    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
-
-
-def test_real_binarized_mnist():
-    d = load_dataset("binarized-mnist", shared_data_dir(), download=False)
+def test_real_binarized_mnist(shared_data_dir):
+    d = load_dataset("binarized-mnist", shared_data_dir, download=False)
     assert (d.train.shape, d.valid.shape, d.test.shape) == ((50000, 784), (10000, 784), (10000, 784))
     assert d.binary and d.image_shape == (28, 28) and d.missing == ()
     for s in ("train", "valid", "test"):
@@ -29,8 +22,8 @@ def test_real_binarized_mnist():
     assert 0.1 < mean < 0.2  # about 13% of binarized MNIST pixels are on
 
 
-def test_real_mnist_test_split_only():
-    d = load_dataset("mnist", shared_data_dir())
+def test_real_mnist_test_split_only(shared_data_dir):
+    d = load_dataset("mnist", shared_data_dir)
     assert d.test.shape == (10000, 784) and d.test.dtype == torch.float32
     assert d.test.min() >= 0 and d.test.max() <= 1 and d.test.max() == 1
     assert not d.binary and d.image_shape == (28, 28)

@@ -35,13 +35,25 @@ def test_readme_starts_with_main_job_and_test_command():
     assert "torch==2.13.0" in (REPO / "constraints.txt").read_text()
 
 
+CPU_TORCH = ".venv/bin/pip install -q -c constraints.txt --no-deps --index-url https://download.pytorch.org/whl/cpu torch"
+
+
+def test_readme_setup_takes_torch_from_the_cpu_index_first():
+    """A plain Linux machine gets the CPU-only torch: the first pip step asks PyTorch's CPU index for
+    torch alone (pinned by constraints.txt); the second installs varinf, which keeps that torch."""
+    for command in readme_commands():
+        steps = [step.strip() for step in command.split("&&")]
+        assert steps[0] == "python3 -m venv .venv" and steps[1] == CPU_TORCH, steps[:2]
+        assert steps[2].startswith(".venv/bin/pip install -q -c constraints.txt -e ")
+
+
 def test_ci_runs_the_readme_test_command():
     _, tests = readme_commands()
     ci = (REPO / ".ci" / "run").read_text().splitlines()
     assert tests in ci
 
 
-def test_every_cli_line_of_the_readme_runs(tmp_path, monkeypatch):
+def test_every_cli_line_of_the_readme_runs(tmp_path, monkeypatch, shared_data_dir):   # binarized-mnist lines
     from varinf.cli import main
     lines = [line.split("#")[0].strip() for block in blocks("bash")[2:] for line in block.splitlines()]
     commands = [shlex.split(line)[1:] for line in lines if line.startswith(".venv/bin/varinf ")]

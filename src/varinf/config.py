@@ -1,9 +1,9 @@
 """Training settings: one dataclass, filled from defaults, a TOML file and command-line flags.
 
-Every setting is checked in one place, :meth:`TrainConfig.__post_init__`, by name, type and
+Every setting is checked in one place, `TrainConfig.__post_init__`, by name, type and
 range, whatever its source (TOML, flags, a checkpoint's JSON, the Python API); a bad value is a
-one-line :class:`~varinf.errors.ConfigError` naming the setting, the value and what is allowed.
-Validation is a small table (:data:`RULES`) read by one function rather than a validation
+one-line [`ConfigError`][varinf.errors.ConfigError] naming the setting, the value and what is allowed.
+Validation is a small table (`RULES`) read by one function rather than a validation
 library: the dataclass has 30 plain fields whose rules fit in a line each, and the messages
 must read the same for a flag, a TOML key and an API keyword.
 

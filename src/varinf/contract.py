@@ -8,18 +8,18 @@ A **latent-variable model** p_θ(x, h) provides
 
 (``log_likelihood(x, h)`` = log p(x|h) is optional; SGVB estimator B needs it. A model that has
 ``log_likelihood`` and ``prior`` but no ``log_joint`` gets log p(x|h) + log p(h) from
-:func:`log_joint`.)
+[`log_joint`][varinf.contract.log_joint].)
 
 An **amortised** model adds the inference network q_φ(h|x):
 
-    family                         a :class:`varinf.families.Family` (DiagonalGaussian, FactorialBernoulli)
+    family                         a varinf.families.Family (DiagonalGaussian, FactorialBernoulli)
     encode(x)                      the variational parameters as a tuple of plain tensors, each (B, K)
     generative_parameters()        θ: the parameters the M-step moves
     inference_parameters()         φ: the encoder's parameters
 
 and q(h|x) is ``model.family.dist(*model.encode(x))``. θ and φ are declared by these two methods
 for every model; together they must cover every trainable parameter exactly once (checked by
-:func:`check_amortized`). :class:`AmortizedModel` is a small ``nn.Module`` base that implements
+[`check_amortized`][varinf.contract.check_amortized]). [`AmortizedModel`][varinf.contract.AmortizedModel] is a small ``nn.Module`` base that implements
 ``log_joint`` from ``log_likelihood`` + ``prior`` and splits θ/φ by a submodule named ``encoder``;
 subclass it, or write the methods yourself — only the protocol matters.
 
@@ -117,7 +117,7 @@ def split_parameters(model) -> dict[str, list[nn.Parameter]]:
 
 
 def check_amortized(model, what: str = "model") -> None:
-    """Raise a one-line ConfigError unless ``model`` meets :class:`AmortizedLatentModel`."""
+    """Raise a one-line ConfigError unless ``model`` meets [`AmortizedLatentModel`][varinf.contract.AmortizedLatentModel]."""
     missing = [name for name in ("prior", "encode", "generative_parameters", "inference_parameters", "family")
                if not hasattr(model, name)]
     if not hasattr(model, "log_joint") and not hasattr(model, "log_likelihood"):

@@ -12,24 +12,24 @@ parameter groups, each with its own loss (``varinf.infer._base``: θ, φ and NVI
 different surrogates, taken with one ``autograd.grad`` per loss). DDP hooks ``backward()`` of one
 loss through one wrapped module; with per-group ``autograd.grad`` calls on a model that is
 not the module DDP wraps, its reducer would either miss gradients or need
-``find_unused_parameters`` and one DDP wrapper per group. Instead :func:`apply_losses` calls one
-hook, :class:`GradSync`, after every group's gradient is computed and before any optimizer
+``find_unused_parameters`` and one DDP wrapper per group. Instead `apply_losses` calls one
+hook, [`GradSync`][varinf.distributed.GradSync], after every group's gradient is computed and before any optimizer
 steps: all gradients are flattened into one buffer and all-reduced once per step (one
 collective, the same bytes DDP would send; the overlap of communication with backward that DDP
 buys is small here because the backward of these networks is a few milliseconds).
 
 **Sharded batches, noise independent of the number of processes.** Every process iterates the
 same global minibatches (the permutation comes from the shared seed) and takes its contiguous
-slice of rows (:func:`shard_bounds`). Every per-datapoint random draw of a training step goes
-through ``varinf.families`` (``Family.draw``), which asks :func:`global_rows` / :func:`local_rows`
-for the rows it draws: inside :func:`batch_shard` a process draws the noise of the *whole
+slice of rows ([`shard_bounds`][varinf.distributed.shard_bounds]). Every per-datapoint random draw of a training step goes
+through ``varinf.families`` (``Family.draw``), which asks [`global_rows`][varinf.distributed.global_rows] / [`local_rows`][varinf.distributed.local_rows]
+for the rows it draws: inside [`batch_shard`][varinf.distributed.batch_shard] a process draws the noise of the *whole
 global batch* from the shared generator and keeps its own rows. So datapoint i gets the
 same noise whatever N is, and the generators of all processes stay in step (each consumes
 exactly what one process would). The cost is drawing B_global instead of B_local noise rows per
 process: negligible against the decoder passes at N ≤ 8; on many GPUs a counter-based
 generator keyed by (seed, step, global index) would remove it (not needed here).
 
-The gradient of a batch mean is Σ_r (B_r / B) g_r, so :class:`GradSync` weights each process's
+The gradient of a batch mean is Σ_r (B_r / B) g_r, so [`GradSync`][varinf.distributed.GradSync] weights each process's
 gradient by B_r / B before a SUM all-reduce (exact also for uneven shards). The parameters of N
 processes then equal those of one process up to floating-point summation order: the batch
 reduction inside each process's matmul and the all-reduce's sum are ordered differently from
@@ -39,7 +39,7 @@ Known limit: wake-sleep's sleep phase draws ``B_local`` dreams from the prior pe
 (``model.sample_joint``, not a per-datapoint draw), so under N > 1 its dreams are not those of
 one process (each process dreams its own B_local; with equal shards the processes' generators
 draw the same dreams). It still trains correctly in expectation; the generators are re-synchronised
-from rank 0 at every epoch end (:func:`sync_generator`).
+from rank 0 at every epoch end ([`sync_generator`][varinf.distributed.sync_generator]).
 """
 
 from __future__ import annotations
@@ -110,14 +110,14 @@ def init_from_env(device: str) -> Context:
 
 
 def shutdown() -> None:
-    """Leave the process group joined by :func:`init_from_env` (nothing when none was joined)."""
+    """Leave the process group joined by [`init_from_env`][varinf.distributed.init_from_env] (nothing when none was joined)."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 
 
 @contextmanager
 def process_group(device: str) -> Iterator[Context]:
-    """Join torchrun's process group for the block (:func:`init_from_env`) and leave it after (:func:`shutdown`)."""
+    """Join torchrun's process group for the block ([`init_from_env`][varinf.distributed.init_from_env]) and leave it after ([`shutdown`][varinf.distributed.shutdown])."""
     ctx = init_from_env(device)
     try:
         yield ctx
@@ -196,7 +196,7 @@ def _check_rows(local: int, start: int, stop: int) -> None:
 class GradSync:
     """Average the gradients of one step over processes, weighted by shard size: g = Σ_r (B_r / B) g_r.
 
-    Called by :func:`varinf.infer._base.apply_losses` between the gradients and the optimizer
+    Called by [`varinf.infer._base.apply_losses`][varinf.infer._base.apply_losses] between the gradients and the optimizer
     steps. One flattened buffer, one SUM all-reduce per step. With one process it does nothing.
     """
 
@@ -230,7 +230,7 @@ def all_reduce_sum(values: torch.Tensor, ctx: Context) -> torch.Tensor:
 def global_moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and (biased) variance of all elements of ``x`` across the processes of the current shard.
 
-    Outside :func:`batch_shard` or with one process: ``x.mean()``, ``x.var(unbiased=False)`` exactly. N processes: each sends
+    Outside [`batch_shard`][varinf.distributed.batch_shard] or with one process: ``x.mean()``, ``x.var(unbiased=False)`` exactly. N processes: each sends
     (n_r, mean_r, M2_r) and they are combined by Chan, Golub & LeVeque's (1979) pairwise update
     M2 = Σ M2_r + Σ n_r (mean_r − mean)², which keeps the two-pass accuracy.
     """

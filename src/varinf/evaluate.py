@@ -26,7 +26,7 @@ numbers use their own generators (stream 1), so ``test_elbo``/``test_nll`` are e
 an evaluation without refinement.
 
 Random draws: batch b of the test points gets its own generator keyed by (seed, stream, b)
-(:func:`batch_generator`), so a batch's numbers do not depend on which process evaluates it.
+([`batch_generator`][varinf.evaluate.batch_generator]), so a batch's numbers do not depend on which process evaluates it.
 Under ``torchrun`` (``varinf.distributed``) process r evaluates batches r, r + N, r + 2N, ...
 and the per-datapoint results are summed into place across processes (each row is written by
 one process, the others add exact zeros): N processes give bit for bit the numbers of one. With
@@ -35,7 +35,7 @@ evaluates every N-th chunk of draws of every batch (``objectives.chunk_summaries
 draws the other chunks so that chunk c's draws are the same in every process), and the per-chunk
 sums are added across processes before being combined in chunk order, again bit for bit.
 
-Resuming (:class:`PartialResults`). The same independence makes a long evaluation resumable:
+Resuming ([`PartialResults`][varinf.evaluate.PartialResults]). The same independence makes a long evaluation resumable:
 finished batches are saved every ``FLUSH_SECONDS`` to ``RUN_DIR/eval.partial/`` (safetensors, each
 process its own file, written atomically), keyed by a fingerprint of everything that decides the
 numbers (weights, test points, k, batch and chunk sizes, seed, refiner). Killed at any instant, the
@@ -219,7 +219,7 @@ def evaluate_model(model, x: torch.Tensor, *, nll_samples: int = 5000, batch_siz
     Under data parallelism (``ctx``, default the current process group) the batches are shared
     out round-robin and every process returns the full result. With ``resume_dir`` finished batches
     are saved there and those already there (same fingerprint) are not evaluated again
-    (:class:`PartialResults`); the caller removes the directory when it no longer needs it.
+    ([`PartialResults`][varinf.evaluate.PartialResults]); the caller removes the directory when it no longer needs it.
     """
     if isinstance(nll_samples, bool) or not isinstance(nll_samples, int) or nll_samples < 1:
         raise ConfigError(f"nll_samples must be an integer >= 1, got {nll_samples!r}")

@@ -6,14 +6,14 @@ generator (reparameterised where the family allows it), ``log_prob``, the entrop
 closed-form KL between two members, and the mean. Every estimator, refiner and training
 method goes through a family, so no other module writes a Gaussian draw or a Bernoulli KL.
 
-=================  ==========================  ======================================
-family             parameters (each (B, K))    q(h|x)
-=================  ==========================  ======================================
-DiagonalGaussian   (mu, log_std)               N(μ, diag σ²),  σ = exp(log σ)
-FactorialBernoulli (logits,)                   Π_k Bernoulli(h_k; σ(logit_k))
-LayeredBernoulli   (logits of layer 1,)        Π_l Π_k Bernoulli(h_{l,k}; σ(α_{l,k})),  α_1 = logits,
-                                               α_l = f_l(h_{l−1}) (a deep SBN's encoder, layer by layer)
-=================  ==========================  ======================================
+    =================  ==========================  ======================================
+    family             parameters (each (B, K))    q(h|x)
+    =================  ==========================  ======================================
+    DiagonalGaussian   (mu, log_std)               N(μ, diag σ²),  σ = exp(log σ)
+    FactorialBernoulli (logits,)                   Π_k Bernoulli(h_k; σ(logit_k))
+    LayeredBernoulli   (logits of layer 1,)        Π_l Π_k Bernoulli(h_{l,k}; σ(α_{l,k})),  α_1 = logits,
+                                                   α_l = f_l(h_{l−1}) (a deep SBN's encoder, layer by layer)
+    =================  ==========================  ======================================
 
 Under data parallelism (``varinf.distributed``) a draw covers the whole global minibatch and
 keeps this process's rows, so datapoint i's noise does not depend on the number of processes.

@@ -5,14 +5,14 @@ the decoder mean E[x|z] (what ``sample`` and the figures show). It is an ``nn.Mo
 likelihood with parameters of its own (the Gaussian's log-variance) keeps them in the model: they are
 generative parameters θ, trained and checkpointed with the decoder.
 
-====================  =====================  ===============================  ========================
-name                  decoder output η       p(x_d|z)                         data it accepts
-====================  =====================  ===============================  ========================
-``bernoulli``         logits                 Bernoulli(σ(η_d))                binary, or grey levels
-                                                                              with dynamic binarization
-``gaussian-global``   means                  N(η_d, σ²), one learned σ²       any finite values
-``gaussian-pixel``    means                  N(η_d, σ_d²), σ_d² per pixel     any finite values
-====================  =====================  ===============================  ========================
+    ====================  =====================  ===============================  ========================
+    name                  decoder output η       p(x_d|z)                         data it accepts
+    ====================  =====================  ===============================  ========================
+    bernoulli             logits                 Bernoulli(σ(η_d))                binary, or grey levels
+                                                                                  with dynamic binarization
+    gaussian-global       means                  N(η_d, σ²), one learned σ²       any finite values
+    gaussian-pixel        means                  N(η_d, σ_d²), σ_d² per pixel     any finite values
+    ====================  =====================  ===============================  ========================
 
 The Gaussian variance is σ² = σ²_min + exp(s), s = κ·u with a learned u: the floor σ²_min keeps the
 density finite where the data have no spread (MNIST's always-black border pixels would otherwise
@@ -144,7 +144,7 @@ LIKELIHOODS = {
 
 
 def make_likelihood(name: str, data_dim: int) -> Likelihood:
-    """The likelihood called ``name`` (a key of :data:`LIKELIHOODS`) for data of dimension D."""
+    """The likelihood called ``name`` (a key of `LIKELIHOODS`) for data of dimension D."""
     if name not in LIKELIHOODS:
         raise ConfigError(f"likelihood must be one of {list(LIKELIHOODS)}, got {name!r}")
     return LIKELIHOODS[name](data_dim)

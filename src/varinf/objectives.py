@@ -5,6 +5,7 @@ shape ``(B,)``: one bound (or surrogate) per datapoint. Averaging over a batch a
 negating for a loss is the caller's business.
 
 Symbols (Goodfellow, Bengio & Courville 2016 §19.1; Hjelm et al. 2015 §2):
+
     x : visible data v,                 shape (B, D)
     z : latent h, drawn from q,         shape (S, B, K)   (S = samples per datapoint)
     q : q(z|x), a torch.distributions object with batch_shape (B,) and event_shape (K,)
@@ -13,6 +14,7 @@ Symbols (Goodfellow, Bengio & Courville 2016 §19.1; Hjelm et al. 2015 §2):
     model.prior()              = p(z), batch_shape (), event_shape (K,)
 
 The ELBO (Goodfellow et al. 2016 Eqs. 19.1–19.3; Han Eq. 7):
+
     L(x, θ, q) = log p(x) − KL(q(z|x) ‖ p(z|x)) = E_q[log p(x, z)] + H(q).
 """
 
@@ -165,8 +167,8 @@ def elbo_and_log_marginal(model, q: D.Distribution, x: torch.Tensor, num_samples
         ELBO     ≈ (1/k) Σ_i log w⁽ⁱ⁾                      (SGVB-A with L = k)
         log p̂(x) = log (1/k) Σ_i w⁽ⁱ⁾,  w⁽ⁱ⁾ = p(x, z⁽ⁱ⁾) / q(z⁽ⁱ⁾|x)   (L_k, Burda et al. 2016 Eq. 8)
 
-    Samples are drawn ``chunk_size`` at a time (:func:`chunk_summaries`) and combined by a running
-    sum and a running log-sum-exp (:func:`combine_chunks`), so memory is O(chunk_size · B · D)
+    Samples are drawn ``chunk_size`` at a time ([`chunk_summaries`][varinf.objectives.chunk_summaries]) and combined by a running
+    sum and a running log-sum-exp ([`combine_chunks`][varinf.objectives.combine_chunks]), so memory is O(chunk_size · B · D)
     whatever k is.
     """
     return combine_chunks(chunk_summaries(model, q, x, num_samples, chunk_size, generator), num_samples)
@@ -203,7 +205,7 @@ def _draw_dtype(q: D.Distribution) -> torch.dtype:
 
 
 def combine_chunks(summaries: torch.Tensor, num_samples: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """ELBO and log p̂(x), (B,) each, from :func:`chunk_summaries` (C, 2, B), combined in chunk order."""
+    """ELBO and log p̂(x), (B,) each, from [`chunk_summaries`][varinf.objectives.chunk_summaries] (C, 2, B), combined in chunk order."""
     lse, total = summaries[0, 0], summaries[0, 1]
     for c in range(1, summaries.shape[0]):
         lse, total = torch.logaddexp(lse, summaries[c, 0]), total + summaries[c, 1]
@@ -247,7 +249,7 @@ def score_function_surrogate(model, q: D.Distribution, x: torch.Tensor, num_samp
 
     z is drawn *without* reparameterisation, so it works for discrete latents. The value is the
     plain ELBO estimate (1/S) Σ_s [log p(x, z_s) − log q(z_s|x)]; the gradient is
-    (1/S) Σ_s [∇ log p(x, z_s) + (l_s − b) ∇ log q(z_s|x)] (:func:`score_function_terms`).
+    (1/S) Σ_s [∇ log p(x, z_s) + (l_s − b) ∇ log q(z_s|x)] ([`score_function_terms`][varinf.objectives.score_function_terms]).
     ``baseline`` b (a scalar or a (B,) tensor, e.g. NVIL's learned baseline) is treated as a constant.
     """
     z = draw(q, _samples(num_samples), generator, reparameterize=False).detach()   # (S, B, K)

@@ -354,7 +354,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
     """Train ``cfg.method`` into ``run_dir``; see the module docstring.
 
     ``model`` and ``data``: a user's amortised model (``varinf.contract``) and a
-    :class:`varinf.data.Dataset` with train and valid splits, instead of the built-in model and
+    [`varinf.data.Dataset`][varinf.data.Dataset] with train and valid splits, instead of the built-in model and
     ``cfg.dataset``. ``resume=True`` continues the run in ``run_dir`` (or starts it if it was
     stopped before its first checkpoint). ``tensorboard=True`` also writes the per-epoch bounds,
     learning rates and timings as TensorBoard events to ``run_dir/tensorboard``
@@ -508,7 +508,7 @@ def load_model(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu
     """Rebuild the built-in model of a run directory from its checkpoint: (model, train config, checkpoint meta).
 
     The model kind comes from the checkpoint's ``model_kind`` ("vae" when absent: older runs). A run
-    of a user's model is reloaded with :func:`load_weights` instead.
+    of a user's model is reloaded with [`load_weights`][varinf.training.load_weights] instead.
     """
     model, cfg, meta, tensors = _model_of_checkpoint(run_dir, checkpoint)
     _restore_model_only(tensors, meta, model)
@@ -518,7 +518,7 @@ def load_model(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu
 def load_method(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu") -> tuple[Method, TrainConfig, dict]:
     """The training method of a built-in run, as it stood at ``checkpoint``: (method, train config, meta).
 
-    The model as :func:`load_model` rebuilds it, plus the method's own learned state (HVI's step
+    The model as [`load_model`][varinf.training.load_model] rebuilds it, plus the method's own learned state (HVI's step
     sizes and reverse model, NVIL's baseline), so that ``method.validation_bound(x, S, generator)``
     is the run's training objective on any data, e.g. the test split.
     """

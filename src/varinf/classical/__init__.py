@@ -1,19 +1,19 @@
 """Classical approximate inference: EM, MAP inference and sparse coding, mean-field CAVI.
 
-* :class:`GaussianMixture` - expectation-maximisation (EM, Neal-Hinton view; ``em.py``);
-* :class:`SparseCoding`, :func:`fista`, :func:`ista` - MAP inference and sparse coding
+* [`GaussianMixture`][varinf.classical.GaussianMixture] - expectation-maximisation (EM, Neal-Hinton view; ``em.py``);
+* [`SparseCoding`][varinf.classical.SparseCoding], [`fista`][varinf.classical.fista], [`ista`][varinf.classical.ista] - MAP inference and sparse coding
   (``sparse_coding.py``);
-* :class:`MeanFieldCAVI`, :class:`BayesianGaussianMixture` - mean-field coordinate ascent
+* [`MeanFieldCAVI`][varinf.classical.MeanFieldCAVI], [`BayesianGaussianMixture`][varinf.classical.BayesianGaussianMixture] - mean-field coordinate ascent
   variational inference (CAVI; ``cavi.py``);
-* :func:`fit_bbvi`, :func:`score_function_gradient`, :func:`reparameterization_gradient` - black-box VI
+* [`fit_bbvi`][varinf.classical.fit_bbvi], [`score_function_gradient`][varinf.classical.score_function_gradient], [`reparameterization_gradient`][varinf.classical.reparameterization_gradient] - black-box VI
   with Rao-Blackwellisation and control variates (``bbvi.py``);
-* :class:`BinaryLatentFactorModel`, :class:`MeanFieldLatentFactor`, :func:`fit_amortised` - binary
+* [`BinaryLatentFactorModel`][varinf.classical.BinaryLatentFactorModel], [`MeanFieldLatentFactor`][varinf.classical.MeanFieldLatentFactor], [`fit_amortised`][varinf.classical.fit_amortised] - binary
   latent-factor model, mean-field and amortised (``latent_factor.py``);
-* :class:`FactorialHMM` - factorial HMM, exact and mean-field E-steps (``fhmm.py``);
-  :func:`factorised_mean_field_posterior` (fully factorised CAVI), :class:`FHMMInferenceNetwork` and
-  :func:`fit_fhmm_inference_network` (amortised);
-* :class:`BayesianLogLinear` - Bayesian multinomial logistic regression, Gaussian q (``loglinear.py``);
-* :class:`CoordinateAscent` - the loop all of them share (``_base.py``).
+* [`FactorialHMM`][varinf.classical.FactorialHMM] - factorial HMM, exact and mean-field E-steps (``fhmm.py``);
+  [`factorised_mean_field_posterior`][varinf.classical.factorised_mean_field_posterior] (fully factorised CAVI), [`FHMMInferenceNetwork`][varinf.classical.FHMMInferenceNetwork] and
+  [`fit_fhmm_inference_network`][varinf.classical.fit_fhmm_inference_network] (amortised);
+* [`BayesianLogLinear`][varinf.classical.BayesianLogLinear] - Bayesian multinomial logistic regression, Gaussian q (``loglinear.py``);
+* [`CoordinateAscent`][varinf.classical.CoordinateAscent] - the loop all of them share (``_base.py``).
 """
 
 from ._base import CoordinateAscent

@@ -14,9 +14,9 @@ coding: ``H`` then ``W``; mean field: the factors ``q_1 ... q_J``) and supplies
 * ``_bound_terms(data)``: the objective at the current state as a dict of
   labelled terms, each with its equation cited in the model's own module.
 
-:class:`CoordinateAscent.fit` sweeps the blocks until the change of the bound is
+[`CoordinateAscent.fit`][varinf.classical._base.CoordinateAscent.fit] sweeps the blocks until the change of the bound is
 below ``tol`` or ``max_iter`` sweeps have run (then it warns
-:class:`varinf.errors.ConvergenceWarning`). It records the bound after *every*
+[`varinf.errors.ConvergenceWarning`][varinf.errors.ConvergenceWarning]). It records the bound after *every*
 block in ``bound_trace_`` (so the monotonicity of coordinate ascent is visible
 block by block) and, once per sweep, after the block named by ``_monitor``, in
 ``lower_bounds_`` - the quantity whose change is compared with ``tol``.
@@ -46,7 +46,7 @@ def _data_error(exc: Exception, X, name: str) -> Exception:
     scikit-learn's own messages are kept where its estimator checks look for them
     ("Reshape your data", "Complex data not supported", "0 feature(s)", "X has 2 features,
     but ... is expecting 3"); only the array dumps that follow some of them are dropped.
-    ValueErrors become :class:`DataError` (a ValueError); a non-numeric object entry stays a
+    ValueErrors become [`DataError`][varinf.classical._base.DataError] (a ValueError); a non-numeric object entry stays a
     TypeError, as scikit-learn raises it.
     """
     msg = str(exc)
@@ -84,13 +84,13 @@ def _finish_data(arr: np.ndarray, *, min_samples: int, n_features: int | None, n
 
 
 def check_data(X, *, min_samples: int = 1, n_features: int | None = None, name: str = "X") -> np.ndarray:
-    """Return ``X`` as a C-contiguous 2-D float64 array, or raise :class:`DataError`.
+    """Return ``X`` as a C-contiguous 2-D float64 array, or raise [`DataError`][varinf.classical._base.DataError].
 
     Conversion, dimensionality, emptiness, complex and sparse input are checked by
     ``sklearn.utils.check_array``; the one-line message names the problem: not numeric,
     not 2-D, empty, complex, sparse, non-finite values (with their count), fewer samples
     than ``min_samples``, or a number of features different from ``n_features``.
-    For estimators use :meth:`CoordinateAscent._validate` / :func:`validate_input`, which
+    For estimators use `CoordinateAscent._validate` / `validate_input`, which
     also record or compare ``n_features_in_``.
     """
     try:
@@ -101,7 +101,7 @@ def check_data(X, *, min_samples: int = 1, n_features: int | None = None, name: 
 
 
 def validate_input(estimator, X, *, reset: bool, min_samples: int = 1, name: str = "X") -> np.ndarray:
-    """:func:`check_data` through ``sklearn.utils.validation.validate_data``.
+    """`check_data` through ``sklearn.utils.validation.validate_data``.
 
     ``reset=True`` (in ``fit``) records ``n_features_in_`` (and ``feature_names_in_``);
     ``reset=False`` (predict, transform, score) compares X with them.
@@ -154,8 +154,8 @@ class CoordinateAscent(BaseEstimator, ABC):
     verbose : int
         If positive, print the monitored bound every ``verbose`` sweeps.
 
-    Attributes (after ``fit``)
-    --------------------------
+    Attributes
+    ----------
     lower_bound_ : float
         Last monitored bound (per sample, except for ``_tol_mode == "sum"``: total).
     lower_bounds_ : list of float

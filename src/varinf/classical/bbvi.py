@@ -36,8 +36,8 @@ The reparameterisation estimator (Normal family only; Kingma & Welling 2014):
 z = m + s * eps, g = grad_lambda (1/S) sum_s log p(x, z(eps_s)) + grad_lambda H(q)
 (entropy in closed form).
 
-Parameters are a ``(K, P)`` tensor: P = 2 for :class:`MeanFieldNormal`
-(loc, log_scale), P = 1 for :class:`MeanFieldBernoulli` (logit). Every gradient
+Parameters are a ``(K, P)`` tensor: P = 2 for [`MeanFieldNormal`][varinf.classical.bbvi.MeanFieldNormal]
+(loc, log_scale), P = 1 for [`MeanFieldBernoulli`][varinf.classical.bbvi.MeanFieldBernoulli] (logit). Every gradient
 function returns a ``(K, P)`` tensor, the gradient of the ELBO with respect to it.
 All work is vectorised over samples; ``log_joint`` maps ``(S, K) -> (S,)``.
 """
@@ -219,7 +219,7 @@ ESTIMATORS = {
 
 def estimator_gradient(name: str, log_joint, family, params, num_samples=10, generator=None,
                        log_joint_terms=None) -> torch.Tensor:
-    """Gradient from the estimator ``name`` (a key of :data:`ESTIMATORS`)."""
+    """Gradient from the estimator ``name`` (a key of `ESTIMATORS`)."""
     if name not in ESTIMATORS:
         raise ConfigError(f"estimator {name!r} is not one of {sorted(ESTIMATORS)}.")
     if ESTIMATORS[name] is None:

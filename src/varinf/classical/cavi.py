@@ -11,12 +11,12 @@ is maximised over one factor at a time by
     q_j*(Z_j)  propto  exp E_{-j}[log p(X, Z)]                            (Patlan §II)
 
 (the log of the optimal factor is the expected log joint over all the *other*
-factors). :class:`MeanFieldCAVI` is that loop: a model names its factors and
+factors). [`MeanFieldCAVI`][varinf.classical.cavi.MeanFieldCAVI] is that loop: a model names its factors and
 implements the update of each and the labelled terms of its ELBO; the shared
-:class:`~varinf.classical._base.CoordinateAscent` loop sweeps the factors until
+[`CoordinateAscent`][varinf.classical._base.CoordinateAscent] loop sweeps the factors until
 the ELBO stops rising.
 
-:class:`BayesianGaussianMixture` plugs the Bayesian Gaussian mixture (Bishop 2006,
+[`BayesianGaussianMixture`][varinf.classical.cavi.BayesianGaussianMixture] plugs the Bayesian Gaussian mixture (Bishop 2006,
 §10.2; Blei et al. 2017, §3) into it: Dirichlet prior on the weights,
 Gaussian-Wishart prior on each component's mean and precision, factors
 q(Z) q(pi) prod_k q(mu_k, Lambda_k).
@@ -369,7 +369,7 @@ class UnivariateGaussianCAVI(MeanFieldCAVI):
 
     p(x_n | mu, tau) = N(mu, 1/tau), p(mu | tau) = N(mu_0, 1/(lambda_0 tau)),
     p(tau) = Gam(a_0, b_0); mean field q(mu) q(tau). A minimal second model on
-    :class:`MeanFieldCAVI`: two factors, closed-form updates (Bishop 10.26-10.30),
+    [`MeanFieldCAVI`][varinf.classical.cavi.MeanFieldCAVI]: two factors, closed-form updates (Bishop 10.26-10.30),
     and an exactly known evidence ``log_evidence(x)`` the ELBO must stay below.
     ``X`` is (n_samples, 1).
     """

@@ -50,14 +50,14 @@ one sweep each before the ordinary (beta = 1) sweeps, maximising F_beta = beta E
 (Ueda & Nakano 1998, "Deterministic annealing EM algorithm", Neural Networks 11): every update above
 becomes q proportional to exp(beta * [its beta = 1 log-potential]).
 
-*Amortised inference* (Eikema & Aziz, "Inference network for FHMMs"): :class:`FHMMInferenceNetwork`, a
-bidirectional GRU over y_{1:T} giving the logits of (FF.1), trained by :func:`fit_fhmm_inference_network`
+*Amortised inference* (Eikema & Aziz, "Inference network for FHMMs"): [`FHMMInferenceNetwork`][varinf.classical.fhmm.FHMMInferenceNetwork], a
+bidirectional GRU over y_{1:T} giving the logits of (FF.1), trained by [`fit_fhmm_inference_network`][varinf.classical.fhmm.fit_fhmm_inference_network]
 on the exact (FF.3); no sampling.
 
 *EM* (G&J Appendix A) alternates either E-step with the M-step
 W = (sum_t y_t <s_t>^T)(sum_t <s_t s_t^T>)^+, C = diag(1/T sum_t y_t y_t^T - W <s_t> y_t^T / T),
-pi_m = <s^m_1>, A_m propto sum_t <s^m_{t-1} s^m_t^T>. :class:`FactorialHMM` runs it on the
-shared :class:`~varinf.classical._base.CoordinateAscent` loop (blocks "E-step", "M-step").
+pi_m = <s^m_1>, A_m propto sum_t <s^m_{t-1} s^m_t^T>. [`FactorialHMM`][varinf.classical.fhmm.FactorialHMM] runs it on the
+shared [`CoordinateAscent`][varinf.classical._base.CoordinateAscent] loop (blocks "E-step", "M-step").
 """
 
 from __future__ import annotations
@@ -233,12 +233,12 @@ def mean_field_posterior(params: FHMMParams, Y: np.ndarray, n_iter: int = 20, to
                          betas=None) -> dict:
     """Structured mean-field E-step (G&J 12b): sweep the chains, each a forward-backward on h^m.
 
-    Returns the statistics of :func:`exact_posterior` (without ``joint_gamma``), ``bound``
+    Returns the statistics of [`exact_posterior`][varinf.classical.fhmm.exact_posterior] (without ``joint_gamma``), ``bound``
     (FH.1), ``entropy`` (FH.2) and ``bound_trace`` (the bound after every chain update:
     non-decreasing). Stops after ``n_iter`` sweeps or when a sweep raises the bound by < tol.
     ``n_init`` > 1: restarts from seeds seed, seed + 1, ... (the first from ``init_gamma`` if given),
-    best bound kept (:func:`_best_of_restarts`); ``betas``: deterministic-annealing sweeps first
-    (:func:`_structured_annealing`).
+    best bound kept (`_best_of_restarts`); ``betas``: deterministic-annealing sweeps first
+    (`_structured_annealing`).
     """
     if _check_int(n_init, "n_init", 1) > 1:
         return _best_of_restarts(mean_field_posterior, params, Y, n_init, seed, init_gamma,
@@ -360,7 +360,7 @@ def _times_log(q, log_p):
 def factorised_elbo_terms(params, Y, log_q) -> dict:
     """Labelled terms of the fully factorised bound (FF.3, FF.4), exact expectations, batched and differentiable.
 
-    ``params``: :class:`FHMMParams` (or the dict of :func:`_torch_model`); ``Y`` (..., T, D) and
+    ``params``: [`FHMMParams`][varinf.classical.fhmm.FHMMParams] (or the dict of `_torch_model`); ``Y`` (..., T, D) and
     ``log_q`` (..., T, M, L) = log gamma^m_t(l) (log-probabilities over l) as float64 tensors or arrays.
     Returns a dict of (...) tensors; F = their sum <= log p(Y).
     """
@@ -387,7 +387,7 @@ def factorised_site_logits(p: dict, Y: torch.Tensor, q: torch.Tensor, m: int) ->
         [t = 1] log pi_m[l] + [t > 1] sum_k q^m_{t-1}(k) log A_m[k, l] + [t < T] sum_k log A_m[l, k] q^m_{t+1}(k)
         + log h^m_t(l)   (G&J 12b)
 
-    p: :func:`_torch_model`; Y (T, D); q (T, M, L). Returns (T, L).
+    p: `_torch_model`; Y (T, D); q (T, M, L). Returns (T, L).
     """
     logits = chain_log_potential(Y, q, p["W"], p["Ci"], p["delta"], m)                  # (T, L)
     logits[0] += p["log_pi"][m]
@@ -417,7 +417,7 @@ def factorised_mean_field_posterior(params: FHMMParams, Y: np.ndarray, n_iter: i
     One sweep updates every chain, even then odd time steps. ``betas``: one annealed sweep per inverse
     temperature first; then up to ``n_iter`` sweeps at beta = 1, stopping when a sweep raises the bound
     by < tol. ``n_init`` > 1: restarts from seeds seed, seed + 1, ..., best bound kept.
-    Returns the statistics of :func:`exact_posterior` (``gamma``, ``xi`` = sum_t gamma_{t-1} gamma_t^T
+    Returns the statistics of [`exact_posterior`][varinf.classical.fhmm.exact_posterior] (``gamma``, ``xi`` = sum_t gamma_{t-1} gamma_t^T
     per chain, ``Es``, ``Ess``), ``log_q``, ``bound`` (FF.3), ``terms`` (its labelled parts),
     ``entropy`` and ``bound_trace`` (after every chain at beta = 1: non-decreasing).
     """
@@ -462,7 +462,7 @@ class FactorialHMM(CoordinateAscent):
     the previous one), ``n_init`` starts per mean-field E-step (the warm start and n_init - 1 random ones,
     best bound kept, so the EM bound still never drops),
     ``min_covar`` floor on C, ``tol``/``max_iter``/``random_state`` as every CoordinateAscent.
-    ``fit(Y)`` takes one sequence Y (T, D). After fit: ``params_`` (:class:`FHMMParams`),
+    ``fit(Y)`` takes one sequence Y (T, D). After fit: ``params_`` ([`FHMMParams`][varinf.classical.fhmm.FHMMParams]),
     ``posterior_`` (the last E-step's statistics), ``lower_bound_`` (bound per time step),
     ``bound_trace_`` (after every E- and M-step: non-decreasing).
     """
@@ -570,7 +570,7 @@ def _check_sequences(params: FHMMParams, Y) -> torch.Tensor:
 
 def fit_fhmm_inference_network(params: FHMMParams, Y, *, hidden: int = 32, n_iter: int = 300, lr: float = 1e-2,
                                seed: int = 0) -> tuple[FHMMInferenceNetwork, list]:
-    """Train :class:`FHMMInferenceNetwork` on sequences ``Y`` (N, T, D) of the FHMM ``params`` by Adam
+    """Train [`FHMMInferenceNetwork`][varinf.classical.fhmm.FHMMInferenceNetwork] on sequences ``Y`` (N, T, D) of the FHMM ``params`` by Adam
     (full batch), maximising the mean exact fully factorised bound (FF.3) per time step,
     (1 / N T) sum_n F(q_phi(. | Y_n)): every expectation is in closed form, no sampling.
 

@@ -128,7 +128,7 @@ class BinaryLatentFactorModel:
 
 
 class MeanFieldLatentFactor(MeanFieldCAVI):
-    """Per-datapoint mean-field CAVI (LF.4) for a fixed :class:`BinaryLatentFactorModel`.
+    """Per-datapoint mean-field CAVI (LF.4) for a fixed [`BinaryLatentFactorModel`][varinf.classical.latent_factor.BinaryLatentFactorModel].
 
     All datapoints are updated at once (vectorised); one factor ``q(z_j)`` per
     block, so ``bound_trace_`` shows the total ELBO after every factor update.

@@ -9,7 +9,7 @@ The Gaussian prior is not conjugate to the categorical likelihood, so the poster
 no closed form; "simply assume that the posterior is Gaussian" (Eikema & Aziz 2020):
 
 * ``family="mean_field"``: q(w) = prod_k N(m_k, s_k^2), fitted by black-box VI with any
-  estimator of :mod:`varinf.classical.bbvi` (score function, Rao-Blackwellised, control
+  estimator of `varinf.classical.bbvi` (score function, Rao-Blackwellised, control
   variates: ``estimator="rao-blackwell+cv"``) or by reparameterisation (``"reparam"``);
 * ``family="full_rank"``: q(w) = N(m, L L^T), L lower-triangular with positive diagonal,
   fitted by the reparameterisation gradient of

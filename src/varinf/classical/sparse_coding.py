@@ -131,7 +131,7 @@ def fista(X, dictionary, alpha: float, *, init=None, max_iter: int = 1000, tol: 
         Y_{k+1} = H_k + (t_k - 1)/t_{k+1} (H_k - H_{k-1}),
 
     with a per-row gradient restart (``restart``). Same objective and stopping rule
-    as :func:`ista`; O(1/k^2). Returns ``(codes, n_iter)``.
+    as [`ista`][varinf.classical.sparse_coding.ista]; O(1/k^2). Returns ``(codes, n_iter)``.
     """
     X, D, alpha, H = _check_coding_inputs(X, dictionary, alpha, init)
     return _proximal_gradient(X, D, alpha, H, _check_int(max_iter, "max_iter", 1),
@@ -172,6 +172,10 @@ def dictionary_step(gram_h, cross, dictionary, *, max_sweeps: int = 50, tol: flo
 class SparseCoding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, CoordinateAscent):
     """Sparse coding learned by alternating MAP inference (H-step) and a dictionary step (W-step).
 
+    A scikit-learn transformer: ``transform`` returns the MAP codes of new rows,
+    ``fit_transform(X)`` is ``fit(X).transform(X)`` and ``get_feature_names_out``
+    names the codes ``sparsecoding0 ... sparsecoding{K-1}``.
+
     Parameters
     ----------
     n_components : int
@@ -194,17 +198,18 @@ class SparseCoding(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Coordinate
         Initial dictionary (rows normalised); default: K random centred data rows.
     random_state : int, RandomState or None
 
-    A scikit-learn transformer: ``transform`` returns the MAP codes of new rows,
-    ``fit_transform(X)`` is ``fit(X).transform(X)`` and ``get_feature_names_out``
-    names the codes ``sparsecoding0 ... sparsecoding{K-1}``.
-
     Attributes
     ----------
-    components_ : (n_components, n_features) unit-norm atoms (rows).
-    intercept_ : (n_features,) offset b.
-    codes_ : (n_samples, n_components) MAP codes of the training data.
-    objective_ : J(H, W) / n_samples at the end (Eq. 19.16).
-    lower_bound_ : -objective_ (the tracked quantity: log p(H, V) per sample up to a constant,
+    components_
+        (n_components, n_features) unit-norm atoms (rows).
+    intercept_
+        (n_features,) offset b.
+    codes_
+        (n_samples, n_components) MAP codes of the training data.
+    objective_
+        J(H, W) / n_samples at the end (Eq. 19.16).
+    lower_bound_
+        -objective_ (the tracked quantity: log p(H, V) per sample up to a constant,
         Eq. 19.12 with beta = 1, lambda = alpha).
     """
 

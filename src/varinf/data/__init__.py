@@ -1,7 +1,7 @@
 """Datasets, validation of user data, and minibatching.
 
 Datasets are float32 matrices (N, D) with values in [0, 1]; see
-:func:`load_dataset` and :class:`Dataset`.
+[`load_dataset`][varinf.data.load_dataset] and [`Dataset`][varinf.data.Dataset].
 """
 
 from ._batching import iterate_batches, num_batches

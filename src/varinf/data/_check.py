@@ -59,7 +59,7 @@ def check_data(
     fixes D. A torch input keeps its device; float32 input (numpy or torch)
     is returned without a copy, sharing memory.
     ``what`` names the data in error messages. Raises
-    :class:`~varinf.errors.DataError` on any problem.
+    [`DataError`][varinf.errors.DataError] on any problem.
     """
     a = _to_array(x, what)
     shape = tuple(a.shape)

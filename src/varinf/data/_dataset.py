@@ -1,4 +1,4 @@
-"""The :class:`Dataset` container."""
+"""The [`Dataset`][varinf.data._dataset.Dataset] container."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ class Dataset:
 
     ``binary``: values are exactly 0/1. ``dynamic_binarize``: values are grey
     levels and every batch should be redrawn as Bernoulli(x) each time it is
-    used (see :func:`iterate_batches`). ``labels`` maps split names to int64
+    used (see `iterate_batches`). ``labels`` maps split names to int64
     tensors (N,) where labels exist. ``image_shape`` is (H, W) with H*W == D,
     or ``None``.
     """

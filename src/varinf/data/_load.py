@@ -39,7 +39,7 @@ def load_dataset(
     images alone, split 8000/1000/1000 into train/valid/test (for a directory without
     the training files; not comparable with MNIST results). A path (absolute, relative to
     the working directory, or relative to ``data_dir``) to an ``.npy``/``.npz``
-    file loads user data. ``data_dir`` defaults to :func:`resolve_data_dir`.
+    file loads user data. ``data_dir`` defaults to [`resolve_data_dir`][varinf.data._load.resolve_data_dir].
     """
     key = str(name).strip().lower().replace("_", "-")
     if key in DATASETS:

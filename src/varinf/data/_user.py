@@ -26,7 +26,7 @@ _PICKLE_PROTOCOL_2_PLUS = b"\x80"
 def split_indices(n: int, seed: int = 0, what: str = "data") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Fixed 80/10/10 train/valid/test index split of ``n`` rows (RandomState(seed) permutation).
 
-    Fewer than :data:`MIN_SPLIT_ROWS` rows is an error rather than a warning: the split would
+    Fewer than `MIN_SPLIT_ROWS` rows is an error rather than a warning: the split would
     leave one or two rows to train on and one to validate (early stopping, the best checkpoint)
     and test on, numbers that mean nothing; a user with so little data can pass the splits
     explicitly (an ``.npz`` with ``train`` and ``valid`` arrays) and loses nothing.

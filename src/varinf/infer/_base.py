@@ -10,7 +10,7 @@ A method says what its losses are; the training loop owns optimizers, checkpoint
 Every method on an amortised model has the groups "generative" (θ) and "inference" (φ), as the
 model declares them (``varinf.contract.split_parameters``), so the checkpoint layout is the same
 for every method; a method with parameters of its own (NVIL's baseline ψ) adds a group.
-:func:`apply_losses` takes the gradient of each loss with respect to its group only (one
+[`apply_losses`][varinf.infer._base.apply_losses] takes the gradient of each loss with respect to its group only (one
 ``autograd.grad`` per distinct loss tensor), then steps every group's optimizer.
 """
 

@@ -22,7 +22,7 @@ __all__ = ["IWAE"]
 class IWAE(AEVB):
     """Training method ``iwae``: maximise L_k (Burda et al. 2016 Eq. 8) in encoder and decoder jointly.
 
-    The VAE's update (:class:`~varinf.infer.aevb.AEVB`) with the k-sample bound in place of SGVB-A's
+    The VAE's update ([`AEVB`][varinf.infer.aevb.AEVB]) with the k-sample bound in place of SGVB-A's
     average (1/k) Σ_i log w_i: both are functions of the same k log weights (``objectives.log_weights``).
     """
 

@@ -79,9 +79,11 @@ class LinearGaussian(nn.Module):
     def exact_elbo(self, x: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
         """Closed-form ELBO for a diagonal Gaussian q = N(mean, diag exp(2 log_std)), shape (B,).
 
+        ```text
         E_q[log p(x|z)] = log N(x; W m + b, Ψ) − ½ Σ_d Σ_k W_dk² s_k² / ψ_d
         E_q[log p(z)]   = −K/2 log 2π − ½ Σ_k (m_k² + s_k²)
         H(q)            = K/2 (1 + log 2π) + Σ_k log s_k
+        ```
         """
         var = (2 * log_std).exp()                                                   # (B, K)
         psi = self.noise_var
