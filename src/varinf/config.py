@@ -8,16 +8,16 @@ library: the dataclass has 30 plain fields whose rules fit in a line each, and t
 must read the same for a flag, a TOML key and an API keyword.
 
 One value, one meaning. Method-dependent settings (``samples``, ``refine_steps``,
-``inference_rate``, ... : the keys of :data:`GENERIC_DEFAULTS`) default to ``None``, meaning "the
+``inference_rate``, ... : the keys of `GENERIC_DEFAULTS`) default to ``None``, meaning "the
 method's own default"; ``0`` where allowed means "none" (``refine_steps = 0``: no refinement,
 ``valid_refine_steps = 0``: the encoder's bound). The defaults are resolved where they are used,
-by :meth:`TrainConfig.resolved` from one table (:func:`method_defaults`: a method's registry
-entry ``varinf.infer.METHODS[name].defaults`` over :data:`GENERIC_DEFAULTS`), so
+by `TrainConfig.resolved` from one table (`method_defaults`: a method's registry
+entry ``varinf.infer.METHODS[name].defaults`` over `GENERIC_DEFAULTS`), so
 ``dataclasses.replace(cfg, method="gbvi")`` equals ``make_config(method="gbvi")``. ``varinf.train``
 resolves the config it is given, so a run's saved config (config.json, checkpoints) holds the
 concrete values it ran with and a later change of a default never changes a saved run.
 ``patience = 0`` disables early stopping (flags, TOML, API and ``--resume`` alike); ``None`` is not
-a patience (in :func:`make_config`, as for every setting, ``None`` means "not given").
+a patience (in `make_config`, as for every setting, ``None`` means "not given").
 """
 
 from __future__ import annotations
@@ -129,8 +129,8 @@ class TrainConfig:
             raise ConfigError("channels must list at least one width for --model cnn, got []")
 
     def resolved(self) -> TrainConfig:
-        """This config with every default (None) filled in: the network size from :data:`SIZE_DEFAULTS` (the
-        dataset's) or :data:`GENERIC_SIZE`, the method's settings from :func:`method_defaults`."""
+        """This config with every default (None) filled in: the network size from `SIZE_DEFAULTS` (the
+        dataset's) or `GENERIC_SIZE`, the method's settings from `method_defaults`."""
         table = {**method_defaults(self.method), **SIZE_DEFAULTS.get(self.dataset, GENERIC_SIZE)}
         values = {name: table[name] if getattr(self, name) is None else getattr(self, name) for name in table}
         if values["valid_refine_steps"] is None:              # gbvi, savae: the validation bound refines as training

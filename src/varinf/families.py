@@ -69,7 +69,7 @@ class Family:
     def entropy_term(self, params: tuple[torch.Tensor, ...], h: torch.Tensor) -> torch.Tensor:
         """The entropy term of a bound estimated from draws h (S, B, K) of q: here H(q) in closed form, (B,).
 
-        A family without a closed-form entropy (:class:`LayeredBernoulli`) returns −(1/S) Σ_s log q(h_s|x).
+        A family without a closed-form entropy ([`LayeredBernoulli`][varinf.families.LayeredBernoulli]) returns −(1/S) Σ_s log q(h_s|x).
         """
         return self.entropy(params)
 
@@ -162,7 +162,7 @@ class FactorialBernoulli(Family):
               ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """One stochastic layer: h = sample_layer(0, α₁) with α₁ = logits; returns (h, [α₁]).
 
-        The one-layer case of :meth:`LayeredBernoulli.chain`, so an estimator written layer by layer
+        The one-layer case of [`LayeredBernoulli.chain`][varinf.families.LayeredBernoulli.chain], so an estimator written layer by layer
         (ARM, DisARM, Gumbel-Softmax) runs on one- and multi-layer SBNs alike. ``sample_layer``
         may return relaxed (non-binary) values.
         """
@@ -183,7 +183,7 @@ class LayeredBernoulli(Family):
     l > 1 are α_l = f_l(h_{l−1}) of the *sampled* layer below, computed by ``upper(l, h_{l−1})`` (the
     model's encoder networks, l = 1, …, L − 1 counting from 0). So q is not factorial given x: it has
     no closed-form entropy or KL, and a bound's entropy term is estimated from the draws
-    (:meth:`entropy_term`). The inference network of the multi-layer SBNs of Mnih & Gregor (2014),
+    (`entropy_term`). The inference network of the multi-layer SBNs of Mnih & Gregor (2014),
     Mnih & Rezende (2016) and Yin & Zhou (2019).
     """
 
@@ -252,7 +252,7 @@ class LayeredBernoulli(Family):
 
 
 class LayeredBernoulliDistribution(D.Distribution):
-    """q(h|x) of :class:`LayeredBernoulli` as a torch.distributions object: batch (B,), event (K,).
+    """q(h|x) of [`LayeredBernoulli`][varinf.families.LayeredBernoulli] as a torch.distributions object: batch (B,), event (K,).
 
     Exists so that code written for a ``q`` object (``varinf.objectives``' estimators and the k-sample
     evaluation) takes a deep SBN's encoder unchanged; ``varinf.sampling`` draws from it through its family.

@@ -16,12 +16,12 @@ generative parameters θ, trained and checkpointed with the decoder.
 
 The Gaussian variance is σ² = σ²_min + exp(s), s = κ·u with a learned u: the floor σ²_min keeps the
 density finite where the data have no spread (MNIST's always-black border pixels would otherwise
-drive σ_d² → 0 and log p(x|z) → +∞). The fixed factor κ (:data:`VARIANCE_RATE`) lets an adaptive
+drive σ_d² → 0 and log p(x|z) → +∞). The fixed factor κ (`VARIANCE_RATE`) lets an adaptive
 optimizer (Adam, RMSprop: steps of about the learning rate in every parameter) move log σ² by κ·lr
 per update instead of lr; an output of the decoder moves through its hundreds of incoming weights at
 once. With κ = 1 and lr = 10⁻³ the log-variance needs thousands of updates to fall the several
 units from the data variance to the residual variance; with κ = 100, tens.
-:meth:`GaussianLikelihood.initialise` starts exp(s) at the training data's variance (per pixel or
+[`GaussianLikelihood.initialise`][varinf.likelihoods.GaussianLikelihood.initialise] starts exp(s) at the training data's variance (per pixel or
 pooled over pixels); measured effect in docs/RESULTS.md §12.
 
 A Bernoulli log p(x|z) is the log of a probability (≤ 0); a Gaussian one is the log of a density
@@ -93,7 +93,7 @@ class GaussianLikelihood(Likelihood):
     """p(x|z) = Π_d N(x_d; η_d, σ_d²), σ_d² = σ²_min + exp(κ u_d) (Kingma & Welling 2014 App. C.2).
 
     ``per_pixel``: one learned u_d per pixel (``gaussian-pixel``), else one u shared by all
-    pixels (``gaussian-global``). u starts at 0 (σ² ≈ 1) until :meth:`initialise` sets it from data.
+    pixels (``gaussian-global``). u starts at 0 (σ² ≈ 1) until `initialise` sets it from data.
     """
 
     unit = "nats of a density"
@@ -120,7 +120,7 @@ class GaussianLikelihood(Likelihood):
         mean variance (``gaussian-global``), floored at σ²_min so that a constant pixel starts finite.
 
         The variance of the data is that of the best model with a constant mean (the data mean,
-        :meth:`varinf.models.VAE.initialise_from_data`), the decoder's mean at initialisation.
+        [`varinf.models.VAE.initialise_from_data`][varinf.models.VAE.initialise_from_data]), the decoder's mean at initialisation.
         """
         var = x.var(dim=0, unbiased=False)                                          # (D,)
         if not self.per_pixel:

@@ -1,4 +1,4 @@
-"""Where varinf's messages go: the ``varinf`` logger, shown on stderr by :func:`enable_logging`.
+"""Where varinf's messages go: the ``varinf`` logger, shown on stderr by `enable_logging`.
 
 varinf reports through Python's ``logging`` (logger ``varinf``): training's per-epoch lines and
 early stopping at INFO, an evaluation's cost estimate at INFO, details at DEBUG. A library adds

@@ -402,7 +402,7 @@ def layered_mean_pass_objective(model, x: torch.Tensor, logits: torch.Tensor) ->
     each Bernoulli mass function extended linearly to μ ∈ (0, 1) (``model.log_joint`` at the means): a layer's
     expectation over its own units is exact (the mass is linear in the child), its parent is replaced by its mean —
     Eq. 7's "the decoder sees μ", applied to every conditional. With one layer this is Eq. 7 exactly
-    (log p(μ) = E_q̃ log p(h) for a factorial prior, so it equals :func:`mean_pass_objective`).
+    (log p(μ) = E_q̃ log p(h) for a factorial prior, so it equals [`mean_pass_objective`][varinf.refinement.mean_pass_objective]).
     """
     mu = torch.sigmoid(logits).unsqueeze(0)                                         # (1, B, K)
     return model.log_joint(x, mu)[0] + BERNOULLI.entropy((logits,))                 # log p(x, μ) + H(q̃)
@@ -415,7 +415,7 @@ def layered_straight_through_objective(model, x: torch.Tensor, logits: torch.Ten
         (1/N) Σ_n log p(x, h⁽ⁿ⁾) + H(q̃),   h⁽ⁿ⁾ ~ q̃ = Π Bernoulli(σ(z)),   ∂/∂h⁽ⁿ⁾ passed straight to z
 
     every term of log p(x, h) (the top layer's prior included) gets the straight-through gradient; H(q̃) is exact.
-    (The one-layer :func:`straight_through_objective` keeps the prior term exact instead.) The value is an
+    (The one-layer [`straight_through_objective`][varinf.refinement.straight_through_objective] keeps the prior term exact instead.) The value is an
     unbiased ELBO estimate of q̃.
     """
     h = BERNOULLI.draw((logits,), num_samples, generator)                         # (N, B, K), no gradient
@@ -426,7 +426,7 @@ def layered_straight_through_objective(model, x: torch.Tensor, logits: torch.Ten
 class _Layered:
     """What the three refiners change on a deep SBN (mixed into their layer-wise subclasses).
 
-    q̃ is factorial over all K₁ + … + K_L units, started from :func:`mean_field_logits`; Eq. 6's encoder loss
+    q̃ is factorial over all K₁ + … + K_L units, started from [`mean_field_logits`][varinf.refinement.mean_field_logits]; Eq. 6's encoder loss
     KL(q̃ ‖ q_φ) has no closed form against the layered q_φ, so it is estimated from the M-step's N draws of q̃:
 
         C_q(φ) ≈ −H(q̃) − (1/N) Σ_n log q_φ(h⁽ⁿ⁾|x),   h⁽ⁿ⁾ ~ q̃        (unbiased, and so is its φ-gradient)
@@ -449,14 +449,14 @@ class _Layered:
 
 
 class LayeredMeanPassGradient(_Layered, MeanPassGradient):
-    """MPVI's refinement on every layer of a deep SBN (:func:`layered_mean_pass_objective`)."""
+    """MPVI's refinement on every layer of a deep SBN ([`layered_mean_pass_objective`][varinf.refinement.layered_mean_pass_objective])."""
 
     def objective(self, model, x, params, generator):
         return layered_mean_pass_objective(model, x, params[0])
 
 
 class LayeredStraightThroughGradient(_Layered, StraightThroughGradient):
-    """STVI's refinement on every layer of a deep SBN (:func:`layered_straight_through_objective`)."""
+    """STVI's refinement on every layer of a deep SBN ([`layered_straight_through_objective`][varinf.refinement.layered_straight_through_objective])."""
 
     def objective(self, model, x, params, generator):
         return layered_straight_through_objective(model, x, params[0], self.samples, generator)
@@ -465,7 +465,7 @@ class LayeredStraightThroughGradient(_Layered, StraightThroughGradient):
 class LayeredAdaptiveImportanceSampling(_Layered, AdaptiveImportanceSampling):
     """AVI's refinement on every layer of a deep SBN: Eq. 9's step on all K₁ + … + K_L means at once.
 
-    :func:`avi_step` unchanged: h⁽ⁿ⁾ ~ q̃ (all layers), w⁽ⁿ⁾ = p(x, h⁽ⁿ⁾)/q̃(h⁽ⁿ⁾) with the deep SBN's joint, and
+    [`avi_step`][varinf.refinement.avi_step] unchanged: h⁽ⁿ⁾ ~ q̃ (all layers), w⁽ⁿ⁾ = p(x, h⁽ⁿ⁾)/q̃(h⁽ⁿ⁾) with the deep SBN's joint, and
     μ ← (1 − γ) μ + γ Σ_n w̃⁽ⁿ⁾ h⁽ⁿ⁾ for every unit of every layer with the same normalised weights.
     """
 

@@ -358,8 +358,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
     ``cfg.dataset``. ``resume=True`` continues the run in ``run_dir`` (or starts it if it was
     stopped before its first checkpoint). ``tensorboard=True`` also writes the per-epoch bounds,
     learning rates and timings as TensorBoard events to ``run_dir/tensorboard``
-    (:mod:`varinf.tensorboard_log`; needs ``pip install 'varinf[tensorboard]'``). The per-epoch
-    lines go to the ``varinf`` logger: call :func:`varinf.enable_logging` to see them in Python.
+    (`varinf.tensorboard_log`; needs ``pip install 'varinf[tensorboard]'``). The per-epoch
+    lines go to the ``varinf`` logger: call `varinf.enable_logging` to see them in Python.
     """
     if not isinstance(cfg, TrainConfig):
         raise ConfigError(f"train() takes a TrainConfig (varinf.make_config(...)), got {type(cfg).__name__}")

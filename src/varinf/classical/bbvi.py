@@ -281,7 +281,7 @@ def fit_bbvi(log_joint: Callable, family, init_params: torch.Tensor, *, estimato
     with ``num_elbo_samples`` draws is recorded.
 
     ``tol`` (None: off, all ``n_iter`` iterations run) stops the ascent by
-    :class:`NoImprovementStop`: every ``check_every`` iterations the ELBO is read (``elbo_fn``,
+    `NoImprovementStop`: every ``check_every`` iterations the ELBO is read (``elbo_fn``,
     else an MC estimate with ``num_elbo_samples`` draws from seed 0 at every check)
     and the fit stops once it has not improved on its best by more than ``tol`` (absolute, in
     nats) at ``n_iter_no_change`` consecutive checks; ``result.converged`` says whether it did.

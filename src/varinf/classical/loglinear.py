@@ -69,11 +69,11 @@ class BayesianLogLinear(ClassifierMixin, BaseEstimator):
     gradients (an int is used as the seed itself; None or a RandomState draws one).
 
     Stopping (scikit-learn's ``tol`` / ``n_iter_no_change`` rule and defaults of ``MLPClassifier``,
-    :class:`~varinf.classical.bbvi.NoImprovementStop`): every 50 Adam steps the ELBO per
+    `NoImprovementStop`): every 50 Adam steps the ELBO per
     datapoint is estimated with 50 draws that are the same at every check; the fit stops once it
     has not risen above its best by more than ``tol`` nats per datapoint at ``n_iter_no_change``
     consecutive checks (``converged_ = True``), else after ``max_iter`` steps with a
-    :class:`~varinf.errors.ConvergenceWarning`. ``tol=None`` turns the rule off: exactly
+    `ConvergenceWarning`. ``tol=None`` turns the rule off: exactly
     ``max_iter`` steps.
     """
 

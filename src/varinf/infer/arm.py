@@ -71,7 +71,7 @@ def antithetic_chains(family, params, u: list[torch.Tensor]) -> tuple[torch.Tens
 class Antithetic(Method):
     """The antithetic estimators' shared update: one base chain + one antithetic chain per layer, no baseline.
 
-    Subclasses give the per-unit coefficient (:func:`arm_coefficient`, DisARM's). ``samples`` = S
+    Subclasses give the per-unit coefficient (`arm_coefficient`, DisARM's). ``samples`` = S
     independent draws of the uniforms, averaged.
     """
 

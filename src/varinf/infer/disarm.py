@@ -8,7 +8,7 @@ noise of u itself (the DisARM estimator for a K-dimensional b):
 
 (with b = b₂ and b̃ = b₁ of the authors' code this is their ½ (f(b₁) − f(b₂)) 1[b₁ ≠ b₂] (−1)^{b₂} σ(|α|)).
 Unbiased, never more variance than ARM per unit, zero where the pair agrees. The multi-layer
-treatment, the θ-gradient and ``samples`` are ARM's (:class:`varinf.infer.arm.Antithetic`).
+treatment, the θ-gradient and ``samples`` are ARM's (`varinf.infer.arm.Antithetic`).
 """
 
 from __future__ import annotations

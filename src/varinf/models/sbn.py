@@ -14,7 +14,7 @@ Deep SBNs (Neal 1992; Mnih & Gregor 2014; Mnih & Rezende 2016; Yin & Zhou 2019):
 
 where each g and f is linear (``hidden`` = ()) or an MLP with the ``hidden`` deterministic layers between
 two stochastic layers. h is passed around as the concatenation (h₁, …, h_L), (S, B, K₁ + … + K_L); the
-encoder's family is :class:`varinf.families.LayeredBernoulli` (it samples layer by layer). With one
+encoder's family is [`varinf.families.LayeredBernoulli`][varinf.families.LayeredBernoulli] (it samples layer by layer). With one
 layer everything is the one-layer SBN above (the same parameters, names and family).
 
 The interface mirrors ``varinf.models.VAE`` so that ``varinf.objectives`` and
@@ -126,7 +126,7 @@ class SBN(AmortizedModel):
     # ---- generative model p_θ(x, h) -------------------------------------------------
     def prior(self) -> D.Distribution:
         """p(h) of a one-layer SBN, factorial Bernoulli. A deep SBN's p(h) is not factorial: it refuses
-        (its log p(h) is in :meth:`log_joint`, its draws in :meth:`sample_latents`)."""
+        (its log p(h) is in `log_joint`, its draws in `sample_latents`)."""
         if len(self.widths) > 1:
             raise ConfigError(f"the {len(self.widths)}-layer SBN's prior p(h) is not a factorial distribution; "
                               "use log_joint(x, h) or sample_latents(num)")
