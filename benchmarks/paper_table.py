@@ -206,7 +206,7 @@ def summary_table2(runs: Path) -> str:
 def main(argv=None) -> dict:
     """Train the chosen row from its config and evaluate it; returns (and writes) the row's summary."""
     if argv is None and "--summary" in sys.argv:
-        print(summary_table2(REPO / "runs"))
+        print(summary_table2(Path("runs")))
         return {}
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0], epilog=_rows_help(),
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -236,7 +236,7 @@ def main(argv=None) -> dict:
         ap.error(f"table {args.table} has no row {args.row!r}; rows: {', '.join(rows)}")
     table = f"table{args.table}"
     config = REPO / "configs" / rows[args.row]
-    out = Path(args.out or REPO / "runs" / f"{table}-{args.row}")
+    out = Path(args.out or Path("runs") / f"{table}-{args.row}")      # beside the command, as varinf train --out
     cfg = make_config(config, epochs=args.epochs, threads=args.threads, data_dir=args.data_dir)
     if args.threads:
         torch.set_num_threads(args.threads)

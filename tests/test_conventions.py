@@ -22,7 +22,7 @@ import varinf
 from varinf.cli import main as cli
 from varinf.errors import ConfigError
 
-TINY = dict(dataset="digits", hidden=(8,), latent_dim=2, batch_size=200, patience=None, seed=1)
+TINY = dict(dataset="digits", hidden=(8,), latent_dim=2, batch_size=200, patience=0, seed=1)
 
 
 @pytest.fixture

@@ -42,7 +42,7 @@ def test_the_threshold_is_two_percent_of_the_whole_rise():
 
 
 def test_training_that_ends_on_a_rising_bound_says_so(tmp_path, caplog):
-    cfg = TrainConfig(latent_dim=2, hidden=(16,), epochs=6, patience=None, lr=3e-4, batch_size=200, threads=1)
+    cfg = TrainConfig(latent_dim=2, hidden=(16,), epochs=6, patience=0, lr=3e-4, batch_size=200, threads=1)
     with caplog.at_level(logging.WARNING, logger="varinf"):
         result = train(cfg, tmp_path / "short", progress=False)
     assert still_rising([r["valid_elbo"] for r in result.history]) is not None     # 6 epochs of a slow start
