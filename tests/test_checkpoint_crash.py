@@ -33,6 +33,7 @@ from varinf.errors import CheckpointError
 from varinf.runlock import RunLockedError, run_lock
 
 CFG = dict(dataset="digits", hidden=(16,), latent_dim=2, seed=5, patience=None)
+OWNER = "0123456789abcdef"               # the owner token a run's saves carry (config.json's run_id)
 CLI_ARGS = ["--dataset", "digits", "--hidden", "16", "--latent-dim", "2", "--seed", "5", "--quiet"]
 
 
@@ -140,7 +141,7 @@ def step_of(directory: Path, name: str = "last") -> int:
 
 def save_step(directory: Path, step: int) -> None:
     model, opts = tiny(step)
-    save_checkpoint(directory, "last", model=model, optimizers=opts, meta={"step": step})
+    save_checkpoint(directory, "last", model=model, optimizers=opts, meta={"step": step}, owner=OWNER)
 
 
 def kill_a_save_at_every_boundary(tmp_path: Path, before: str) -> tuple[int, set]:
@@ -164,7 +165,7 @@ def kill_a_save_at_every_boundary(tmp_path: Path, before: str) -> tuple[int, set
             outcome = step_of(d)                                    # the complete old (1) or new (2) one
         assert outcome in ({"none", 2} if before == "none" else {1, 2}), (k, outcome)
         outcomes.add(outcome)
-        remove_stale_files(d)                                       # the next writer's start
+        remove_stale_files(d, owner=OWNER)                          # the next writer's start
         if outcome != "none":
             assert_clean(d, ["last"])
             assert step_of(d) == outcome
@@ -209,16 +210,25 @@ def test_missing_weights_are_reported_not_retried_for_ever(tmp_path):
         read_checkpoint(tmp_path, "last")
 
 
-def test_stale_files_of_an_unreadable_record_are_kept(tmp_path):
+def test_only_stale_files_of_the_owner_are_removed_and_none_of_an_unreadable_record(tmp_path):
     save_step(tmp_path, 1)
     save_step(tmp_path, 2)
-    (tmp_path / "last-000001.safetensors").write_bytes(b"orphan")
-    (tmp_path / ".last.json.abcd1234.tmp").write_bytes(b"{")
-    (tmp_path / "notes.txt").write_text("mine")
-    assert {p.name for p in remove_stale_files(tmp_path)} == {"last-000001.safetensors", ".last.json.abcd1234.tmp"}
-    (tmp_path / "last-000001.safetensors").write_bytes(b"orphan")
+    model, _ = tiny(9)
+    ours = save_bytes({f"model.{k}": v for k, v in model.state_dict().items()}, metadata={"varinf_owner": OWNER})
+    theirs = save_bytes({f"model.{k}": v for k, v in model.state_dict().items()}, metadata={"varinf_owner": "f" * 16})
+    (tmp_path / "last-000003.safetensors").write_bytes(ours)                 # written, never committed
+    (tmp_path / f".last.json.{OWNER}.abcd1234.tmp").write_bytes(b"{")       # a torn temporary file
+    look_alikes = {"last-000007.safetensors": b"orphan", "model-000001.safetensors": theirs,
+                   ".last.json.abcd1234.tmp": b"{", f".notes.txt.{OWNER[:8]}.abcd1234.tmp": b"x", "notes.txt": b"mine"}
+    for name, data in look_alikes.items():
+        (tmp_path / name).write_bytes(data)
+    assert {p.name for p in remove_stale_files(tmp_path, owner=OWNER)} == {"last-000003.safetensors",
+                                                                             f".last.json.{OWNER}.abcd1234.tmp"}
+    assert all((tmp_path / n).read_bytes() == d for n, d in look_alikes.items())
+    assert remove_stale_files(tmp_path, owner="f" * 16) == [tmp_path / "model-000001.safetensors"]
+    (tmp_path / "last-000003.safetensors").write_bytes(ours)
     (tmp_path / "last.json").write_text("{ corrupt")
-    assert remove_stale_files(tmp_path) == []                       # nothing removed without a valid record
+    assert remove_stale_files(tmp_path, owner=OWNER) == []         # nothing removed without a valid record
     assert "notes.txt" in checkpoint_files(tmp_path)
 
 
