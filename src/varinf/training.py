@@ -470,7 +470,7 @@ def _start_state(s: _Setup, run_dir: Path, resume: bool) -> _Start:
         start.gen.set_state(decode_rng_state(meta["rng_state"]))
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"checkpoint {ckpt_dir / 'last.json'} has unreadable training state "
-                              f"({shown(repr(exc), 80)}); restore it from a copy or start a new run directory") from None
+                              f"({shown(str(exc), 300)}); restore it from a copy or start a new run directory") from None
     start.epoch, start.history = meta["epoch"] + 1, meta["history"]
     start.best_valid, start.best_epoch, start.bad_epochs = meta["best_valid_elbo"], meta["best_epoch"], meta["bad_epochs"]
     if meta.get("stopped_early"):
@@ -608,7 +608,7 @@ def _model_of_checkpoint(run_dir: str | Path, checkpoint: str) -> tuple[torch.nn
             _check_shapes(model_cls(mcfg), tensors, run_dir / CHECKPOINTS / f"{checkpoint}.json")
     except (TypeError, KeyError, VarinfError) as exc:
         raise CheckpointError(f"checkpoint {run_dir / CHECKPOINTS / checkpoint}.json has an unreadable config: "
-                              f"{shown(str(exc), 200)}") from None
+                              f"{exc}") from None
     return model_cls(mcfg), cfg, meta, tensors
 
 
