@@ -699,3 +699,76 @@ def test_api_bad_input(case: ApiCase, tmp_path):
         assert needle in message, f"{needle!r} not named in: {message}"
     after = snapshot(tmp_path)
     assert {k: v for k, v in after.items() if k in before} == before
+
+
+# ---------------------------------------------------------------------------------------------- run directory
+
+def _plant(run: Path, outside: Path) -> list[Path]:
+    """Files a user keeps in a run directory that look like varinf's (stale weights, temporaries) and links to
+    files outside it; returns their paths."""
+    from safetensors.torch import save as save_bytes
+    foreign = save_bytes({"w": torch.ones(3)})                          # a real safetensors file, not varinf's
+    files = {
+        "model-000001.safetensors": foreign, "last-000009.safetensors": b"user bytes", "notes.md": b"my notes",
+        ".notes.txt.abcd1234.tmp": b"editor swap", ".config.json.abcd1234.tmp": b"{}", ".metrics.jsonl.x1y2z3w4.tmp": b"",
+        "checkpoints/model-000001.safetensors": foreign, "checkpoints/best-000099.safetensors": foreign,
+        "checkpoints/last-000001.safetensors.bak": b"backup", "checkpoints/.last.json.abcd1234.tmp": b"{",
+        "checkpoints/.best-000002.safetensors.abcd1234.tmp": foreign, "checkpoints/mine.json": b"{}",
+        "figures/mine.png": b"\x89PNG mine", "eval.partial/notes.txt": b"mine",
+        "eval.partial/0-0-deadbeef.safetensors": foreign,
+    }
+    planted = []
+    for name, data in files.items():
+        path = run / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        planted.append(path)
+    links = {"link.txt": "a.txt", "checkpoints/best-000050.safetensors": "b.safetensors",
+             "checkpoints/.last.json.abcdefgh.tmp": "c.tmp", "figures/extra.png": "d.png",
+             "eval.partial/1-0-cafebabe.safetensors": "b.safetensors"}
+    outside.mkdir(exist_ok=True)
+    for name, target in links.items():
+        (outside / target).write_bytes(f"outside file {target}".encode())
+        (run / name).symlink_to(outside / target)
+        planted.append(run / name)
+    return planted
+
+
+def _states(paths) -> dict[str, str]:
+    return {str(p): _state(p) for p in paths}
+
+
+def test_no_command_changes_a_file_varinf_did_not_write(tmp_path, trained, capsys):
+    """Every command, failing and succeeding, on run directories full of look-alike user files and links to
+    files outside: every planted file, every link and every outside file is byte-identical afterwards."""
+    outside = tmp_path / "outside"
+    run, new = tmp_path / "run", tmp_path / "new"
+    shutil.copytree(trained, run)
+    new.mkdir()
+    planted = _plant(run, outside) + _plant(new, outside)
+    nan_data = tmp_path / "nan.npy"
+    np.save(nan_data, np.where(np.eye(20, 64) > 0, np.nan, digits01()))
+    before = {**_states(planted), **snapshot(outside)}
+    commands = [  # (argv, exit status)
+        (["train", *FAST, "--dataset", nan_data, "--out", new], 2),          # fails its first check
+        (["train", *FAST, "--out", new, "--resume"], 2),                     # nothing to resume
+        (["train", *FAST, "--out", new], 0),
+        (["train", *FAST, "--out", new], 2),                                 # already holds a run
+        (["train", "--out", run, "--resume", "--epochs", "2", "--quiet"], 0),
+        (["train", "--out", run, "--resume", "--latent-dim", "3", "--quiet"], 2),
+        (["eval", run, "--nll-samples", "3", "--subset", "20", "--quiet"], 0),
+        (["eval", run, "--nll-samples", "3", "--subset", "20", "--refine-steps", "1", "--quiet",
+          "--output", run / "refined.json"], 0),
+        (["eval", run, "--nll-samples", "0", "--quiet"], 2),
+        (["eval", new, "--nll-samples", "3", "--subset", "20", "--quiet"], 0),
+        (["plot", run], 0),
+        (["plot", new, "--checkpoint", "last"], 0),
+        (["plot", run, "--seed", "-1"], 2),
+        (["train", "--out", run, "--resume", "--epochs", "3", "--quiet"], 0),
+    ]
+    for argv, status in commands:
+        assert cli(*argv) == status, (argv, capsys.readouterr().err)
+        after = {**_states(planted), **snapshot(outside)}
+        assert after == before, f"{argv} changed {[k for k in before if after.get(k) != before[k]]}"
+    assert read_checkpoint(run / "checkpoints", "last")[1]["epoch"] == 2
+    assert json.loads((run / "eval.json").read_text())["test_points"] == 20

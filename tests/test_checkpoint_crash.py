@@ -376,3 +376,46 @@ def test_a_second_training_process_fails_fast_and_a_killed_holder_does_not_block
     done = read_checkpoint(run / "checkpoints", "last")[1]["epoch"] + 1
     assert main(["train", *CLI_ARGS, "--epochs", str(done + 2), "--resume", "--out", str(run)]) == 0
     assert read_checkpoint(run / "checkpoints", "last")[1]["epoch"] + 1 == done + 2
+
+
+# ---- a new run's settings come first ------------------------------------------------------------
+
+class RecordingOS(FaultyOS):
+    """FaultyOS that also records the target of every rename (what became visible, in order)."""
+
+    def __init__(self, kill_at=None):
+        super().__init__(kill_at)
+        self.renamed = []
+
+    def replace(self, src, dst):
+        self.renamed.append(Path(dst).name)
+        return super().replace(src, dst)
+
+
+def test_a_new_run_writes_its_settings_first_and_a_kill_before_them_is_a_clear_error(tmp_path, reference):
+    """config.json is the first file a new run makes visible; killed at each boundary of that write, the run
+    either resumes (settings complete) to the unbroken run's bits, or --resume is a one-line error saying to start
+    again -- never a run of other (default) settings."""
+    part, _ = reference
+    cfg = make_config(**CFG, epochs=1)
+    dry = RecordingOS()
+    with mock.patch.object(checkpoint, "os", dry):
+        train(cfg, tmp_path / "dry", progress=False)
+    assert dry.renamed[0] == "config.json" and dry.renamed[1] == "metrics.jsonl"
+    for k in range(1, 5):                                # write, fsync, rename, directory fsync of config.json
+        run = tmp_path / f"k{k}"
+        run_faulty(k, train, cfg, run, progress=False)
+        assert {p.name for p in run.iterdir() if not p.name.startswith(".")} <= {"config.json"}
+        if (run / "config.json").exists():
+            assert main(["train", "--out", str(run), "--resume", "--quiet"]) == 0
+            assert_same_run(run, part)
+        else:
+            with pytest.raises(CheckpointError, match="no saved settings .*without --resume"):
+                train(cfg, run, resume=True, progress=False)
+            assert main(["train", *CLI_ARGS, "--epochs", "1", "--out", str(run)]) == 0   # started again
+            assert_same_run(run, part)
+        assert_clean(run / "checkpoints")
+        # the killed attempt's torn settings file carries the token of a run that never saved it, so no later
+        # run can prove it wrote it: it stays (hidden, at most a few kB), like any file varinf cannot claim
+        left = [p.name for p in run.iterdir() if p.name.endswith(".tmp")]
+        assert left == [] or (k <= 3 and len(left) == 1 and left[0].startswith(".config.json.")), left
