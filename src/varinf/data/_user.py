@@ -83,7 +83,7 @@ def _npy_nbytes(f, what: str) -> int:
             raise ValueError(f"unsupported .npy format version {version}")
         shape, _, dtype = read_header(f)
     except (ValueError, OSError, SyntaxError, TypeError, EOFError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{what} is not a readable .npy array ({shown(str(exc), 80)}); save arrays with "
+        raise DataError(f"{what} is corrupt or not a readable .npy array ({shown(str(exc), 80)}); save arrays with "
                         "numpy.save / numpy.savez") from None
     return math.prod(shape) * dtype.itemsize
 
@@ -110,7 +110,7 @@ def check_declared_size(path: Path) -> int:
                         if total > limit:
                             break
             except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, OSError, EOFError) as exc:
-                raise DataError(f"{path} is not a readable .npz archive ({shown(str(exc), 80)}); save arrays with "
+                raise DataError(f"{path} is corrupt or not a readable .npz archive ({shown(str(exc), 80)}); save arrays with "
                                 "numpy.savez") from None
         else:
             total = _npy_nbytes(f, str(path))
