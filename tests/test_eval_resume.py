@@ -176,3 +176,20 @@ def test_a_partial_file_with_fewer_rows_than_its_batch_is_ignored(run, tmp_path,
     again = evaluate.evaluate_model(model, x, nll_samples=7, batch_size=10, resume_dir=tmp_path / "p")
     assert torch.equal(again["elbo"], fresh["elbo"]) and torch.equal(again["log_px"], fresh["log_px"])
     assert "batch 0 holds 5 rows, not the 10 of its batch" in caplog.text
+
+
+def test_non_finite_numbers_are_an_error_and_no_eval_json_is_written(run, monkeypatch):
+    """eval.json is JSON: a bound of -inf (a test point of probability 0 under the model) or NaN is an error
+    naming the numbers, never written as NaN/Infinity."""
+    real = evaluate.evaluate_model
+
+    def some_infinite(*args, **kwargs):
+        out = real(*args, **kwargs)
+        out["log_px"][0] = -float("inf")
+        return out
+
+    monkeypatch.setattr(evaluate, "evaluate_model", some_infinite)
+    out = run / "eval-inf.json"
+    with pytest.raises(evaluate.VarinfError, match="non-finite test_nll.*nothing was written"):
+        evaluate_run(run, **{**EVAL, "refine_steps": 0, "refine_sweep": None}, output=out)
+    assert not out.exists()

@@ -26,7 +26,7 @@ MAX_SHOWN = 120
 
 def shown(value, limit: int = MAX_SHOWN) -> str:
     """``repr(value)`` cut to ``limit`` characters, saying how long it was."""
-    text = value if isinstance(value, str) and value.startswith(("'", '"')) else repr(value)
+    text = repr(value)
     if len(text) <= limit:
         return text
     return f"{text[:limit // 2]}…{text[-limit // 4:]} ({len(text)} characters)"
