@@ -12,8 +12,9 @@
     readers           meanwhile this process polls read_checkpoint("best"/"last") of the running
                       subprocess as fast as it can and counts errors
     two writers       two ``varinf train`` into the same --out started together: exactly one may run
-    early kills       ``varinf train`` SIGKILLed at a random instant of its first 2.5 s (interpreter start,
-                      data, settings, first epoch), then a bare ``varinf train --out RUN --resume``: it
+    early kills       ``varinf train`` SIGKILLed early: every other trial at a random instant of its first
+                      2.5 s (interpreter start, data), the others 0-0.5 s after the run directory appears
+                      (its lock, the settings, the first epochs); then a bare ``varinf train --out RUN --resume``: it
                       must resume to the unbroken run's bits, or (no settings saved yet) refuse in one
                       line, after which the same command without --resume must give the unbroken run;
                       never a run of other settings
@@ -135,18 +136,27 @@ def early_kills(root: Path, n: int, epochs: int, rng: random.Random) -> dict:
         run = root / f"early{trial}"
         argv = [*CLI, "--epochs", str(epochs), "--out", str(run)]
         proc = subprocess.Popen(argv, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.0, 2.5))
+        if trial % 2:
+            deadline = time.time() + 120
+            while not run.exists() and proc.poll() is None and time.time() < deadline:
+                time.sleep(0.001)
+            time.sleep(rng.uniform(0.0, 0.5))
+        else:
+            time.sleep(rng.uniform(0.0, 2.5))
+        if proc.poll() is not None:
+            raise SystemExit(f"early kill {trial}: the run ended before the kill")
         proc.kill()
         proc.wait()
         err = io.StringIO()
-        with contextlib.redirect_stderr(err):
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
             code = cli_main(["train", "--out", str(run), "--resume", "--quiet"])
         try:
             if code == 0:
                 assert_same_run(run, full)
                 outcomes["resumed_bit_identical"] += 1
             elif code == 2 and "no saved settings" in err.getvalue() and len(err.getvalue().splitlines()) == 1:
-                assert cli_main(argv[3:]) == 0
+                with contextlib.redirect_stdout(io.StringIO()):
+                    assert cli_main(argv[3:]) == 0
                 assert_same_run(run, full)
                 outcomes["refused_no_settings_then_restarted_bit_identical"] += 1
             else:
