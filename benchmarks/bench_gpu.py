@@ -94,7 +94,8 @@ def main() -> None:
     rows = {}
     for name, settings in {"vae": dict(method="vae"),
                            "gbvi20": dict(method="gbvi", refine_steps=20, refine_samples=20, samples=20)}.items():
-        cfg = make_config(dataset="binarized-mnist", batch_size=batch, lr=1e-3, device=args.device, **settings)
+        cfg = make_config(dataset="binarized-mnist", batch_size=batch, lr=1e-3, device=args.device,
+                          **settings).resolved()
         model = build_model(mcfg, 0, device)
         method = method_for(cfg, model, 784)
         optimizers = make_optimizers(method, cfg.optimizer, cfg.lr)

@@ -123,7 +123,7 @@ def project(rate_tflops: float) -> None:
     print(f"| config | rows per GPU b | MB all-reduced per step M | GFLOP per step F | T_comp ms | {head} |")
     print("|---|---|---|---|---|" + "---|" * len(LINKS))
     for name in PROJECTED:
-        cfg = make_config(f"configs/{name}.toml")
+        cfg = make_config(f"configs/{name}.toml").resolved()
         model = build_model(model_config(cfg, SimpleNamespace(dim=784, image_shape=(28, 28))), 0,
                             torch.device("cpu"))
         method = method_for(cfg, model, 784)

@@ -32,7 +32,7 @@ from varinf import distributed, training
 from varinf.checkpoint import read_checkpoint
 from varinf.config import make_config
 
-SMALL = dict(dataset="digits", hidden=(32,), latent_dim=8, batch_size=100, threads=1, patience=None, seed=3)
+SMALL = dict(dataset="digits", hidden=(32,), latent_dim=8, batch_size=100, threads=1, patience=0, seed=3)
 RUNS = {"vae": dict(SMALL, method="vae", epochs=2),
         "gbvi": dict(SMALL, method="gbvi", epochs=1, refine_steps=3, refine_samples=4, samples=2, lr=3e-3),
         "nvil": dict(SMALL, method="nvil", model="sbn", epochs=2),

@@ -48,7 +48,7 @@ from varinf import make_config, train  # noqa: E402
 from varinf.checkpoint import read_checkpoint  # noqa: E402
 from varinf.errors import CheckpointError  # noqa: E402
 
-CFG = dict(dataset="digits", hidden=(400, 400), latent_dim=2, seed=9, patience=None)
+CFG = dict(dataset="digits", hidden=(400, 400), latent_dim=2, seed=9, patience=0)
 CLI = [sys.executable, "-m", "varinf", "train", "--dataset", "digits", "--hidden", "400,400", "--latent-dim", "2",
        "--seed", "9", "--quiet"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}

@@ -76,7 +76,7 @@ def main(argv=None) -> dict:
     model = GaussianDecoderVAE(data.dim)
     cfg = varinf.make_config(model="custom", method="gbvi", refine_steps=args.refine_steps, refine_samples=5,
                              samples=5, inference_rate=1e-3, refine_optimizer="adam", epochs=args.epochs,
-                             batch_size=100, lr=3e-3, patience=None, seed=0)
+                             batch_size=100, lr=3e-3, patience=0, seed=0)
     with tempfile.TemporaryDirectory() as tmp:
         run = args.out or tmp
         result = varinf.train(cfg, run, model=model, data=data, progress=False)

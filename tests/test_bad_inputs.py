@@ -367,7 +367,7 @@ CLI_CASES = [
     Case("flag-batch-size-zero", lambda ws: train(ws, "--batch-size", "0"), ("batch_size", "0")),
     Case("flag-samples-zero", lambda ws: train(ws, "--samples", "0"), ("samples", "0")),
     Case("flag-latent-dim-zero", lambda ws: train(ws, "--latent-dim", "0"), ("latent_dim", "0")),
-    Case("flag-patience-negative", lambda ws: train(ws, "--patience", "-1"), ("--patience", "-1")),
+    Case("flag-patience-negative", lambda ws: train(ws, "--patience", "-1"), ("patience", "-1", "0 disables")),
     Case("flag-refine-steps-negative", lambda ws: train(ws, "--method", "gbvi", "--refine-steps", "-1"),
          ("refine_steps", "-1")),
     Case("flag-warmup-negative", lambda ws: train(ws, "--warmup-steps", "-2"), ("warmup_steps", "-2")),

@@ -32,7 +32,7 @@ from varinf.cli import main
 from varinf.errors import CheckpointError
 from varinf.runlock import RunLockedError, run_lock
 
-CFG = dict(dataset="digits", hidden=(16,), latent_dim=2, seed=5, patience=None)
+CFG = dict(dataset="digits", hidden=(16,), latent_dim=2, seed=5, patience=0)
 OWNER = "0123456789abcdef"               # the owner token a run's saves carry (config.json's run_id)
 CLI_ARGS = ["--dataset", "digits", "--hidden", "16", "--latent-dim", "2", "--seed", "5", "--quiet"]
 

@@ -83,9 +83,9 @@ def test_config_file_and_flags(tmp_path):
 
 
 def test_resume_through_the_api_is_bit_identical(tmp_path):
-    cfg = make_config(dataset="digits", hidden=(32,), latent_dim=2, epochs=5, seed=3, patience=None)
+    cfg = make_config(dataset="digits", hidden=(32,), latent_dim=2, epochs=5, seed=3, patience=0)
     train(cfg, tmp_path / "full", progress=False)
-    part = make_config(dataset="digits", hidden=(32,), latent_dim=2, epochs=2, seed=3, patience=None)
+    part = make_config(dataset="digits", hidden=(32,), latent_dim=2, epochs=2, seed=3, patience=0)
     train(part, tmp_path / "split", progress=False)
     train(cfg, tmp_path / "split", resume=True, progress=False)
     assert_identical(model_tensors(tmp_path / "full"), model_tensors(tmp_path / "split"))

@@ -113,7 +113,7 @@ def test_user_model_errors_are_one_line(tmp_path, ex):
 @pytest.mark.parametrize("legacy", [("model",), ("decoder", "encoder")], ids=["one-optimizer", "decoder-encoder"])
 def test_checkpoints_of_the_older_layout_resume_with_their_optimizer_state(tmp_path, legacy):
     """varinf ≤ 0.1 saved one optimizer per method-specific name; resuming converts it by parameter."""
-    cfg = make_config(dataset="digits", hidden=(8,), latent_dim=2, epochs=2, patience=None, threads=1,
+    cfg = make_config(dataset="digits", hidden=(8,), latent_dim=2, epochs=2, patience=0, threads=1,
                       method="vae" if legacy == ("model",) else "gbvi", refine_steps=1, refine_samples=1, samples=1)
     dataset, model, method = build_method(cfg, torch.device("cpu"))
     named = {"model": list(model.parameters()), "decoder": list(model.decoder.parameters()),

@@ -33,7 +33,7 @@ from gloo_launch import HERE, check_launch, free_port, torchrun, worker_env
 from killed_eval import Killed, count_batches
 
 ATOL = 1e-5
-SMALL = dict(dataset="digits", hidden=(32,), latent_dim=8, batch_size=100, threads=1, patience=None, seed=3)
+SMALL = dict(dataset="digits", hidden=(32,), latent_dim=8, batch_size=100, threads=1, patience=0, seed=3)
 RUNS = {                                   # name -> settings; digits: 1197 training rows = 12 updates per epoch
     "vae": dict(SMALL, method="vae", epochs=2),
     "gbvi": dict(SMALL, method="gbvi", epochs=1, refine_steps=3, refine_samples=4, samples=2, lr=3e-3),

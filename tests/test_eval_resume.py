@@ -26,7 +26,7 @@ from varinf.evaluate import evaluate_run
 from varinf.runlock import RunLockedError, run_lock
 from varinf.training import train
 
-SETTINGS = dict(dataset="digits", hidden=(32,), latent_dim=8, epochs=1, threads=1, patience=None, seed=5)
+SETTINGS = dict(dataset="digits", hidden=(32,), latent_dim=8, epochs=1, threads=1, patience=0, seed=5)
 EVAL = dict(nll_samples=40, batch_size=32, refine_steps=2, refine_sweep=(0, 2))   # 300 test points: 10 batches
 KEYS = ("test_elbo", "test_nll", "test_elbo_refined", "test_nll_refined", "amortization_gap")
 

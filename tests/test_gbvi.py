@@ -124,9 +124,9 @@ def test_savae_step_updates_both_networks():
 
 
 def test_config_validation_and_method_defaults():
-    cfg = make_config(method="gbvi")                                   # the paper's T = N = 20 by default
+    cfg = make_config(method="gbvi").resolved()                        # the paper's T = N = 20 by default
     assert (cfg.refine_steps, cfg.refine_samples, cfg.samples, cfg.valid_refine_steps) == (20, 20, 20, 20)
-    assert make_config(method="vae").samples == 1
+    assert make_config(method="vae").resolved().samples == 1
     with pytest.raises(ConfigError, match="refine_optimizer"):
         make_config(refine_optimizer="lbfgs")
     with pytest.raises(ConfigError, match="inference_rate"):

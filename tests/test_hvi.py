@@ -152,7 +152,7 @@ def test_gradients_match_finite_differences_with_common_random_numbers():
 
 
 def test_registry_and_cli_run_on_digits(tmp_path):
-    cfg = TrainConfig(method="hvi")
+    cfg = TrainConfig(method="hvi").resolved()
     assert (cfg.leapfrog_steps, cfg.samples, cfg.refine_steps) == (5, 1, 0)
     out = tmp_path / "hvi"
     assert main(["train", "--method", "hvi", "--leapfrog-steps", "2", "--latent-dim", "4", "--hidden", "32",

@@ -68,7 +68,7 @@ def test_bound_lies_between_the_elbo_and_log_px_and_rises_with_k():
 
 def test_registry_defaults_and_cli_run_on_digits(tmp_path):
     spec = METHODS["iwae"]
-    assert spec.families == ("gaussian",) and TrainConfig(method="iwae").samples == 5
+    assert spec.families == ("gaussian",) and TrainConfig(method="iwae").resolved().samples == 5
     with pytest.raises(Exception, match="trains gaussian latents"):
         TrainConfig(method="iwae", model="sbn")
     out = tmp_path / "iwae"

@@ -3,7 +3,6 @@ verbatim), and every other command block runs as written, one after another, in 
 small epoch and sample counts substituted so that the suite stays fast)."""
 
 import os
-import re
 import shlex
 import subprocess
 import sys
@@ -11,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+import doc_commands
+from doc_commands import shrink, shrink_python
 from gloo_launch import check_launch, torchrun
 
 REPO = Path(__file__).resolve().parents[1]
@@ -18,7 +19,7 @@ README = (REPO / "README.md").read_text()
 
 
 def blocks(lang: str) -> list[str]:
-    return [b.strip() for b in re.findall(rf"```{lang}\n(.*?)```", README, flags=re.S)]
+    return doc_commands.blocks(README, lang)
 
 
 def readme_commands() -> list[str]:
@@ -38,24 +39,6 @@ def test_ci_runs_the_readme_test_command():
     _, tests = readme_commands()
     ci = (REPO / ".ci" / "run").read_text().splitlines()
     assert tests in ci
-
-
-SMALL = {"--epochs": "1", "--nll-samples": "5", "--subset": "20", "--refine-steps": "2"}
-
-
-def shrink(args: list[str]) -> list[str]:
-    """The same command with small epoch/sample counts (and a resumed run one epoch longer)."""
-    out = list(args)
-    for i, a in enumerate(out[:-1]):
-        if a in SMALL:
-            out[i + 1] = "2" if (a == "--epochs" and "--resume" in out) else SMALL[a]
-        if a == "--refine-sweep":
-            out[i + 1] = "0,1,2"
-    if out[0] == "eval" and "--subset" not in out:
-        out += ["--subset", SMALL["--subset"], "--nll-samples", SMALL["--nll-samples"]]
-    if out[0] == "train" and "--epochs" not in out:
-        out += ["--epochs", "1"]
-    return out
 
 
 def test_every_cli_line_of_the_readme_runs(tmp_path, monkeypatch):
@@ -84,7 +67,7 @@ def test_python_blocks_of_the_readme_run_as_written(tmp_path):
     for i, code in enumerate(blocks("python")):
         if "my_model" in code:                 # the one-line illustration of the keyword arguments
             continue
-        code = code.replace("epochs=50", "epochs=2").replace("nll_samples=1000", "nll_samples=5")
+        code = shrink_python(code)
         for _ in range(2):                     # twice: a block must not depend on what it left behind
             done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True,
                                   text=True, timeout=300)

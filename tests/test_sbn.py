@@ -88,8 +88,12 @@ def test_importance_sampling_converges_to_log_marginal():
     for k in (10, 20000):
         elbo, log_px = elbo_and_log_marginal(model, q, x, k, 5000, gen)
         assert (elbo <= exact + 0.5).all()
-        errs.append((log_px - exact).abs().max().item())
-    assert errs[1] < 0.02 and errs[1] < errs[0]
+        errs.append((log_px - exact).abs())
+    # k = 20000: within 4 of the estimator's own s.e. ≈ sd(w) / (√k mean w) (delta method; ≈ 0.004–0.008 here)
+    lw = log_weights(model, q, x, 20000, torch.Generator().manual_seed(1))
+    r = (lw - lw.max(0).values).exp()
+    se = r.std(0) / (r.mean(0) * math.sqrt(20000))
+    assert (errs[1] <= 4 * se).all() and errs[1].max() < errs[0].max()
 
 
 # ---- NVIL's baseline (the exact-gradient tests of every method: tests/test_methods_exact.py) ----------
@@ -175,7 +179,7 @@ def test_methods_registered_and_config_errors():
         make_config(method="mpvi", model="mlp")
     with pytest.raises(ConfigError, match="wake-sleep"):
         make_config(method="vae", model="sbn")
-    cfg = make_config(method="avi", model="sbn")                   # the paper's defaults, no flags needed
+    cfg = make_config(method="avi", model="sbn").resolved()        # the paper's defaults, no flags needed
     assert (cfg.refine_steps, cfg.refine_samples, cfg.samples, cfg.valid_refine_steps) == (20, 20, 20, 0)
 
 

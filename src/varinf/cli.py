@@ -18,11 +18,9 @@ def _int_tuple(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 500 or 500,500; got {text!r}")
 
 
-def _patience(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"patience must be >= 0 (0 disables early stopping), got {value}")
-    return value
+def _latent_dim(text: str) -> int | tuple[int, ...]:
+    widths = _int_tuple(text)
+    return widths[0] if len(widths) == 1 else widths
 
 
 def _methods_help() -> str:
@@ -85,7 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--model", choices=["mlp", "cnn", "sbn"],
                    help="mlp | cnn: VAE encoder/decoder architecture; sbn: sigmoid belief network with binary "
                         "latents (default mlp)")
-    t.add_argument("--latent-dim", type=int, help="number of latent variables K (default 200)")
+    t.add_argument("--latent-dim", type=_latent_dim,
+                   help="number of latent variables K (default 200); for --model sbn a list such as 200,200,200 "
+                        "gives a deep SBN with one stochastic layer per entry, bottom (next to x) first")
     t.add_argument("--hidden", type=_int_tuple,
                    help="hidden widths, e.g. 500 or 500,500 (default 500); --hidden '' = none (a linear sbn)")
     t.add_argument("--activation", help="softplus | relu | tanh | elu (default softplus)")
@@ -106,10 +106,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--refine-samples", type=int,
                    help="gbvi/savae/stvi/avi: samples N per refinement step (default 20)")
     t.add_argument("--avi-rate", type=float,
-                   help="avi: step γ in mu <- (1-γ) mu + γ Σ w h, in (0, 1]; 1 is Hjelm et al. 2015 Eq. 9 as "
-                        "printed (default 0.1)")
+                   help="avi: step γ in mu <- (1-γ) mu + γ Σ w h, in (0, 1] (default 0.1, varinf's damped step, "
+                        "not the paper's: Hjelm et al. 2015 Eq. 9 as printed is γ = 1)")
     t.add_argument("--leapfrog-steps", type=int,
                    help="hvi: leapfrog steps K of Hamiltonian variational inference (default 5)")
+    t.add_argument("--temperature", type=float,
+                   help="gumbel/gumbel-st: temperature τ of the Gumbel-Softmax (Concrete) relaxation (default 0.5)")
     t.add_argument("--valid-refine-steps", type=int,
                    help="refined EM: refinement steps in the per-epoch validation bound; 0 = the encoder's own "
                         "bound (default: T for gbvi/savae, 0 for mpvi/stvi/avi)")
@@ -119,7 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="linear learning-rate warm-up over the first W updates (default 0: none)")
     t.add_argument("--batch-size", type=int, help="minibatch size (default 100)")
     t.add_argument("--epochs", type=int, help="maximum number of epochs (default 100)")
-    t.add_argument("--patience", type=_patience, help="early-stopping patience in epochs; 0 disables (default 20)")
+    t.add_argument("--patience", type=int,
+                   help="early-stopping patience in epochs; 0 disables early stopping (default 20)")
     t.add_argument("--seed", type=int, help="random seed (default 0)")
     t.add_argument("--device", help="cpu | cuda (default cpu)")
     t.add_argument("--threads", type=int, help="torch intra-op threads")
@@ -152,7 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--refine-optimizer", choices=["sgd", "adam"],
                    help="gradient refiners: step rule (default: the run's)")
     e.add_argument("--refine-samples", type=int, help="samples per refinement step (default: the run's)")
-    e.add_argument("--avi-rate", type=float, help="AVI refiner: step γ in (0, 1] (default: the run's)")
+    e.add_argument("--avi-rate", type=float,
+                   help="AVI refiner: step γ in (0, 1] (default: the run's; 0.1, varinf's damped step, for a run "
+                        "that did not set it, whatever its method; Hjelm et al. 2015 Eq. 9 as printed is γ = 1)")
     e.add_argument("--refine-sweep", type=_int_tuple,
                    help="also the bound after each T in this list, e.g. 0,1,2,5,10,20,50: a table in eval.json "
                         "and figures/amortization_gap.png")
@@ -168,8 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 TRAIN_SETTINGS = ("dataset", "data_dir", "binarize", "model", "latent_dim", "hidden", "activation", "method",
                   "estimator", "samples", "refine_steps", "inference_rate", "refine_optimizer", "refine_samples",
-                  "avi_rate", "valid_refine_steps", "leapfrog_steps", "optimizer", "lr", "warmup_steps",
-                  "batch_size", "epochs", "seed", "device", "threads", "likelihood", "tf32", "autocast")
+                  "avi_rate", "valid_refine_steps", "leapfrog_steps", "temperature", "optimizer", "lr", "warmup_steps",
+                  "batch_size", "epochs", "patience", "seed", "device", "threads", "likelihood", "tf32", "autocast")
 
 
 def _train(args) -> int:
@@ -177,23 +182,14 @@ def _train(args) -> int:
     from varinf.distributed import process_group
     from varinf.training import resume_config, saved_config, train
 
-    given = {k: getattr(args, k) for k in TRAIN_SETTINGS}
-    if args.patience is not None:
-        given["patience"] = args.patience
+    given = {k: getattr(args, k) for k in TRAIN_SETTINGS}         # None: the flag was not given
     if args.resume and saved_config(args.out) is not None:
         # --resume continues with the run's saved settings; the flags given may change only what is safe.
         settings = {**(load_toml(args.config) if args.config else {}),
                     **{k: v for k, v in given.items() if v is not None}}
-        if settings.get("patience") == 0:
-            settings["patience"] = None
         cfg = resume_config(args.out, **settings)
     else:
-        if given.get("patience") == 0:
-            given["patience"] = None
-            cfg = make_config(args.config, **given)
-            cfg.patience = None
-        else:
-            cfg = make_config(args.config, **given)
+        cfg = make_config(args.config, **given)
     with process_group(cfg.device) as ctx:   # under torchrun: join the process group (gloo on CPU, NCCL on CUDA)
         result = train(cfg, args.out, resume=args.resume, progress=not args.quiet)
     if not ctx.is_main:

@@ -7,10 +7,17 @@ Validation is a small table (:data:`RULES`) read by one function rather than a v
 library: the dataclass has 30 plain fields whose rules fit in a line each, and the messages
 must read the same for a flag, a TOML key and an API keyword.
 
-Method-dependent settings (``samples``, ``refine_steps``, ``inference_rate``, ...) default to
-``None``, meaning "the method's own default" (``varinf.infer.METHODS[name].defaults``, e.g.
-``--method avi`` alone gets the paper's T = N = 20); they are filled in at construction, so a
-run's saved config always holds concrete values.
+One value, one meaning. Method-dependent settings (``samples``, ``refine_steps``,
+``inference_rate``, ... : the keys of :data:`GENERIC_DEFAULTS`) default to ``None``, meaning "the
+method's own default"; ``0`` where allowed means "none" (``refine_steps = 0``: no refinement,
+``valid_refine_steps = 0``: the encoder's bound). The defaults are resolved where they are used,
+by :meth:`TrainConfig.resolved` from one table (:func:`method_defaults`: a method's registry
+entry ``varinf.infer.METHODS[name].defaults`` over :data:`GENERIC_DEFAULTS`), so
+``dataclasses.replace(cfg, method="gbvi")`` equals ``make_config(method="gbvi")``. ``varinf.train``
+resolves the config it is given, so a run's saved config (config.json, checkpoints) holds the
+concrete values it ran with and a later change of a default never changes a saved run.
+``patience = 0`` disables early stopping (flags, TOML, API and ``--resume`` alike); ``None`` is not
+a patience (in :func:`make_config`, as for every setting, ``None`` means "not given").
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from varinf.errors import ConfigError
 from varinf.runfiles import read_regular
 from varinf.likelihoods import LIKELIHOODS
 from varinf.models.vae import ACTIVATIONS
+from varinf.refinement import AVI_DEFAULT_RATE
 
 ESTIMATORS = ("A", "B")
 OPTIMIZERS = ("adam", "rmsprop")
@@ -35,9 +43,13 @@ MAX_SEED = 2 ** 63 - 1
 AUTOCAST = ("bf16",)
 MAX_TOML_BYTES = 1 << 20              # a settings file is a few hundred bytes
 
-# Used where a method's registry entry gives no default of its own.
+# The method-dependent settings and their values where a method's registry entry
+# (varinf.infer.METHODS[name].defaults) gives none. avi_rate: every AVI refiner, at training or at
+# test time on a run of any method, defaults to varinf's damped step γ = 0.1 (Eq. 9 as printed is γ = 1).
 GENERIC_DEFAULTS = dict(samples=1, refine_steps=0, inference_rate=5e-3, refine_optimizer="sgd", refine_samples=20,
-                        avi_rate=1.0, valid_refine_steps=0, leapfrog_steps=0)
+                        avi_rate=AVI_DEFAULT_RATE, valid_refine_steps=0, leapfrog_steps=0,
+                        temperature=None)        # None: the method has no relaxation
+PATIENCE_OFF = 0
 
 
 @dataclass
@@ -50,7 +62,7 @@ class TrainConfig:
     binarize: bool | None = None          # mnist: dynamic binarization (fresh Bernoulli draw per batch)
     # model
     model: str = "mlp"                    # mlp | cnn (VAE) | sbn (sigmoid belief network; hidden = () is linear)
-    latent_dim: int = 200
+    latent_dim: int | tuple[int, ...] = 200   # K; for sbn a list (K₁, …, K_L) = L stochastic layers, bottom first
     hidden: tuple[int, ...] = (500,)
     activation: str = "softplus"
     channels: tuple[int, ...] = (32, 64)
@@ -64,16 +76,19 @@ class TrainConfig:
     warmup_steps: int = 0                 # linear learning-rate warm-up over the first W optimizer steps
     batch_size: int = 100
     epochs: int = 100
-    patience: int | None = 20             # early stopping on the validation bound; None disables it
+    patience: int = 20                    # early stopping on the validation bound; 0 disables it
     valid_samples: int = 1                # samples per datapoint for the per-epoch validation bound
+    # None below: the method's default (GENERIC_DEFAULTS, METHODS[method].defaults), resolved where used
     # iterative refinement of q (Hjelm et al. 2015 §2; refined-EM methods; varinf eval --refine-steps)
     refine_steps: int | None = None       # T, refinement steps per E-step
     inference_rate: float | None = None   # γ, the gradient refiners' step size (Eq. 4; not given in the paper)
     refine_optimizer: str | None = None   # sgd: plain steps (Eq. 4) | adam: adaptive per-parameter steps
     refine_samples: int | None = None     # N, samples per refinement step (Eqs. 5, 8, 9)
-    avi_rate: float | None = None         # γ of AVI's step μ ← (1−γ)μ + γ Σ w̃ h; 1 is Eq. 9 as printed
-    valid_refine_steps: int | None = None  # refinement steps in the validation bound (0: the encoder's bound)
+    avi_rate: float | None = None         # γ of AVI's step μ ← (1−γ)μ + γ Σ w̃ h (varinf's 0.1; Eq. 9: 1)
+    valid_refine_steps: int | None = None  # refinement steps in the validation bound (0: the encoder's bound;
+    #                                        None: the method's, T for gbvi/savae)
     leapfrog_steps: int | None = None     # K, HVI's leapfrog steps (Salimans, Kingma & Welling 2015)
+    temperature: float | None = None      # τ of the Gumbel-Softmax / Concrete relaxation (gumbel, gumbel-st)
     seed: int = 0
     device: str = "cpu"
     threads: int | None = None            # torch intra-op threads (None: torch's default)
@@ -90,24 +105,34 @@ class TrainConfig:
             raise ConfigError(f"method must be one of {sorted(METHODS)}, got {self.method!r}")
         spec = METHODS[self.method]
         family = MODEL_CLASSES[self.model].family.name if self.model in MODEL_CLASSES else None
+        if isinstance(self.latent_dim, tuple):             # several stochastic layers: a deep SBN
+            if self.model != "sbn":
+                raise ConfigError(f"latent_dim {list(self.latent_dim)} lists several stochastic layers, which only "
+                                  f"--model sbn has; --model {self.model} takes one integer")
+            family = "layered-bernoulli"
         if family is not None and family not in spec.families:
             fitting = sorted(n for n, s in METHODS.items() if family in s.families)
             raise ConfigError(f"method {self.method!r} trains {' or '.join(spec.families)} latents but model "
                               f"{self.model!r} has {family} latents; with --model {self.model} use one of {fitting}")
-        for name, generic in GENERIC_DEFAULTS.items():
-            if getattr(self, name) is None:
-                setattr(self, name, spec.defaults.get(name, generic))
-        if self.valid_refine_steps is None:
-            self.valid_refine_steps = self.refine_steps
         if self.model == "sbn" and self.likelihood != "bernoulli":
             raise ConfigError(f"likelihood {self.likelihood!r} is for --model mlp or cnn; the sbn's p(x|h) is "
                               "bernoulli")
         if self.model == "cnn" and not self.channels:
             raise ConfigError("channels must list at least one width for --model cnn, got []")
 
+    def resolved(self) -> TrainConfig:
+        """This config with every "method default" (None) replaced by the value of :func:`method_defaults`."""
+        table = method_defaults(self.method)
+        values = {name: table[name] if getattr(self, name) is None else getattr(self, name) for name in table}
+        if values["valid_refine_steps"] is None:              # gbvi, savae: the validation bound refines as training
+            values["valid_refine_steps"] = values["refine_steps"]
+        return dataclasses.replace(self, **values)
+
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["hidden"], d["channels"] = list(self.hidden), list(self.channels)
+        if isinstance(self.latent_dim, tuple):
+            d["latent_dim"] = list(self.latent_dim)
         return d
 
     # Settings that may change when a run is resumed: they do not change what the run computes.
@@ -118,6 +143,16 @@ class TrainConfig:
         for key in self.RESUMABLE_CHANGES:
             d.pop(key)
         return d
+
+
+def method_defaults(method: str) -> dict[str, Any]:
+    """The method-dependent settings of ``method``: its registry entry's defaults over GENERIC_DEFAULTS.
+
+    The one table of defaults. ``valid_refine_steps`` may be None: the method's own refine_steps.
+    """
+    from varinf.infer import METHODS
+    defaults = METHODS[method].defaults
+    return {name: defaults.get(name, generic) for name, generic in GENERIC_DEFAULTS.items()}
 
 
 def _int(name, value, low=None, high=None, allow_none=False):
@@ -169,6 +204,14 @@ def _ints(name, value, low, allow_empty=True):
     return out
 
 
+def _latent_dims(value):
+    """K (an integer >= 1), or a list of two or more (a deep SBN's layer widths); a one-entry list is its integer."""
+    if isinstance(value, (list, tuple)):
+        widths = _ints("latent_dim", value, 1, allow_empty=False)
+        return widths[0] if len(widths) == 1 else widths
+    return _int("latent_dim", value, 1)
+
+
 def _string(name, value, allow_none=False):
     if value is None and allow_none:
         return None
@@ -195,13 +238,21 @@ def _bool(name, value, allow_none=False):
     return value
 
 
+def _patience(value):
+    try:
+        return _int("patience", value, PATIENCE_OFF)
+    except ConfigError:
+        raise ConfigError(f"patience must be an integer >= 0 (epochs without improvement before stopping; "
+                          f"{PATIENCE_OFF} disables early stopping), got {value!r}") from None
+
+
 # name -> check(value) returning the normalised value: the single table of what each setting allows.
 RULES = {
     "dataset": lambda v: _string("dataset", v),
     "data_dir": lambda v: _string("data_dir", v, allow_none=True),
     "binarize": lambda v: _bool("binarize", v, allow_none=True),
     "model": lambda v: _choice("model", v, MODELS),
-    "latent_dim": lambda v: _int("latent_dim", v, 1),
+    "latent_dim": lambda v: _latent_dims(v),
     "hidden": lambda v: _ints("hidden", v, 1),
     "activation": lambda v: _choice("activation", v, tuple(ACTIVATIONS)),
     "channels": lambda v: _ints("channels", v, 1),
@@ -214,7 +265,7 @@ RULES = {
     "warmup_steps": lambda v: _int("warmup_steps", v, 0),
     "batch_size": lambda v: _int("batch_size", v, 1),
     "epochs": lambda v: _int("epochs", v, 1),
-    "patience": lambda v: _int("patience", v, 1, allow_none=True),
+    "patience": lambda v: _patience(v),
     "valid_samples": lambda v: _int("valid_samples", v, 1),
     "refine_steps": lambda v: _int("refine_steps", v, 0, allow_none=True),
     "inference_rate": lambda v: _float("inference_rate", v, 0.0, allow_none=True),
@@ -224,6 +275,7 @@ RULES = {
     "avi_rate": lambda v: _float("avi_rate", v, 0.0, 1.0, allow_none=True),
     "valid_refine_steps": lambda v: _int("valid_refine_steps", v, 0, allow_none=True),
     "leapfrog_steps": lambda v: _int("leapfrog_steps", v, 0, allow_none=True),
+    "temperature": lambda v: _float("temperature", v, 0.0, allow_none=True),
     "seed": lambda v: _int("seed", v, 0, MAX_SEED),
     "device": lambda v: _device("device", v),
     "threads": lambda v: _int("threads", v, 1, allow_none=True),
@@ -278,7 +330,7 @@ def make_config(config_file: str | Path | None = None, **overrides: Any) -> Trai
 
 
 def config_from_dict(settings: dict[str, Any], what: str = "settings") -> TrainConfig:
-    """TrainConfig from a mapping of setting names (a checkpoint's JSON, an API dict), checked."""
+    """TrainConfig from a mapping of setting names (an API dict), checked."""
     if not isinstance(settings, dict):
         raise ConfigError(f"{what} must be a mapping of setting names to values, got {type(settings).__name__}")
     unknown = sorted(set(settings) - FIELDS)
@@ -287,4 +339,16 @@ def config_from_dict(settings: dict[str, Any], what: str = "settings") -> TrainC
     return TrainConfig(**settings)
 
 
-__all__ = ["TrainConfig", "make_config", "config_from_dict", "load_toml", "RULES"]
+def config_from_saved(settings: dict[str, Any], what: str) -> TrainConfig:
+    """TrainConfig from a run's saved settings (config.json's "train", a checkpoint's "config").
+
+    Runs saved before patience 0 meant "off" (varinf ≤ 0.1.0 of 2026-12-05) wrote ``"patience": null``
+    for a run without early stopping; that is read as 0.
+    """
+    if isinstance(settings, dict) and "patience" in settings and settings["patience"] is None:
+        settings = {**settings, "patience": PATIENCE_OFF}
+    return config_from_dict(settings, what)
+
+
+__all__ = ["TrainConfig", "make_config", "config_from_dict", "config_from_saved", "load_toml", "method_defaults",
+           "RULES"]

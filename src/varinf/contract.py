@@ -82,6 +82,9 @@ class AmortizedModel(nn.Module):
         """log p(x, h) = log p(x|h) + log p(h): (S, B)."""
         return self.log_likelihood(x, h) + self.prior().log_prob(h)
 
+    def initialise_from_data(self, x: torch.Tensor) -> None:
+        """Set parameters from the training data x (N, D) before training; nothing unless a model says so."""
+
     def q(self, *params: torch.Tensor) -> D.Distribution:
         """q(h|x) for variational parameters ``params`` (the family's distribution)."""
         return self.family.dist(*params)

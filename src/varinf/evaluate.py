@@ -291,6 +291,7 @@ def evaluate_model(model, x: torch.Tensor, *, nll_samples: int = 5000, batch_siz
         raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     device = next(model.parameters()).device
     ctx = ctx or context()
+    refiner = refiner.for_model(model) if refiner is not None else None     # a deep SBN: every layer
     stream = 1 if refiner is not None else 0
     chunk_size = chunk_size or _chunk(nll_samples, batch_size, x.shape[1], device)
     sweep = tuple(sorted(set(int(t) for t in sweep)))
@@ -337,18 +338,19 @@ def evaluate_model(model, x: torch.Tensor, *, nll_samples: int = 5000, batch_siz
         rows = slice(i, i + batch_size)
         gen = batch_generator(seed, stream, b, device)
         xb = x[rows]
-        params = model.encode(xb)
+        params = model.encode(xb) if refiner is None else refiner.start(model, xb)
         if refiner is not None:
             trace = []
             for t, params_t in enumerate(refiner.iterate(model, xb, params, gen)):
                 if t in sweep:
-                    trace.append(entropy_bound(model, xb, params_t, model.family, SWEEP_SAMPLES, gen))
+                    trace.append(entropy_bound(model, xb, params_t, refiner.family, SWEEP_SAMPLES, gen))
                 if t == final:
                     result_params = params_t
             params = result_params
             if sweep and writes:
                 out["sweep"][:, rows] = torch.stack(trace)
-        summaries = chunk_summaries(model, model.family.dist(*params), xb, nll_samples, chunk_size, gen, share)
+        q = (model.family if refiner is None else refiner.family).dist(*params)        # q_φ, or the refined q̃
+        summaries = chunk_summaries(model, q, xb, nll_samples, chunk_size, gen, share)
         if split_k:
             summaries = all_reduce_sum(summaries, ctx)                       # (C, 2, B): every chunk, once
         if writes:
@@ -384,7 +386,7 @@ def run_refiner(cfg: TrainConfig, family: str, **overrides) -> Refiner:
     except TypeError as exc:
         raise ConfigError(str(exc)) from None
     build = METHODS[cfg.method].refiner or DEFAULT_REFINERS[family]
-    refiner = build(cfg)
+    refiner = build(cfg.resolved())
     unread = sorted(set(given) - set(refiner.reads))
     if unread:
         flags = ", ".join("--" + k.replace("_", "-") for k in unread)
@@ -505,6 +507,9 @@ def evaluate_run(run_dir: str | Path, *, nll_samples: int = 5000, subset: int | 
             "test_elbo_stderr": elbo_se,
             "test_nll": -lpx_mean,
             "test_nll_stderr": lpx_se,
+            "likelihood": model.likelihood.name,
+            "unit": model.likelihood.unit,                    # of every bound and NLL here
+            "unit_note": model.likelihood.unit_note,
             "seconds": time.perf_counter() - t0,
             "device": str(device),
             "seed": seed,

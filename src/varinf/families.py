@@ -11,6 +11,8 @@ family             parameters (each (B, K))    q(h|x)
 =================  ==========================  ======================================
 DiagonalGaussian   (mu, log_std)               N(μ, diag σ²),  σ = exp(log σ)
 FactorialBernoulli (logits,)                   Π_k Bernoulli(h_k; σ(logit_k))
+LayeredBernoulli   (logits of layer 1,)        Π_l Π_k Bernoulli(h_{l,k}; σ(α_{l,k})),  α_1 = logits,
+                                               α_l = f_l(h_{l−1}) (a deep SBN's encoder, layer by layer)
 =================  ==========================  ======================================
 
 Under data parallelism (``varinf.distributed``) a draw covers the whole global minibatch and
@@ -23,13 +25,15 @@ Shapes: a distribution has batch (B,) and event (K,); ``draw(params, S)`` return
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 from torch import distributions as D
 
 from varinf.distributed import global_rows, global_shape, local_rows
 
-__all__ = ["Family", "DiagonalGaussian", "FactorialBernoulli", "GAUSSIAN", "BERNOULLI", "family_of"]
+__all__ = ["Family", "DiagonalGaussian", "FactorialBernoulli", "LayeredBernoulli", "LayeredBernoulliDistribution",
+           "GAUSSIAN", "BERNOULLI", "family_of"]
 
 
 class Family:
@@ -61,6 +65,13 @@ class Family:
     def entropy(self, params: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """H(q) in closed form, (B,)."""
         return self.dist(*params).entropy()
+
+    def entropy_term(self, params: tuple[torch.Tensor, ...], h: torch.Tensor) -> torch.Tensor:
+        """The entropy term of a bound estimated from draws h (S, B, K) of q: here H(q) in closed form, (B,).
+
+        A family without a closed-form entropy (:class:`LayeredBernoulli`) returns −(1/S) Σ_s log q(h_s|x).
+        """
+        return self.entropy(params)
 
     def kl(self, p_params: tuple[torch.Tensor, ...], q_params: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """KL(p ‖ q) between two members of the family in closed form, (B,)."""
@@ -142,10 +153,125 @@ class FactorialBernoulli(Family):
     def mean(self, params) -> torch.Tensor:
         return torch.sigmoid(params[0])
 
+    def uniforms(self, like: torch.Tensor, num_samples: int, generator: torch.Generator | None) -> list[torch.Tensor]:
+        """U(0, 1) noise for the one layer, [(S, B, K)], drawn for the whole global batch (ARM, DisARM, Gumbel)."""
+        return [local_rows(torch.rand(global_shape((num_samples, *like.shape), dim=1), generator=generator,
+                                      dtype=like.dtype, device=like.device), dim=1)]
+
+    def chain(self, params, sample_layer: Callable[[int, torch.Tensor], torch.Tensor]
+              ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """One stochastic layer: h = sample_layer(0, α₁) with α₁ = logits; returns (h, [α₁]).
+
+        The one-layer case of :meth:`LayeredBernoulli.chain`, so an estimator written layer by layer
+        (ARM, DisARM, Gumbel-Softmax) runs on one- and multi-layer SBNs alike. ``sample_layer``
+        may return relaxed (non-binary) values.
+        """
+        logits = params[0]
+        return sample_layer(0, logits), [logits]
+
     @staticmethod
     def logits_of(probs: torch.Tensor, clamp: float) -> torch.Tensor:
         """The logits of probabilities clamped to [ε, 1 − ε] (keeps every state possible, see AVI)."""
         return torch.logit(probs.clamp(clamp, 1 - clamp))
+
+
+class LayeredBernoulli(Family):
+    """A deep SBN's encoder q(h|x) = q(h₁|x) q(h₂|h₁) ⋯ q(h_L|h_{L−1}), each factor factorial Bernoulli.
+
+    h is the concatenation (h₁, …, h_L) of the layers' units, (S, B, K) with K = Σ_l K_l (layer 1
+    next to x). The parameters are the logits of layer 1, α₁ = f₁(x), (B, K₁); the logits of layer
+    l > 1 are α_l = f_l(h_{l−1}) of the *sampled* layer below, computed by ``upper(l, h_{l−1})`` (the
+    model's encoder networks, l = 1, …, L − 1 counting from 0). So q is not factorial given x: it has
+    no closed-form entropy or KL, and a bound's entropy term is estimated from the draws
+    (:meth:`entropy_term`). The inference network of the multi-layer SBNs of Mnih & Gregor (2014),
+    Mnih & Rezende (2016) and Yin & Zhou (2019).
+    """
+
+    name = "layered-bernoulli"
+    param_names = ("logits",)
+
+    def __init__(self, widths: tuple[int, ...], upper: Callable[[int, torch.Tensor], torch.Tensor]):
+        self.widths = tuple(widths)
+        self.upper = upper
+
+    def split(self, h: torch.Tensor) -> list[torch.Tensor]:
+        """The layers (h₁, …, h_L) of a concatenated h (..., K): a list of (..., K_l)."""
+        return list(torch.split(h, self.widths, dim=-1))
+
+    def chain(self, params, sample_layer: Callable[[int, torch.Tensor], torch.Tensor]
+              ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Walk the layers bottom-up: h_l = sample_layer(l, α_l), α_{l+1} = f_{l+1}(h_l); returns (h, [α_l]).
+
+        ``sample_layer(l, α_l)`` gets layer l's logits (..., K_l) and returns its units (binary draws,
+        the given units of a fixed h (teacher forcing), or relaxed values); h is the concatenation.
+        """
+        alpha, layers, alphas = params[0], [], []
+        for l in range(len(self.widths)):
+            if l:
+                alpha = self.upper(l, layers[-1])
+            alphas.append(alpha)
+            layers.append(sample_layer(l, alpha))
+        return torch.cat(layers, -1), alphas
+
+    def layer_logits(self, params, h: torch.Tensor) -> list[torch.Tensor]:
+        """[α₁, …, α_L] of a given h (S, B, K): α₁ = params (broadcast), α_l = f_l(h_{l−1})."""
+        layers = self.split(h)
+        return self.chain(params, lambda l, alpha: layers[l])[1]
+
+    def uniforms(self, like: torch.Tensor, num_samples: int, generator: torch.Generator | None) -> list[torch.Tensor]:
+        """Independent U(0, 1) noise for every layer, [(S, B, K_l)], drawn for the whole global batch."""
+        return [local_rows(torch.rand(global_shape((num_samples, like.shape[0], k), dim=1), generator=generator,
+                                      dtype=like.dtype, device=like.device), dim=1) for k in self.widths]
+
+    def draw(self, params, num_samples, generator):
+        """Ancestral draw h_l = 1[u_l < σ(α_l)], u_l ~ U(0, 1), layer by layer: (S, B, K); no gradient to φ."""
+        u = self.uniforms(params[0], num_samples, generator)
+        with torch.no_grad():
+            return self.chain((params[0].detach(),), lambda l, alpha: (u[l] < torch.sigmoid(alpha)).to(alpha.dtype))[0]
+
+    def log_prob(self, params, h):
+        """log q(h|x) = Σ_l Σ_k log Bernoulli(h_{l,k}; σ(α_{l,k})): (S, B, K) -> (S, B); differentiable in φ."""
+        return sum(BERNOULLI.log_prob((alpha,), layer)
+                   for alpha, layer in zip(self.layer_logits(params, h), self.split(h)))
+
+    def dist(self, logits: torch.Tensor) -> "LayeredBernoulliDistribution":
+        return LayeredBernoulliDistribution(self, logits)
+
+    def entropy(self, params):
+        raise NotImplementedError("a layered q(h|x) has no closed-form entropy; use entropy_term(params, h)")
+
+    def entropy_term(self, params, h):
+        """−(1/S) Σ_s log q(h_s|x): the entropy term of a bound, estimated from the draws h (S, B, K), (B,)."""
+        return -self.log_prob(params, h).mean(0)
+
+    def kl(self, p_params, q_params):
+        raise NotImplementedError("a layered q(h|x) has no closed-form KL")
+
+    def mean(self, params):
+        raise NotImplementedError("a layered q(h|x) has no closed-form mean")
+
+
+class LayeredBernoulliDistribution(D.Distribution):
+    """q(h|x) of :class:`LayeredBernoulli` as a torch.distributions object: batch (B,), event (K,).
+
+    Exists so that code written for a ``q`` object (``varinf.objectives``' estimators and the k-sample
+    evaluation) takes a deep SBN's encoder unchanged; ``varinf.sampling`` draws from it through its family.
+    """
+
+    arg_constraints: dict = {}
+    has_rsample = False
+
+    def __init__(self, family: LayeredBernoulli, logits: torch.Tensor):
+        self.family, self.logits = family, logits
+        super().__init__(logits.shape[:-1], torch.Size([sum(family.widths)]), validate_args=False)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        return self.family.log_prob((self.logits,), value)
+
+    def sample(self, sample_shape=torch.Size()):
+        num = int(torch.Size(sample_shape).numel())
+        return self.family.draw((self.logits,), num, None).reshape(*sample_shape, *self.batch_shape,
+                                                                   *self.event_shape)
 
 
 GAUSSIAN = DiagonalGaussian()
@@ -154,6 +280,8 @@ BERNOULLI = FactorialBernoulli()
 
 def family_of(q: D.Distribution) -> Family | None:
     """The varinf family of a torch.distributions object (an Independent Normal or Bernoulli), else None."""
+    if isinstance(q, LayeredBernoulliDistribution):
+        return q.family
     base = q.base_dist if isinstance(q, D.Independent) else q
     if isinstance(base, D.Normal):
         return GAUSSIAN

@@ -14,11 +14,20 @@ name                  decoder output η       p(x_d|z)                         d
 ``gaussian-pixel``    means                  N(η_d, σ_d²), σ_d² per pixel     any finite values
 ====================  =====================  ===============================  ========================
 
-The Gaussian variance is σ² = σ²_min + exp(s) with a learned s: the floor σ²_min keeps the density
-finite where the data have no spread (MNIST's always-black border pixels would otherwise drive
-σ_d² → 0 and log p(x|z) → +∞). A Bernoulli log p(x|z) is the log of a probability (≤ 0); a
-Gaussian one is the log of a density (unbounded above, and it changes with the units of x), so
-the two are not on one scale (docs/RESULTS.md, "Gaussian likelihood on grey-level MNIST").
+The Gaussian variance is σ² = σ²_min + exp(s), s = κ·u with a learned u: the floor σ²_min keeps the
+density finite where the data have no spread (MNIST's always-black border pixels would otherwise
+drive σ_d² → 0 and log p(x|z) → +∞). The fixed factor κ (:data:`VARIANCE_RATE`) lets an adaptive
+optimizer (Adam, RMSprop: steps of about the learning rate in every parameter) move log σ² by κ·lr
+per update instead of lr; an output of the decoder moves through its hundreds of incoming weights at
+once. With κ = 1 and lr = 10⁻³ the log-variance needs thousands of updates to fall the several
+units from the data variance to the residual variance; with κ = 100, tens.
+:meth:`GaussianLikelihood.initialise` starts exp(s) at the training data's variance (per pixel or
+pooled over pixels); measured effect in docs/RESULTS.md §12.
+
+A Bernoulli log p(x|z) is the log of a probability (≤ 0); a Gaussian one is the log of a density
+(unbounded above, and it changes with the units of x), so the two are not on one scale
+(docs/RESULTS.md, "Gaussian likelihood on grey-level MNIST"); ``unit`` and ``unit_note`` say which
+(``varinf eval`` writes them into eval.json).
 """
 
 from __future__ import annotations
@@ -32,10 +41,13 @@ from varinf.errors import ConfigError
 from varinf.objectives import bernoulli_log_likelihood
 
 __all__ = ["Likelihood", "BernoulliLikelihood", "GaussianLikelihood", "LIKELIHOODS", "make_likelihood",
-           "needs_binary_data", "MIN_VARIANCE"]
+           "needs_binary_data", "MIN_VARIANCE", "VARIANCE_RATE"]
 
 # σ²_min of the Gaussian likelihoods: a standard deviation of ~0.03, 1/32 of the [0, 1] grey-level range.
 MIN_VARIANCE = 1e-3
+# κ of s = κ·u: how much faster than one parameter of the network log σ² moves under Adam/RMSprop
+# (docs/RESULTS.md §12, "A Gaussian run's start": κ = 1, 10, 100 measured).
+VARIANCE_RATE = 100.0
 
 
 class Likelihood(nn.Module):
@@ -43,6 +55,9 @@ class Likelihood(nn.Module):
 
     name = ""
     binary_data = False            # True: the data must be binary (or dynamically binarized)
+    # what log p(x|z), and so every ELBO and NLL of the model, is the log of; and what it compares with
+    unit = "nats of a probability"
+    unit_note = "log of the probability of a binary image (<= 0); comparable with other Bernoulli NLLs of the same data"
 
     def log_prob(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """log p(x|z) = Σ_d log p(x_d|η_d): x (B, D), decoder output η (S, B, D) -> (S, B)."""
@@ -51,6 +66,9 @@ class Likelihood(nn.Module):
     def mean(self, out: torch.Tensor) -> torch.Tensor:
         """E[x|z] from the decoder output η: (..., D) -> (..., D)."""
         raise NotImplementedError
+
+    def initialise(self, x: torch.Tensor) -> None:
+        """Set the likelihood's own parameters from the training data x (N, D); nothing by default."""
 
     def extra_repr(self) -> str:
         return self.name
@@ -72,11 +90,16 @@ class BernoulliLikelihood(Likelihood):
 
 
 class GaussianLikelihood(Likelihood):
-    """p(x|z) = Π_d N(x_d; η_d, σ_d²), σ_d² = σ²_min + exp(s_d) (Kingma & Welling 2014 App. C.2).
+    """p(x|z) = Π_d N(x_d; η_d, σ_d²), σ_d² = σ²_min + exp(κ u_d) (Kingma & Welling 2014 App. C.2).
 
-    ``per_pixel``: one learned s_d per pixel (``gaussian-pixel``), else one s shared by all
-    pixels (``gaussian-global``). s starts at 0 (σ² ≈ 1).
+    ``per_pixel``: one learned u_d per pixel (``gaussian-pixel``), else one u shared by all
+    pixels (``gaussian-global``). u starts at 0 (σ² ≈ 1) until :meth:`initialise` sets it from data.
     """
+
+    unit = "nats of a density"
+    unit_note = ("log of a density on R^D of the data as scaled (unbounded above; scaling the data by c moves "
+                 "it by D log c): not comparable with a Bernoulli likelihood's nats of a probability, nor "
+                 "across scalings of the data")
 
     def __init__(self, data_dim: int, per_pixel: bool, min_variance: float = MIN_VARIANCE):
         super().__init__()
@@ -84,11 +107,25 @@ class GaussianLikelihood(Likelihood):
             raise ConfigError(f"min_variance of a Gaussian likelihood must be > 0, got {min_variance!r}")
         self.name = "gaussian-pixel" if per_pixel else "gaussian-global"
         self.min_variance = float(min_variance)
-        self.log_var_excess = nn.Parameter(torch.zeros(data_dim if per_pixel else 1))   # s: (D,) or (1,)
+        self.per_pixel = per_pixel
+        self.log_var_scaled = nn.Parameter(torch.zeros(data_dim if per_pixel else 1))   # u = s/κ: (D,) or (1,)
 
     def variance(self) -> torch.Tensor:
-        """σ² = σ²_min + exp(s): (D,) or (1,)."""
-        return self.min_variance + self.log_var_excess.exp()
+        """σ² = σ²_min + exp(κ u): (D,) or (1,)."""
+        return self.min_variance + (VARIANCE_RATE * self.log_var_scaled).exp()
+
+    @torch.no_grad()
+    def initialise(self, x: torch.Tensor) -> None:
+        """exp(κ u) = the training data's variance v: per pixel v_d (``gaussian-pixel``) or the pixels'
+        mean variance (``gaussian-global``), floored at σ²_min so that a constant pixel starts finite.
+
+        The variance of the data is that of the best model with a constant mean (the data mean,
+        :meth:`varinf.models.VAE.initialise_from_data`), the decoder's mean at initialisation.
+        """
+        var = x.var(dim=0, unbiased=False)                                          # (D,)
+        if not self.per_pixel:
+            var = var.mean().reshape(1)                                             # (1,)
+        self.log_var_scaled.copy_(var.clamp_min(self.min_variance).log() / VARIANCE_RATE)
 
     def log_prob(self, x, out):
         """Σ_d −½ [log 2πσ_d² + (x_d − η_d)² / σ_d²]: (S, B)."""

@@ -185,7 +185,7 @@ def chunk_summaries(model, q: D.Distribution, x: torch.Tensor, num_samples: int 
     _samples(num_samples)
     rank, processes = share
     sizes = [min(chunk_size, num_samples - start) for start in range(0, num_samples, chunk_size)]
-    out = torch.zeros(len(sizes), 2, *q.batch_shape, dtype=q.mean.dtype, device=x.device)    # (C, 2, B)
+    out = torch.zeros(len(sizes), 2, *q.batch_shape, dtype=_draw_dtype(q), device=x.device)   # (C, 2, B)
     for c, s in enumerate(sizes):
         if c % processes != rank:
             draw(q, s, generator)                                  # another process's chunk: advance the stream
@@ -193,6 +193,13 @@ def chunk_summaries(model, q: D.Distribution, x: torch.Tensor, num_samples: int 
         lw = log_weights(model, q, x, s, generator)                # (s, B)
         out[c, 0], out[c, 1] = torch.logsumexp(lw, dim=0), lw.sum(0)
     return out
+
+
+def _draw_dtype(q: D.Distribution) -> torch.dtype:
+    """The dtype of q's draws: its parameters' for a varinf family (a deep SBN's q has no closed-form mean)."""
+    from varinf.sampling import _params_of
+    from varinf.families import family_of
+    return _params_of(q)[0].dtype if family_of(q) is not None else q.mean.dtype
 
 
 def combine_chunks(summaries: torch.Tensor, num_samples: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -46,6 +46,16 @@ def _posterior_mean(model, x: torch.Tensor) -> torch.Tensor:
     return model.q(*model.encode(x)).mean
 
 
+def clipping_note(values: np.ndarray) -> str:
+    """What a [0, 1] grey scale hides of ``values``: "" when all lie in [0, 1], else a line giving the
+    share of values outside, their range, and that they are shown clipped."""
+    outside = float(np.mean((values < 0) | (values > 1)))
+    if outside == 0:
+        return ""
+    return (f"\n{100 * outside:.1f}% of pixel values outside [0, 1] (range {values.min():.2g} to "
+            f"{values.max():.2g}), shown clipped to [0, 1]")
+
+
 def _save(fig, path: Path) -> Path:
     return save_figure(fig, path, dpi=110, bbox_inches="tight")   # atomic, never through a symbolic link
 
@@ -80,17 +90,18 @@ def plot_manifold(model, path: Path, shape: tuple[int, int], n: int = 20) -> Pat
     ax.set_yticks(yt, yl)
     ax.set_xlabel("z1")
     ax.set_ylabel("z2")
-    ax.set_title("learned manifold: E[x|z] on a grid of N(0,1) quantiles")
+    ax.set_title("learned manifold: E[x|z] on a grid of N(0,1) quantiles" + clipping_note(means))
     return _save(fig, path)
 
 
 @torch.no_grad()
 def plot_samples(model, path: Path, shape: tuple[int, int], n: int = 10, seed: int = 0) -> Path:
-    """Decoder means E[x|z] for z ~ p(z) (Patlan Fig. 1)."""
+    """Decoder means E[x|z] for z ~ p(z) (Patlan Fig. 1) on a [0, 1] grey scale; the title says how many
+    pixel values lie outside [0, 1] and are shown clipped (a Gaussian p(x|z)'s means can)."""
     means = model.sample(n * n, generator=torch.Generator().manual_seed(seed)).numpy()
     fig, ax = plt.subplots(figsize=(6, 6))
     ax.imshow(_tile(means, n, n, shape), cmap="gray_r", vmin=0, vmax=1)
-    ax.set_title("generated: E[x|z], z ~ N(0, I)")
+    ax.set_title("generated: E[x|z], z ~ N(0, I)" + clipping_note(means))
     ax.axis("off")
     return _save(fig, path)
 
@@ -106,7 +117,7 @@ def plot_reconstructions(model, x: torch.Tensor, path: Path, shape: tuple[int, i
     images = np.concatenate(rows)
     fig, ax = plt.subplots(figsize=(6, 6))
     ax.imshow(_tile(images, len(rows), n, shape), cmap="gray_r", vmin=0, vmax=1)
-    ax.set_title("data (odd rows) and reconstructions (even rows)")
+    ax.set_title("data (odd rows) and reconstructions (even rows)" + clipping_note(images))
     ax.axis("off")
     return _save(fig, path)
 

@@ -15,7 +15,7 @@ refiner                     latent family             operator
 GaussianGradient            DiagonalGaussian          z ← z + γ ∇_z L̂(x, z), L̂ of Eqs. 3 and 5 (GBVI, Eq. 4)
 MeanPassGradient            FactorialBernoulli        z ← z − γ ∇_z L_e, L_e of Eq. 7 (decoder sees μ = σ(z))
 StraightThroughGradient     FactorialBernoulli        z ← z − γ ∂L_e/∂z of Eq. 8 (∂/∂h passed straight to z)
-AdaptiveImportanceSampling  FactorialBernoulli        μ ← (1 − γ) μ + γ Σ_n w̃⁽ⁿ⁾ h⁽ⁿ⁾ (Eq. 9; γ = 1 as printed)
+AdaptiveImportanceSampling  FactorialBernoulli        μ ← (1 − γ) μ + γ Σ_n w̃⁽ⁿ⁾ h⁽ⁿ⁾ (Eq. 9 is γ = 1; default 0.1)
 ==========================  ========================  =====================================================
 
 Gradient refiners share one loop (:meth:`GradientRefiner.iterate`) and differ only in the
@@ -48,10 +48,13 @@ from varinf.contract import log_joint as _log_joint
 from varinf.errors import ConfigError
 from varinf.families import BERNOULLI, GAUSSIAN, Family
 
-__all__ = ["Refiner", "GradientRefiner", "GaussianGradient", "MeanPassGradient", "StraightThroughGradient",
+__all__ = ["LayeredMeanPassGradient", "LayeredStraightThroughGradient", "LayeredAdaptiveImportanceSampling",
+           "layered_mean_pass_objective", "layered_straight_through_objective", "mean_field_logits",
+           "Refiner", "GradientRefiner", "GaussianGradient", "MeanPassGradient", "StraightThroughGradient",
            "AdaptiveImportanceSampling", "GradientStep", "AdamStep", "STEP_RULES", "make_step_rule",
            "gaussian_bound", "gaussian_entropy", "gaussian_kl", "diag_gaussian",
-           "entropy_bound", "mean_pass_objective", "straight_through_objective", "avi_step", "AVI_CLAMP"]
+           "entropy_bound", "mean_pass_objective", "straight_through_objective", "avi_step", "AVI_CLAMP",
+           "AVI_DEFAULT_RATE"]
 
 Params = tuple[torch.Tensor, ...]
 
@@ -118,10 +121,12 @@ def entropy_bound(model, x: torch.Tensor, params: Params, family: Family, num_sa
     """L̂(x, z) = (1/N) Σ_n log p(x, h⁽ⁿ⁾) + H(q_z), h⁽ⁿ⁾ ~ q_z (reparameterised where possible): (B,).
 
     Hjelm et al. 2015 Eq. 3 with the closed-form entropy in place of the sampled −log q̃ (same
-    gradient for a Gaussian, lower variance); for any family an unbiased estimate of the ELBO.
+    gradient for a Gaussian, lower variance); for any family an unbiased estimate of the ELBO. A family
+    with no closed-form entropy (a deep SBN's layered q) uses the sampled −(1/N) Σ_n log q(h⁽ⁿ⁾|x)
+    (``Family.entropy_term``).
     """
     h = family.draw(params, num_samples, generator)                          # (N, B, K)
-    return _log_joint(model, x, h).mean(0) + family.entropy(params)           # E_q̃[log p(x,h)] + H(q̃)
+    return _log_joint(model, x, h).mean(0) + family.entropy_term(params, h)   # E_q̃[log p(x,h)] + H(q̃)
 
 
 def kl_to_prior(model, logits: torch.Tensor) -> torch.Tensor:
@@ -171,6 +176,25 @@ class Refiner:
         if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
             raise ConfigError(f"refine_steps must be an integer >= 0, got {steps!r}")
         self.steps = steps
+
+    layered: type["Refiner"] | None = None     # this operator on every layer of a deep SBN (its subclass)
+
+    def for_model(self, model) -> "Refiner":
+        """This refiner, or its layer-wise twin (``layered``) when ``model`` is a deep SBN (layered latents)."""
+        fam = getattr(getattr(model, "family", None), "name", None)
+        if fam == "layered-bernoulli" and self.layered is not None and not isinstance(self, self.layered):
+            other = copy.copy(self)
+            other.__class__ = self.layered
+            return other
+        return self
+
+    def start(self, model, x: torch.Tensor) -> Params:
+        """z₀, the parameters refinement starts from: the encoder's (a layered refiner: its mean-field pass)."""
+        return model.encode(x)
+
+    def encoder_loss(self, model, refined: Params, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """C_q(φ) = KL(q̃(h|x) ‖ q_φ(h|x)) per datapoint (Hjelm et al. 2015 Eq. 6) in closed form, (B,); q̃ constant."""
+        return self.family.kl(tuple(p.detach() for p in refined), model.encode(x))
 
     def check(self, model) -> None:
         """One-line ConfigError unless the model's latent family is the one this refiner works on."""
@@ -291,10 +315,14 @@ class StraightThroughGradient(GradientRefiner):
 
 
 AVI_CLAMP = 1e-3
+# varinf's default AVI step γ (not the paper's: Eq. 9 as printed is γ = 1), for every AVI refiner, at
+# training and at test time whatever method trained the run: the best of {1, 0.3, 0.1} by the refined
+# q̃'s bound (docs/RESULTS.md §6, ``benchmarks/avi_rate.py``).
+AVI_DEFAULT_RATE = 0.1
 
 
 def avi_step(model, x: torch.Tensor, probs: torch.Tensor, num_samples: int, generator: torch.Generator | None,
-             rate: float = 1.0) -> torch.Tensor:
+             rate: float) -> torch.Tensor:
     """One adaptive-importance-sampling step (Hjelm et al. 2015 Eq. 9), damped by γ = ``rate``: (B, K).
 
         h⁽ⁿ⁾ ~ Bernoulli(μ_t),  w⁽ⁿ⁾ = p(x, h⁽ⁿ⁾) / q_t(h⁽ⁿ⁾|x),  w̃⁽ⁿ⁾ = w⁽ⁿ⁾ / Σ_m w⁽ᵐ⁾
@@ -325,7 +353,7 @@ class AdaptiveImportanceSampling(Refiner):
     equation = "Hjelm et al. 2015 Eq. 9"
     reads = ("refine_steps", "refine_samples", "avi_rate")
 
-    def __init__(self, steps: int, samples: int = 20, rate: float = 1.0, clamp: float = AVI_CLAMP):
+    def __init__(self, steps: int, samples: int = 20, rate: float = AVI_DEFAULT_RATE, clamp: float = AVI_CLAMP):
         super().__init__(steps)
         if not isinstance(samples, int) or samples < 1:
             raise ConfigError(f"refine_samples must be an integer >= 1, got {samples!r}")
@@ -352,6 +380,99 @@ class AdaptiveImportanceSampling(Refiner):
 
     def settings(self) -> dict:
         return {**super().settings(), "samples": self.samples, "rate": self.rate, "clamp": self.clamp}
+
+
+# ---- the refiners on every layer of a deep SBN ------------------------------------------------------------
+def mean_field_logits(model, x: torch.Tensor) -> torch.Tensor:
+    """z₀ of a deep SBN's refinement: the encoder's layers applied to the means, (B, K₁ + … + K_L).
+
+        z₁ = f₁(x),   z_l = f_l(σ(z_{l−1}))   (the layered encoder with each sampled layer replaced by its mean)
+
+    q̃(h|x) = Π_l Π_k Bernoulli(σ(z_{l,k})) is factorial over every unit of every layer; the refiners move all of z.
+    """
+    alphas = model.family.chain(model.encode(x), lambda l, alpha: torch.sigmoid(alpha))[1]   # [z_l]
+    return torch.cat(alphas, -1)
+
+
+def layered_mean_pass_objective(model, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """−L_e of Hjelm et al. 2015 Eq. 7 on every layer of a deep SBN, per datapoint (B,), μ = σ(z):
+
+        −L_e = log p(x | μ₁) + Σ_{l<L} log p(μ_l | μ_{l+1}) + log p(μ_L) + H(q̃)
+
+    each Bernoulli mass function extended linearly to μ ∈ (0, 1) (``model.log_joint`` at the means): a layer's
+    expectation over its own units is exact (the mass is linear in the child), its parent is replaced by its mean —
+    Eq. 7's "the decoder sees μ", applied to every conditional. With one layer this is Eq. 7 exactly
+    (log p(μ) = E_q̃ log p(h) for a factorial prior, so it equals :func:`mean_pass_objective`).
+    """
+    mu = torch.sigmoid(logits).unsqueeze(0)                                         # (1, B, K)
+    return model.log_joint(x, mu)[0] + BERNOULLI.entropy((logits,))                 # log p(x, μ) + H(q̃)
+
+
+def layered_straight_through_objective(model, x: torch.Tensor, logits: torch.Tensor, num_samples: int = 1,
+                                       generator: torch.Generator | None = None) -> torch.Tensor:
+    """Surrogate of Hjelm et al. 2015 Eq. 8 on every layer of a deep SBN, per datapoint (B,):
+
+        (1/N) Σ_n log p(x, h⁽ⁿ⁾) + H(q̃),   h⁽ⁿ⁾ ~ q̃ = Π Bernoulli(σ(z)),   ∂/∂h⁽ⁿ⁾ passed straight to z
+
+    every term of log p(x, h) (the top layer's prior included) gets the straight-through gradient; H(q̃) is exact.
+    (The one-layer :func:`straight_through_objective` keeps the prior term exact instead.) The value is an
+    unbiased ELBO estimate of q̃.
+    """
+    h = BERNOULLI.draw((logits,), num_samples, generator)                         # (N, B, K), no gradient
+    h_st = logits + (h - logits).detach()                                         # forward h, backward identity
+    return _log_joint(model, x, h_st).mean(0) + BERNOULLI.entropy((logits,))
+
+
+class _Layered:
+    """What the three refiners change on a deep SBN (mixed into their layer-wise subclasses).
+
+    q̃ is factorial over all K₁ + … + K_L units, started from :func:`mean_field_logits`; Eq. 6's encoder loss
+    KL(q̃ ‖ q_φ) has no closed form against the layered q_φ, so it is estimated from the M-step's N draws of q̃:
+
+        C_q(φ) ≈ −H(q̃) − (1/N) Σ_n log q_φ(h⁽ⁿ⁾|x),   h⁽ⁿ⁾ ~ q̃        (unbiased, and so is its φ-gradient)
+    """
+
+    family = BERNOULLI
+
+    def check(self, model) -> None:
+        fam = getattr(getattr(model, "family", None), "name", None)
+        if fam != "layered-bernoulli":
+            raise ConfigError(f"refiner {self.name} (layer-wise) works on a deep SBN's layered-bernoulli latents; "
+                              f"{type(model).__name__} has {fam or 'none declared'} latents")
+
+    def start(self, model, x):
+        return (mean_field_logits(model, x),)
+
+    def encoder_loss(self, model, refined, x, h):
+        log_q = model.family.log_prob(model.encode(x), h.detach())                   # log q_φ(h⁽ⁿ⁾|x)   (N, B)
+        return -BERNOULLI.entropy(tuple(p.detach() for p in refined)) - log_q.mean(0)
+
+
+class LayeredMeanPassGradient(_Layered, MeanPassGradient):
+    """MPVI's refinement on every layer of a deep SBN (:func:`layered_mean_pass_objective`)."""
+
+    def objective(self, model, x, params, generator):
+        return layered_mean_pass_objective(model, x, params[0])
+
+
+class LayeredStraightThroughGradient(_Layered, StraightThroughGradient):
+    """STVI's refinement on every layer of a deep SBN (:func:`layered_straight_through_objective`)."""
+
+    def objective(self, model, x, params, generator):
+        return layered_straight_through_objective(model, x, params[0], self.samples, generator)
+
+
+class LayeredAdaptiveImportanceSampling(_Layered, AdaptiveImportanceSampling):
+    """AVI's refinement on every layer of a deep SBN: Eq. 9's step on all K₁ + … + K_L means at once.
+
+    :func:`avi_step` unchanged: h⁽ⁿ⁾ ~ q̃ (all layers), w⁽ⁿ⁾ = p(x, h⁽ⁿ⁾)/q̃(h⁽ⁿ⁾) with the deep SBN's joint, and
+    μ ← (1 − γ) μ + γ Σ_n w̃⁽ⁿ⁾ h⁽ⁿ⁾ for every unit of every layer with the same normalised weights.
+    """
+
+
+MeanPassGradient.layered = LayeredMeanPassGradient
+StraightThroughGradient.layered = LayeredStraightThroughGradient
+AdaptiveImportanceSampling.layered = LayeredAdaptiveImportanceSampling
 
 
 # ---- Gaussian helpers on a bare log_joint (tests use them) ----------------------------------------------

@@ -45,7 +45,7 @@ from tqdm.auto import tqdm
 from varinf.checkpoint import (_OWNER as _OWNER_TOKEN, MAX_RECORD_BYTES, atomic_write_json, atomic_write_text,
                                decode_rng_state, encode_rng_state, read_checkpoint, remove_stale_files, restore,
                                save_checkpoint)
-from varinf.config import RULES, TrainConfig, config_from_dict
+from varinf.config import PATIENCE_OFF, RULES, TrainConfig, config_from_dict, config_from_saved
 from varinf.contract import check_amortized
 from varinf.data import Dataset, check_data, iterate_batches, load_dataset
 from varinf.distributed import (Context, GradSync, all_reduce_sum, batch_shard, broadcast_error, context,
@@ -101,14 +101,44 @@ def build_model(mcfg: VAEConfig | SBNConfig, seed: int, device: torch.device):
 
 def method_for(cfg: TrainConfig, model, data_dim: int) -> Method:
     """The training method ``cfg.method`` on ``model``, built from the run's settings (the registry's builder)."""
-    return METHODS[cfg.method].build(model, cfg, data_dim)
+    return METHODS[cfg.method].build(model, cfg.resolved(), data_dim)
 
 
 def build_method(cfg: TrainConfig, device: torch.device):
-    """What ``train`` starts from for a built-in model: ``(dataset, model, method)``."""
+    """What ``train`` starts from for a built-in model: ``(dataset, model, method)``; the model's
+    ``initialise_from_data`` sees the training split (a Gaussian-likelihood VAE starts at the data's
+    mean and variance, ``VAE.initialise_from_data``)."""
     dataset = load_training_data(cfg, device)
     model = build_model(model_config(cfg, dataset), cfg.seed, device)
+    model.initialise_from_data(dataset.split("train"))
     return dataset, model, method_for(cfg, model, dataset.dim)
+
+
+def still_rising(valid_bounds: list[float]) -> str | None:
+    """Whether a finished run's validation bound was still rising steeply: a note saying so, else None.
+
+    With n epochs and a window of w = max(2, n // 10) epochs, the rule is: the mean bound of the last
+    w epochs exceeds that of the w epochs before by at least 2 % of the whole rise so far,
+    max(bound) − bound of epoch 1. A bound rising in a straight line gains 10 % per window; one
+    that has levelled off gains ~0 (noise only). Runs of fewer than 5 epochs are not judged, nor
+    runs whose bound never rose.
+    """
+    n = len(valid_bounds)
+    if n < 5 or not all(math.isfinite(v) for v in valid_bounds):
+        return None
+    w = max(2, n // 10)
+    last, before = valid_bounds[-w:], valid_bounds[-2 * w:-w]
+    rise = sum(last) / len(last) - sum(before) / len(before)
+    total = max(valid_bounds) - valid_bounds[0]
+    if total <= 0 or rise < STILL_RISING_FRACTION * total:
+        return None
+    return (f"training ended while the validation bound was still rising steeply: +{rise:.4g} nats from the mean of "
+            f"epochs {n - 2 * w + 1}-{n - w} to that of epochs {n - w + 1}-{n} ({100 * rise / total:.0f} % of its "
+            f"whole rise, {total:.4g} nats); the model has probably not converged: train longer "
+            "(--resume with a larger --epochs)")
+
+
+STILL_RISING_FRACTION = 0.02              # the 2 % of ``still_rising``
 
 
 def optimizers_for(cfg: TrainConfig, method: Method) -> dict[str, torch.optim.Optimizer]:
@@ -269,6 +299,11 @@ def train_epoch(method: Method, optimizers: dict[str, torch.optim.Optimizer], x:
     return (all_reduce_sum(total, ctx) / x.shape[0]).item()
 
 
+def stops_early(patience: int, bad_epochs: int) -> bool:
+    """Early stopping: ``bad_epochs`` epochs in a row without a better validation bound, patience 0 = never."""
+    return patience != PATIENCE_OFF and bad_epochs >= patience
+
+
 def _write_metrics(run_dir: Path, history: list[dict], owner: str) -> None:
     atomic_write_text(run_dir / METRICS, "".join(json.dumps(r, allow_nan=False) + "\n" for r in history), owner)
 
@@ -291,7 +326,7 @@ def saved_config(run_dir: str | Path) -> TrainConfig | None:
     if info is None:
         return None
     try:
-        return config_from_dict(info["train"], what=str(path))
+        return config_from_saved(info["train"], what=str(path))
     except (KeyError, TypeError) as exc:
         raise CheckpointError(f"{path} is unreadable ({shown(str(exc), 80)}); it is the run's settings — restore it "
                               "or start a new run directory") from None
@@ -309,15 +344,19 @@ def trained_epochs(run_dir: str | Path) -> int:
 def resume_config(run_dir: str | Path, **changes) -> TrainConfig:
     """The run's saved settings with ``changes`` applied; only settings that are safe to change may differ.
 
-    ``epochs``, ``patience``, ``device``, ``data_dir`` and ``threads`` may change (a different thread
-    count warns: the result is then not bit-identical). Any other setting that differs from the
-    saved one is refused with the list of differences.
+    ``epochs``, ``patience`` (0: early stopping off), ``device``, ``data_dir`` and ``threads`` may
+    change (a different thread count warns: the result is then not bit-identical). Any other setting
+    that differs from the saved one is refused with the list of differences. A change of None means
+    "not given" (the run's value stays).
     """
     saved = saved_config(run_dir)
     if saved is None:
         raise CheckpointError(_NOTHING_TO_RESUME.format(run_dir=run_dir))
     changes = {k: v for k, v in changes.items() if v is not None}
-    current = saved.to_dict()
+    current = saved.resolved().to_dict()                 # a saved None (the method's default) as its value
+    unknown = sorted(set(changes) - set(current))
+    if unknown:
+        raise ConfigError(f"unknown setting(s) {unknown}; known: {sorted(current)}")
     _refuse_changes(run_dir, current, changes)
     if changes.get("threads") not in (None, saved.threads):
         warnings.warn(f"resuming {run_dir} with {changes['threads']} threads (it ran with {saved.threads}): the "
@@ -330,8 +369,10 @@ _NOTHING_TO_RESUME = ("{run_dir} holds no saved settings (config.json) to resume
 
 
 def _refuse_changes(run_dir, saved: dict, given: dict) -> None:
-    diff = {k: (saved.get(k), v) for k, v in given.items()
-            if k not in TrainConfig.RESUMABLE_CHANGES and _normal(v) != _normal(saved.get(k))}
+    """ConfigError listing the settings of ``given`` that differ from ``saved`` (the run's resolved settings)
+    and may not change on resume."""
+    diff = {k: (saved[k], v) for k, v in given.items()                      # compared as validated ("a" is "A")
+            if k not in TrainConfig.RESUMABLE_CHANGES and _normal(RULES[k](v)) != _normal(saved[k])}
     if diff:
         listed = ", ".join(f"{k}: saved {shown(a, 40)}, given {shown(b, 40)}" for k, (a, b) in sorted(diff.items()))
         raise ConfigError(f"cannot resume {run_dir} with other settings ({listed}); only "
@@ -359,6 +400,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
     """
     if not isinstance(cfg, TrainConfig):
         raise ConfigError(f"train() takes a TrainConfig (varinf.make_config(...)), got {type(cfg).__name__}")
+    cfg = cfg.resolved()                      # the method's defaults, as concrete values in config.json and checkpoints
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"--out {run_dir} is an existing file; give a directory for the run")
@@ -449,7 +491,7 @@ def _start_state(s: _Setup, run_dir: Path, resume: bool) -> _Start:
         saved = saved_config(run_dir)
         if saved is None:
             raise CheckpointError(_NOTHING_TO_RESUME.format(run_dir=run_dir))
-        _refuse_changes(run_dir, saved.to_dict(), cfg.to_dict())
+        _refuse_changes(run_dir, saved.resolved().to_dict(), cfg.to_dict())
     if resume and not has_checkpoint:
         if trained:
             raise CheckpointError(f"cannot resume {run_dir}: {METRICS} records {trained} trained epoch(s) but "
@@ -459,7 +501,7 @@ def _start_state(s: _Setup, run_dir: Path, resume: bool) -> _Start:
     if not has_checkpoint:
         return start
     tensors, meta = read_checkpoint(ckpt_dir, "last")
-    saved = config_from_dict(meta["config"], what=f"checkpoint {ckpt_dir / 'last.json'}")
+    saved = config_from_saved(meta["config"], what=f"checkpoint {ckpt_dir / 'last.json'}").resolved()
     if saved.architecture_dict() != cfg.architecture_dict():
         diff = {k: (v, cfg.architecture_dict()[k]) for k, v in saved.architecture_dict().items()
                 if cfg.architecture_dict()[k] != v}
@@ -473,8 +515,8 @@ def _start_state(s: _Setup, run_dir: Path, resume: bool) -> _Start:
                               f"({shown(str(exc), 300)}); restore it from a copy or start a new run directory") from None
     start.epoch, start.history = meta["epoch"] + 1, meta["history"]
     start.best_valid, start.best_epoch, start.bad_epochs = meta["best_valid_elbo"], meta["best_epoch"], meta["bad_epochs"]
-    if meta.get("stopped_early"):
-        start.epoch = max(start.epoch, cfg.epochs)  # nothing left to do
+    if stops_early(cfg.patience, start.bad_epochs):  # with the patience given now (it may change on resume)
+        start.epoch = cfg.epochs              # nothing left to do
     elif start.epoch > cfg.epochs:
         raise ConfigError(f"cannot resume {run_dir} with epochs {cfg.epochs}: it has trained {start.epoch} epochs "
                           f"already; give --epochs {start.epoch} or more")
@@ -510,7 +552,7 @@ def _train_loop(s: _Setup, run_dir: Path, start: _Start, owner: str | None, prog
     if ctx.is_main:
         _write_metrics(run_dir, history, owner)
 
-    stopped_early = False
+    stopped_early = start.epoch >= cfg.epochs and stops_early(cfg.patience, bad_epochs)
     n_batches = math.ceil(train_x.shape[0] / cfg.batch_size)
     checkpointed = _WithMethodState(model, method.state_module())
     for epoch in range(start.epoch, cfg.epochs):
@@ -540,7 +582,7 @@ def _train_loop(s: _Setup, run_dir: Path, start: _Start, owner: str | None, prog
             best_valid, best_epoch, bad_epochs = valid_elbo, epoch + 1, 0
         else:
             bad_epochs += 1
-        stopped_early = cfg.patience is not None and bad_epochs >= cfg.patience
+        stopped_early = stops_early(cfg.patience, bad_epochs)
         meta = {"config": cfg.to_dict(), "model": mcfg, "model_kind": kind, "epoch": epoch,
                 "history": history, "best_valid_elbo": best_valid, "best_epoch": best_epoch,
                 "bad_epochs": bad_epochs, "stopped_early": stopped_early,
@@ -558,6 +600,9 @@ def _train_loop(s: _Setup, run_dir: Path, start: _Start, owner: str | None, prog
                 log.info("early stopping: no validation improvement for %d epochs (best %.3f at epoch %d)",
                          cfg.patience, best_valid, best_epoch)
             break
+    note = None if stopped_early else still_rising([r["valid_elbo"] for r in history])
+    if note and ctx.is_main:
+        log.warning("%s", note)
     return TrainResult(run_dir, len(history), best_epoch, best_valid, stopped_early, history)
 
 
@@ -601,7 +646,7 @@ def _model_of_checkpoint(run_dir: str | Path, checkpoint: str) -> tuple[torch.nn
         raise CheckpointError(f"{run_dir} trained a user-defined model ({meta.get('model', {}).get('class')}); "
                               "build it in Python and call varinf.load_weights(model, run_dir)")
     try:
-        cfg = config_from_dict(meta["config"], what=f"checkpoint {run_dir / CHECKPOINTS / checkpoint}.json")
+        cfg = config_from_saved(meta["config"], what=f"checkpoint {run_dir / CHECKPOINTS / checkpoint}.json")
         model_cls, config_cls = MODEL_KINDS[kind]
         mcfg = config_cls(**meta["model"])
         with torch.device("meta"):            # sizes from the record, checked against the weights before allocating

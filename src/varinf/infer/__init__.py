@@ -17,6 +17,9 @@ from typing import Any, Callable
 
 from varinf.infer._base import Losses, Method, add_linear_warmup, apply_losses, make_optimizer, make_optimizers
 from varinf.infer.aevb import AEVB
+from varinf.infer.arm import ARM
+from varinf.infer.disarm import DisARM
+from varinf.infer.gumbel import GUMBEL_DEFAULT_TEMPERATURE, GumbelSoftmax
 from varinf.infer.hvi import HVI
 from varinf.infer.iwae import IWAE
 from varinf.infer.mean_pass import MeanPass
@@ -25,13 +28,11 @@ from varinf.infer.refined_em import RefinedEM
 from varinf.infer.reinforce import Reinforce
 from varinf.infer.savae import SAVAE
 from varinf.infer.straight_through import StraightThrough
+from varinf.infer.vimco import VIMCO
 from varinf.infer.wake_sleep import WakeSleep
-from varinf.refinement import (AdaptiveImportanceSampling, GaussianGradient, MeanPassGradient, Refiner,
-                               StraightThroughGradient)
+from varinf.refinement import (AVI_DEFAULT_RATE, AdaptiveImportanceSampling, GaussianGradient, MeanPassGradient,
+                               Refiner, StraightThroughGradient)
 
-# AVI's default step γ: the best of {1, 0.3, 0.1} by the refined q̃'s bound (docs/RESULTS.md §6,
-# ``benchmarks/avi_rate.py``); γ = 1 is Eq. 9 as printed.
-AVI_DEFAULT_RATE = 0.1
 # Step sizes of the gradient refiners on the logits (not given in the paper): the best of 0.003…10 by the
 # refined q̃'s bound after T = 20 steps (docs/RESULTS.md, ``benchmarks/refine_rate.py``).
 MPVI_DEFAULT_RATE = 1.0
@@ -69,7 +70,8 @@ def _avi(s) -> Refiner:
 
 
 def _refined(name: str, refiner: Callable, refiner_cls: type[Refiner], summary: str, **defaults) -> MethodSpec:
-    return MethodSpec(name, summary, (refiner_cls.family.name,),
+    families = (refiner_cls.family.name,) + (("layered-bernoulli",) if refiner_cls.layered else ())
+    return MethodSpec(name, summary, families,
                       lambda m, s, d: RefinedEM(m, refiner(s), s.samples, s.valid_refine_steps, name=name),
                       {**REFINED, **defaults}, refiner)
 
@@ -87,7 +89,7 @@ _SPECS = [
     _refined("stvi", _straight_through, StraightThroughGradient,
              "EM with straight-through gradient refinement (Hjelm et al. 2015 Eq. 8)", inference_rate=STVI_DEFAULT_RATE, refine_optimizer="sgd", valid_refine_steps=0),
     _refined("avi", _avi, AdaptiveImportanceSampling,
-             "EM with adaptive importance sampling refinement (Hjelm et al. 2015 Eq. 9)", avi_rate=AVI_DEFAULT_RATE, valid_refine_steps=0),
+             "EM with adaptive importance sampling refinement (Hjelm et al. 2015 Eq. 9)", valid_refine_steps=0),
     MethodSpec("mean-pass", "Eq. 7 of Hjelm et al. 2015 as an amortised training loss", MeanPass.families,
                lambda m, s, d: MeanPass(m), {"samples": 1}),
     MethodSpec("straight-through", "Eq. 8 of Hjelm et al. 2015 as an amortised training loss", StraightThrough.families,
@@ -103,12 +105,26 @@ _SPECS = [
                {"samples": 1, "leapfrog_steps": 5}),
     MethodSpec("reinforce", "plain score-function gradient (Williams 1992)", Reinforce.families,
                lambda m, s, d: Reinforce(m, s.samples), {"samples": 1}),
+    MethodSpec("vimco", "k-sample bound with leave-one-out baselines, k = samples (Mnih & Rezende 2016)",
+               VIMCO.families, lambda m, s, d: VIMCO(m, s.samples), {"samples": 5}),
+    MethodSpec("arm", "augment-REINFORCE-merge, antithetic and unbiased (Yin & Zhou 2019)", ARM.families,
+               lambda m, s, d: ARM(m, s.samples), {"samples": 1}),
+    MethodSpec("disarm", "ARM with the augmentation integrated out (Dong, Mnih & Tucker 2020)", DisARM.families,
+               lambda m, s, d: DisARM(m, s.samples), {"samples": 1}),
+    MethodSpec("gumbel", "Gumbel-Softmax/Concrete relaxation at temperature τ, biased (Jang et al. 2017; "
+               "Maddison et al. 2017)", GumbelSoftmax.families,
+               lambda m, s, d: GumbelSoftmax(m, s.samples, s.temperature), {"samples": 1,
+                                                                            "temperature": GUMBEL_DEFAULT_TEMPERATURE}),
+    MethodSpec("gumbel-st", "straight-through Gumbel-Softmax: hard forward, relaxed backward, biased (Jang et al. "
+               "2017)", GumbelSoftmax.families,
+               lambda m, s, d: GumbelSoftmax(m, s.samples, s.temperature, hard=True),
+               {"samples": 1, "temperature": GUMBEL_DEFAULT_TEMPERATURE}),
 ]
 METHODS: dict[str, MethodSpec] = {spec.name: spec for spec in _SPECS}
 
 # Test-time refinement of a model whose run has no refiner of its own: the family's natural operator.
-DEFAULT_REFINERS = {"gaussian": _gaussian, "bernoulli": _avi}
+DEFAULT_REFINERS = {"gaussian": _gaussian, "bernoulli": _avi, "layered-bernoulli": _avi}
 
 __all__ = ["METHODS", "MethodSpec", "DEFAULT_REFINERS", "AVI_DEFAULT_RATE", "Method", "Losses", "apply_losses",
            "make_optimizer", "make_optimizers", "add_linear_warmup", "AEVB", "RefinedEM", "SAVAE", "MeanPass",
-           "StraightThrough", "WakeSleep", "NVIL", "Reinforce", "IWAE", "HVI"]
+           "StraightThrough", "WakeSleep", "NVIL", "Reinforce", "IWAE", "HVI", "VIMCO", "ARM", "DisARM", "GumbelSoftmax"]

@@ -60,7 +60,7 @@ class NVIL(Method):
     """Training method ``nvil``: score function with learned baseline, centring and variance normalisation."""
 
     name = "nvil"
-    families = ("bernoulli", "gaussian")
+    families = ("bernoulli", "layered-bernoulli", "gaussian")
 
     def __init__(self, model, data_dim: int, samples: int = 1, seed: int = 0):
         super().__init__(model)

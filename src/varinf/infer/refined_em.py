@@ -13,6 +13,11 @@ Only the refiner changes between the paper's rows (``varinf.refinement``):
     stvi   StraightThroughGradient      binary latents, Eq. 8
     avi    AdaptiveImportanceSampling   binary latents, Eq. 9        (Table 2, AVI₂₀)
 
+On a deep SBN (layered latents) ``mpvi``/``stvi``/``avi`` use the same operator on every layer at once
+(``Refiner.for_model``: ``varinf.refinement.Layered*``): q̃ is factorial over all units, started from the
+encoder's mean-field pass, and Eq. 6's KL(q̃ ‖ q_φ) is estimated from the M-step's N draws of q̃
+(so with T = 0, q̃ is that mean-field start, not q_φ: the T = 0 statement below is for one layer).
+
 With T = 0, q̃ = q_φ: the M-step is the θ-update of the plain amortised method with the same
 samples and the encoder's gradient is zero (KL(q ‖ q) has a stationary point at φ) — the paper's
 "variational inference in the limit of no additional gradient steps" (tested).
@@ -49,8 +54,9 @@ class RefinedEM(Method):
 
     def __init__(self, model, refiner: Refiner, samples: int = 20, valid_refine_steps: int | None = None,
                  name: str = "refined-em"):
-        self.name, self.families = name, (refiner.family.name,)
+        refiner = refiner.for_model(model)             # a deep SBN: the operator on every layer
         refiner.check(model)
+        self.name, self.families = name, (model.family.name,)
         super().__init__(model)
         self.refiner, self.samples = refiner, samples
         self.valid_refine_steps = refiner.steps if valid_refine_steps is None else valid_refine_steps
@@ -61,21 +67,23 @@ class RefinedEM(Method):
     def e_step(self, x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
         """The refined parameters z_T of q̃, detached."""
         with torch.no_grad():
-            params0 = self.model.encode(x)
+            params0 = self.refiner.start(self.model, x)
         return self.refiner.refine(self.model, x, params0, generator)
 
     def losses(self, x: torch.Tensor, generator: torch.Generator) -> Losses:
         refined = self.e_step(x, generator)                                         # z_T, each (B, K)
-        h = self.family.draw(refined, self.samples, generator).detach()             # h⁽ⁿ⁾ ~ q̃   (N, B, K)
+        q_tilde = self.refiner.family                                               # q̃'s family
+        h = q_tilde.draw(refined, self.samples, generator).detach()                 # h⁽ⁿ⁾ ~ q̃   (N, B, K)
         expected = m_step_objective(self.model, x, h)                                # E_q̃ log p(x,h)  (B,)
-        kl = encoder_kl_loss(self.family, refined, self.model.encode(x))            # Eq. 6 on φ     (B,)
-        bound = expected.detach() + self.family.entropy(refined)                    # q̃'s bound      (B,)
+        kl = self.refiner.encoder_loss(self.model, refined, x, h)                   # Eq. 6 on φ     (B,)
+        bound = expected.detach() + q_tilde.entropy(refined)                        # q̃'s bound      (B,)
         return Losses({"generative": -expected.mean(), "inference": kl.mean()}, bound)
 
     @torch.no_grad()
     def validation_bound(self, x: torch.Tensor, num_samples: int, generator: torch.Generator) -> torch.Tensor:
         """Bound of q̃ after ``valid_refine_steps`` steps (0: the encoder's bound), (B,)."""
-        params = self.model.encode(x)
-        if self.valid_refine_steps:
-            params = self.refiner.with_steps(self.valid_refine_steps).refine(self.model, x, params, generator)
-        return entropy_bound(self.model, x, params, self.family, num_samples, generator)
+        if not self.valid_refine_steps:
+            return entropy_bound(self.model, x, self.model.encode(x), self.family, num_samples, generator)
+        params = self.refiner.with_steps(self.valid_refine_steps).refine(
+            self.model, x, self.refiner.start(self.model, x), generator)
+        return entropy_bound(self.model, x, params, self.refiner.family, num_samples, generator)

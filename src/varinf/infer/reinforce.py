@@ -20,7 +20,7 @@ class Reinforce(Method):
     """Training method ``reinforce``: score-function gradient, ``samples`` draws per datapoint."""
 
     name = "reinforce"
-    families = ("bernoulli", "gaussian")
+    families = ("bernoulli", "layered-bernoulli", "gaussian")
 
     def __init__(self, model, samples: int = 1):
         super().__init__(model)

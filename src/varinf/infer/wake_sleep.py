@@ -47,7 +47,7 @@ class WakeSleep(Method):
     """Training method ``wake-sleep``: a wake step on θ and a sleep step on φ per minibatch."""
 
     name = "wake-sleep"
-    families = ("bernoulli", "gaussian")
+    families = ("bernoulli", "layered-bernoulli", "gaussian")
 
     def __init__(self, model, samples: int = 1):
         super().__init__(model)

@@ -97,6 +97,11 @@ class MLPDecoder(nn.Module):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z)
 
+    @torch.no_grad()
+    def shift_output(self, delta: torch.Tensor) -> None:
+        """η(z) += δ for every z: the output layer's bias (one per pixel) moves by δ (D,)."""
+        self.net[-1].bias.add_(delta)
+
 
 def _in_place(act: type[nn.Module]) -> nn.Module:
     """The activation writing into its input where torch offers that (ReLU, ELU): one memory pass fewer."""
@@ -170,6 +175,11 @@ class ConvDecoder(nn.Module):
         feats = feats.contiguous(memory_format=torch.channels_last)
         return self.deconv(feats).reshape(*lead, self.data_dim)
 
+    @torch.no_grad()
+    def shift_output(self, delta: torch.Tensor) -> None:
+        """η(z) += mean_d δ_d for every z: the last convolution has one bias for all pixels."""
+        self.deconv[-1].bias.add_(delta.mean())
+
 
 class VAE(AmortizedModel):
     """Generative model p(x, z) = p(z) p(x|z) with an amortised Gaussian encoder q_φ(z|x).
@@ -194,6 +204,21 @@ class VAE(AmortizedModel):
     @property
     def latent_dim(self) -> int:
         return self.config.latent_dim
+
+    @torch.no_grad()
+    def initialise_from_data(self, x: torch.Tensor) -> None:
+        """Start a Gaussian p(x|z) where the data are: the decoder mean at the prior's mode, η(0), is
+        the training data mean x̄ (per pixel for the mlp; the pixels' mean for the cnn, whose last
+        convolution has one bias), and the variance is the data's (``GaussianLikelihood.initialise``).
+
+        A Bernoulli p(x|z) is left as constructed (its runs are unchanged by this method). ``varinf
+        train`` calls it on the training split of a new run; x (N, D).
+        """
+        if self.likelihood.binary_data:
+            return
+        zero = self._prior_loc.unsqueeze(0)                                        # (1, K): z = 0
+        self.decoder.shift_output(x.mean(0) - self.decode(zero)[0])                # δ = x̄ − η(0): (D,)
+        self.likelihood.initialise(x)
 
     # ---- inference network q_φ(z|x) -------------------------------------------------
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
