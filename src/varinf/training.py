@@ -368,11 +368,11 @@ _NOTHING_TO_RESUME = ("{run_dir} holds no saved settings (config.json) to resume
                       "began, or never started there; start it again with its settings and without --resume")
 
 
-def _refuse_changes(run_dir, saved: dict, given: dict) -> None:
-    """ConfigError listing the settings of ``given`` that differ from ``saved`` (the run's resolved settings)
-    and may not change on resume."""
-    diff = {k: (saved[k], v) for k, v in given.items()                      # compared as validated ("a" is "A")
-            if k not in TrainConfig.RESUMABLE_CHANGES and _normal(RULES[k](v)) != _normal(saved[k])}
+def _refuse_changes(run_dir, current: dict, given: dict) -> None:
+    """ConfigError listing the settings of ``given`` that differ from ``current`` (the run's saved settings,
+    resolved) and may not change on resume."""
+    diff = {k: (current[k], v) for k, v in given.items()                    # compared as validated ("a" is "A")
+            if k not in TrainConfig.RESUMABLE_CHANGES and _normal(RULES[k](v)) != _normal(current[k])}
     if diff:
         listed = ", ".join(f"{k}: saved {shown(a, 40)}, given {shown(b, 40)}" for k, (a, b) in sorted(diff.items()))
         raise ConfigError(f"cannot resume {run_dir} with other settings ({listed}); only "
@@ -514,8 +514,9 @@ def _start_state(s: _Setup, run_dir: Path, resume: bool) -> _Start:
         raise CheckpointError(f"checkpoint {ckpt_dir / 'last.json'} has unreadable training state "
                               f"({shown(str(exc), 300)}); restore it from a copy or start a new run directory") from None
     start.epoch, start.history = meta["epoch"] + 1, meta["history"]
-    start.best_valid, start.best_epoch, start.bad_epochs = meta["best_valid_elbo"], meta["best_epoch"], meta["bad_epochs"]
-    if stops_early(cfg.patience, start.bad_epochs):  # with the patience given now (it may change on resume)
+    best_valid, best_epoch, bad_epochs = meta["best_valid_elbo"], meta["best_epoch"], meta["bad_epochs"]
+    start.best_valid, start.best_epoch, start.bad_epochs = best_valid, best_epoch, bad_epochs
+    if stops_early(cfg.patience, bad_epochs):     # with the patience given now (it may change on resume)
         start.epoch = cfg.epochs              # nothing left to do
     elif start.epoch > cfg.epochs:
         raise ConfigError(f"cannot resume {run_dir} with epochs {cfg.epochs}: it has trained {start.epoch} epochs "
