@@ -12,8 +12,14 @@
     readers           meanwhile this process polls read_checkpoint("best"/"last") of the running
                       subprocess as fast as it can and counts errors
     two writers       two ``varinf train`` into the same --out started together: exactly one may run
+    early kills       ``varinf train`` SIGKILLed early: every other trial at a random instant of its first
+                      2.5 s (interpreter start, data), the others 0-0.5 s after the run directory appears
+                      (its lock, the settings, the first epochs); then a bare ``varinf train --out RUN --resume``: it
+                      must resume to the unbroken run's bits, or (no settings saved yet) refuse in one
+                      line, after which the same command without --resume must give the unbroken run;
+                      never a run of other settings
 
-    python benchmarks/reliability.py --kills 20 --pairs 5
+    python benchmarks/reliability.py --kills 20 --pairs 5 --early-kills 20
 """
 
 from __future__ import annotations
@@ -116,11 +122,57 @@ def writer_pairs(root: Path, n: int) -> dict:
             "refused_as_existing_run": already_msgs}
 
 
+def early_kills(root: Path, n: int, epochs: int, rng: random.Random) -> dict:
+    import contextlib
+    import io
+
+    from varinf.cli import main as cli_main
+
+    full = root / "full"
+    train(make_config(**CFG, epochs=epochs), full, progress=False)
+    outcomes = {"resumed_bit_identical": 0, "refused_no_settings_then_restarted_bit_identical": 0, "other": 0}
+    other = []
+    for trial in range(n):
+        run = root / f"early{trial}"
+        argv = [*CLI, "--epochs", str(epochs), "--out", str(run)]
+        proc = subprocess.Popen(argv, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if trial % 2:
+            deadline = time.time() + 120
+            while not run.exists() and proc.poll() is None and time.time() < deadline:
+                time.sleep(0.001)
+            time.sleep(rng.uniform(0.0, 0.5))
+        else:
+            time.sleep(rng.uniform(0.0, 2.5))
+        if proc.poll() is not None:
+            raise SystemExit(f"early kill {trial}: the run ended before the kill")
+        proc.kill()
+        proc.wait()
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            code = cli_main(["train", "--out", str(run), "--resume", "--quiet"])
+        try:
+            if code == 0:
+                assert_same_run(run, full)
+                outcomes["resumed_bit_identical"] += 1
+            elif code == 2 and "no saved settings" in err.getvalue() and len(err.getvalue().splitlines()) == 1:
+                with contextlib.redirect_stdout(io.StringIO()):
+                    assert cli_main(argv[3:]) == 0
+                assert_same_run(run, full)
+                outcomes["refused_no_settings_then_restarted_bit_identical"] += 1
+            else:
+                raise AssertionError(f"exit {code}: {err.getvalue().strip()}")
+        except (AssertionError, FileNotFoundError, CheckpointError) as exc:
+            outcomes["other"] += 1
+            other.append(f"trial {trial}: {exc}")
+    return {"kills": n, **outcomes, "first_other": other[:3]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--kills", type=int, default=20)
     ap.add_argument("--epochs", type=int, default=25)
     ap.add_argument("--pairs", type=int, default=5)
+    ap.add_argument("--early-kills", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -131,6 +183,7 @@ def main() -> None:
             "fault_injection_boundaries": fault_injection(root / "faults"),
             "kill9": kill_trials(root / "kills", args.kills, args.epochs, random.Random(args.seed)),
             "two_writers": writer_pairs(root / "pairs", args.pairs),
+            "early_kills": early_kills(root / "early", args.early_kills, 5, random.Random(args.seed + 1)),
         }
     report["machine"] = f"{platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
     report["date"] = datetime.date.today().isoformat()

@@ -8,9 +8,11 @@ Each case is one row of a table and asserts three things:
   For a flag that argparse rejects, argparse's usage block comes first and the error is the one
   line after it (``varinf train: error: argument --model: invalid choice: ...``);
 * no side effect: every file and directory under the case's workspace (the run directory, data
-  files, configs) is byte-identical afterwards, and nothing new appears, except that a failed
-  ``varinf train --out NEW`` may leave ``NEW/.lock`` (the run lock, taken before the data is
-  read; it is empty and never blocks a later run).
+  files, configs, files outside the run that symbolic links in it point to) is byte-identical
+  afterwards, and nothing new appears: a failed ``varinf train --out NEW`` leaves no ``NEW`` (the
+  settings, data and model are checked before the run directory is created);
+* a bounded message: the error line is at most ``MAX_LINE`` characters however long the bad value;
+* no hang: a case that would block (a FIFO where a file is read) fails after ``HANG_SECONDS``.
 
 CLI cases run ``varinf.cli.main`` in-process (an uncaught exception is the traceback a user would
 see). A case that needs a trained run gets a copy of one tiny run (digits, 16 hidden units, 2
@@ -21,8 +23,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import pickle
 import shutil
+import signal
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -100,10 +105,36 @@ class Workspace:
         return self.run / "checkpoints" / json.loads(self.ckpt(name).read_text())["weights_file"]
 
 
+def _state(p: Path) -> str:
+    st = os.lstat(p)
+    if stat.S_ISLNK(st.st_mode):
+        return f"link to {os.readlink(p)}"
+    if stat.S_ISDIR(st.st_mode):
+        return "dir"
+    if not stat.S_ISREG(st.st_mode):
+        return "fifo or device"
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
 def snapshot(root: Path) -> dict[str, str]:
-    """Every path under ``root``: a directory marker or the file's SHA-256."""
-    return {str(p.relative_to(root)): "dir" if p.is_dir() else hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*"))}
+    """Every path under ``root`` (links not followed): a directory marker, a link's target, or the file's SHA-256."""
+    return {str(p.relative_to(root)): _state(p) for p in sorted(root.rglob("*"))}
+
+
+MAX_LINE = 1100                    # varinf.cli.MAX_ERROR_CHARS plus the "varinf CMD: error: " prefix
+HANG_SECONDS = 120
+
+
+@pytest.fixture
+def no_hang():
+    """Fail (instead of blocking the suite for ever) when a case blocks, e.g. opening a FIFO."""
+    def hang(signum, frame):
+        raise TimeoutError(f"blocked for {HANG_SECONDS} s")
+    old = signal.signal(signal.SIGALRM, hang)
+    signal.alarm(HANG_SECONDS)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, old)
 
 
 def error_line(stderr: str) -> str:
@@ -128,6 +159,7 @@ class Case:
     argv: Callable[[Workspace], list]          # CLI arguments, built in the workspace
     needles: tuple[str, ...]                   # what the message must name (setting/file and value)
     xfail: str | None = None
+    env: dict | None = None                    # environment variables set for the case
 
     def param(self):
         marks = [pytest.mark.xfail(strict=True, reason=self.xfail)] if self.xfail else []
@@ -169,6 +201,93 @@ def _other_shape_weights(ws):
     ws.weights().write_bytes(blob)
     ws.edit(ws.ckpt(), lambda m: m.update(weights_sha256=hashlib.sha256(blob).hexdigest()))
     return ws.run
+
+
+def _crafted_weights(ws, name: str, change: Callable[[dict], None]) -> Path:
+    """The weights of checkpoint ``name`` changed by ``change(tensors)``, with a matching SHA-256 (only the
+    contents are wrong, as a crafted or a bit-flipped-then-rehashed file would be)."""
+    from safetensors.torch import save as save_bytes
+    tensors, _ = read_checkpoint(ws.run / "checkpoints", name)
+    change(tensors)
+    blob = save_bytes(tensors)
+    ws.weights(name).write_bytes(blob)
+    ws.edit(ws.ckpt(name), lambda m: m.update(weights_sha256=hashlib.sha256(blob).hexdigest()))
+    return ws.run
+
+
+def _first(tensors: dict, prefix: str) -> str:
+    return next(k for k, v in tensors.items() if prefix in k and v.is_floating_point() and v.numel())
+
+
+def _poison(prefix: str, value: float):
+    def change(tensors):
+        key = _first(tensors, prefix)
+        tensors[key] = tensors[key].clone()
+        tensors[key].view(-1)[0] = value
+    return change
+
+
+def _fifo(path: Path) -> Path:
+    """Replace ``path`` by a FIFO (reading it blocks until a writer opens it: none ever does)."""
+    if path.exists():
+        path.unlink()
+    os.mkfifo(path)
+    return path
+
+
+def _outside(ws, name: str = "outside.txt") -> Path:
+    """A file outside the run directory that a link inside it points to (must never change)."""
+    return ws.file(name, "a user's file outside the run; varinf must not touch it\n")
+
+
+def _link(link: Path, target: Path) -> Path:
+    if link.is_dir() and not link.is_symlink():
+        shutil.rmtree(link)
+    elif link.exists() or link.is_symlink():
+        link.unlink()
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(target)
+    return link
+
+
+def _moved_checkpoints(ws) -> Path:
+    """checkpoints/ moved outside the run and linked back."""
+    elsewhere = ws.root / "elsewhere-checkpoints"
+    shutil.move(ws.run / "checkpoints", elsewhere)
+    _link(ws.run / "checkpoints", elsewhere)
+    return ws.run
+
+
+def _early_kill(ws) -> Path:
+    """What a kill in the first instant of a run left: the directory and its empty lock, no settings yet."""
+    early = ws.root / "early"
+    early.mkdir()
+    (early / ".lock").write_bytes(b"")
+    return early
+
+
+def _bomb(ws) -> Path:
+    """20 MB of zeros compressed into an .npz of a few tens of kB (the case lowers the limit to 10 MB: a
+    5 GB bomb takes as long to build as to expand)."""
+    path = ws.root / "bomb.npz"
+    np.savez_compressed(path, train=np.zeros((20_000, 1000), np.uint8), valid=np.zeros((10, 1000), np.uint8))
+    return path
+
+
+def _lying_header(ws) -> Path:
+    """An .npy whose header declares (10**7, 10**7) float32 (400 TB) over 64 bytes of data."""
+    path = ws.root / "liar.npy"
+    np.save(path, np.zeros((4, 4), np.float32))
+    data = path.read_bytes().replace(b"(4, 4)", b"(10000000, 10000000)".ljust(6))
+    path.write_bytes(data)
+    return path
+
+
+def _fifo_data_dir(ws) -> Path:
+    d = ws.root / "fifo-data"
+    d.mkdir()
+    _fifo(d / "binarized_mnist.npz")
+    return d
 
 
 def _write(path: Path, data: str) -> Path:
@@ -362,26 +481,111 @@ CLI_CASES = [
     Case("plot-metrics-garbage", lambda ws: _write(ws.run / "metrics.jsonl", "{oops\n") and ["plot", ws.run],
          ("metrics.jsonl",)),
     Case("plot-checkpoint-unknown", lambda ws: ["plot", ws.run, "--checkpoint", "x"], ("--checkpoint", "'x'")),
+    # ---- issue #18: negative flag values, regressions, bounded messages
+    Case("flag-lr-negative-exponent", lambda ws: train(ws, "--lr", "-1e-3"), ("lr", "-0.001")),
+    Case("flag-inference-rate-minus-inf", lambda ws: train(ws, "--method", "gbvi", "--inference-rate", "-inf"),
+         ("inference_rate", "-inf")),
+    Case("eval-seed-negative", lambda ws: evaluate(ws, "--seed", "-1"), ("seed", "-1")),
+    Case("plot-seed-negative", lambda ws: ["plot", ws.run, "--seed", "-1"], ("seed", "-1")),
+    Case("flag-out-name-too-long", lambda ws: train(ws)[:-2] + ["--out", ws.root / ("x" * 300)],
+         ("File name too long",)),
+    toml_case("toml-nested-too-deeply", ("c.toml", "deeply"), hidden="[" * 3000 + "]" * 3000),
+    Case("flag-activation-5MB", lambda ws: train(ws, "--activation", "x" * 5_000_000), ("activation", "characters")),
+    Case("flag-epochs-5MB", lambda ws: train(ws, "--epochs", "9x" * 2_500_000), ("--epochs", "characters")),
+    # ---- issue #18: resume only continues the run that was started
+    Case("resume-before-settings-were-saved", lambda ws: ["train", "--out", _early_kill(ws), "--resume", "--quiet"],
+         ("early", "config.json", "without --resume")),
+    Case("resume-missing-dir", lambda ws: ["train", "--out", ws.root / "nope", "--resume", "--quiet"],
+         ("nope", "config.json")),
+    Case("resume-checkpoints-deleted", lambda ws: (shutil.rmtree(ws.run / "checkpoints"), resume(ws))[1],
+         ("metrics.jsonl", "1 trained epoch", "checkpoints")),
+    Case("resume-fewer-epochs-than-done", lambda ws: _two_epochs(ws) and
+         ["train", "--out", ws.run, "--resume", "--epochs", "1", "--quiet"], ("epochs 1", "2 epochs")),
+    # ---- issue #18: checkpoint contents checked, not only hashed
+    Case("ckpt-weights-nan", lambda ws: _crafted_weights(ws, "best", _poison("model.", float("nan")))
+         and evaluate(ws), ("best-000001.safetensors", "NaN or infinite")),
+    Case("ckpt-weights-inf", lambda ws: _crafted_weights(ws, "best", _poison("model.", float("inf")))
+         and ["plot", ws.run], ("best-000001.safetensors", "NaN or infinite")),
+    Case("resume-optimizer-state-inf", lambda ws: _crafted_weights(ws, "last", _poison("/optim.", float("inf")))
+         and resume(ws), ("last-000001.safetensors", "/optim.", "NaN or infinite")),
+    Case("resume-epoch-absurd", lambda ws: ws.edit(ws.ckpt("last"), lambda m: m.update(epoch=10 ** 9))
+         and resume(ws), ("last.json", "epoch 1000000000")),
+    Case("ckpt-history-longer-than-epochs", lambda ws: ws.edit(ws.ckpt(), lambda m: m.update(
+        history=m["history"] * 3)) and evaluate(ws), ("best.json", "history")),
+    Case("ckpt-best-epoch-outside-history", lambda ws: ws.edit(ws.ckpt("last"), lambda m: m.update(best_epoch=7))
+         and resume(ws), ("last.json", "best_epoch 7")),
+    Case("ckpt-best-valid-nan", lambda ws: ws.edit(ws.ckpt(), lambda m: m.update(best_valid_elbo=float("nan")))
+         and evaluate(ws), ("best.json", "best_valid_elbo")),
+    Case("ckpt-sizes-ask-for-terabytes", lambda ws: ws.edit(ws.ckpt(), lambda m: m["model"].update(
+        latent_dim=4_000_000, hidden=[4_000_000, 4_000_000])) and evaluate(ws), ("another configuration", "best.json")),
+    # ---- issue #18: only regular files are read (a FIFO would block for ever)
+    Case("ckpt-weights-fifo", lambda ws: _fifo(ws.weights()) and evaluate(ws), ("best-000001.safetensors", "regular")),
+    Case("ckpt-record-fifo", lambda ws: _fifo(ws.ckpt()) and ["plot", ws.run], ("best.json", "regular")),
+    Case("resume-config-json-fifo", lambda ws: _fifo(ws.run / "config.json") and resume(ws),
+         ("config.json", "regular")),
+    Case("plot-metrics-fifo", lambda ws: _fifo(ws.run / "metrics.jsonl") and ["plot", ws.run],
+         ("metrics.jsonl", "regular")),
+    Case("toml-fifo", lambda ws: ["train", "--config", _fifo(ws.root / "c.toml"), "--out", ws.out],
+         ("c.toml", "regular")),
+    Case("data-bmnist-npz-fifo", lambda ws: train(ws, "--dataset", "binarized-mnist", "--data-dir", _fifo_data_dir(ws)),
+         ("binarized_mnist.npz", "regular")),
+    # ---- issue #18: sizes declared by data files checked before loading
+    Case("data-npz-zip-bomb", lambda ws: train(ws, "--dataset", _bomb(ws)), ("bomb.npz", "VARINF_MAX_DATA_BYTES"),
+         env={"VARINF_MAX_DATA_BYTES": str(10 ** 7)}),
+    Case("data-npz-over-lowered-limit", lambda ws: train(ws, "--dataset", ws.npz(train=digits01(), valid=digits01())),
+         ("x.npz", "VARINF_MAX_DATA_BYTES"), env={"VARINF_MAX_DATA_BYTES": "1000"}),
+    Case("data-limit-not-a-number", lambda ws: train(ws, "--dataset", ws.npy(digits01())),
+         ("VARINF_MAX_DATA_BYTES", "lots"), env={"VARINF_MAX_DATA_BYTES": "lots"}),
+    data_case("data-npy-header-asks-400TB", _lying_header, ("liar.npy", "declares")),
+    # ---- issue #18: nothing written, locked or deleted through a symbolic link in a run directory
+    Case("lock-is-a-link", lambda ws: _link(ws.run / ".lock", _outside(ws)) and resume(ws), (".lock", "symbolic link")),
+    Case("lock-is-a-link-refused-run", lambda ws: _link(ws.run / ".lock", _outside(ws))
+         and train(ws)[:-2] + ["--out", ws.run], (".lock", "symbolic link")),
+    Case("checkpoints-is-a-link", lambda ws: _moved_checkpoints(ws) and resume(ws), ("checkpoints", "symbolic link")),
+    Case("config-json-is-a-link", lambda ws: _link(ws.run / "config.json", _write(ws.root / "cfg-copy.json",
+                                                                                   (ws.run / "config.json").read_text()
+                                                                                   if (ws.run / "config.json").exists()
+                                                                                   else "")) and resume(ws),
+         ("config.json", "symbolic link")),
+    Case("plot-figure-is-a-link", lambda ws: _link(ws.run / "figures" / "samples.png", _outside(ws, "pic.png"))
+         and ["plot", ws.run], ("samples.png", "symbolic link")),
+    Case("plot-figures-dir-is-a-link", lambda ws: _link(ws.run / "figures", (ws.root / "figs").mkdir() or ws.root / "figs")
+         and ["plot", ws.run], ("figures", "symbolic link")),
+    Case("eval-partial-is-a-link", lambda ws: _link(ws.run / "eval.partial", (ws.root / "p").mkdir() or ws.root / "p")
+         and evaluate(ws), ("eval.partial", "symbolic link")),
+    Case("eval-partial-lock-is-a-link", lambda ws: _link(ws.run / "eval.partial" / ".lock", _outside(ws))
+         and evaluate(ws), (".lock", "symbolic link")),
+    Case("eval-json-is-a-link", lambda ws: _link(ws.run / "eval.json", _outside(ws, "e.json")) and evaluate(ws),
+         ("eval.json", "symbolic link")),
 ]
 
 
+def _two_epochs(ws) -> Path:
+    """Resume the 1-epoch run to 2 epochs (its config.json and checkpoints then say 2 epochs done)."""
+    assert cli("train", "--out", ws.run, "--resume", "--epochs", "2", "--quiet") == 0
+    return ws.run
+
+
 @pytest.mark.parametrize("case", [c.param() for c in CLI_CASES])
-def test_cli_bad_input(case: Case, tmp_path, trained, capsys):
+def test_cli_bad_input(case: Case, tmp_path, trained, capsys, monkeypatch, no_hang):
     ws = Workspace(tmp_path, trained)
+    for key, value in (case.env or {}).items():
+        monkeypatch.setenv(key, value)
     argv = case.argv(ws)
     before = snapshot(tmp_path)
     capsys.readouterr()
     code = cli(*argv)
     out, err = capsys.readouterr()
     line = error_line(err)
-    assert code == 2, f"exit {code}: {err}"
-    assert line.startswith(f"varinf {argv[0]}: error: "), line
+    assert code == 2, f"exit {code}: {err[:2000]}"
+    assert line.startswith(f"varinf {argv[0]}: error: "), line[:2000]
+    assert len(line) <= MAX_LINE, f"an error line of {len(line)} characters: {line[:300]}..."
     for needle in case.needles:
         assert str(ws.root if needle is None else needle) in line, f"{needle!r} not named in: {line}"
     after = snapshot(tmp_path)
     assert {k: v for k, v in after.items() if k in before} == before, "an existing file changed"
     new = set(after) - set(before)
-    assert new <= {"new-run", "new-run/.lock"}, f"created {sorted(new)}"
+    assert new == set(), f"created {sorted(new)}"
 
 
 # ---------------------------------------------------------------------------------------------- Python API
@@ -495,3 +699,76 @@ def test_api_bad_input(case: ApiCase, tmp_path):
         assert needle in message, f"{needle!r} not named in: {message}"
     after = snapshot(tmp_path)
     assert {k: v for k, v in after.items() if k in before} == before
+
+
+# ---------------------------------------------------------------------------------------------- run directory
+
+def _plant(run: Path, outside: Path) -> list[Path]:
+    """Files a user keeps in a run directory that look like varinf's (stale weights, temporaries) and links to
+    files outside it; returns their paths."""
+    from safetensors.torch import save as save_bytes
+    foreign = save_bytes({"w": torch.ones(3)})                          # a real safetensors file, not varinf's
+    files = {
+        "model-000001.safetensors": foreign, "last-000009.safetensors": b"user bytes", "notes.md": b"my notes",
+        ".notes.txt.abcd1234.tmp": b"editor swap", ".config.json.abcd1234.tmp": b"{}", ".metrics.jsonl.x1y2z3w4.tmp": b"",
+        "checkpoints/model-000001.safetensors": foreign, "checkpoints/best-000099.safetensors": foreign,
+        "checkpoints/last-000001.safetensors.bak": b"backup", "checkpoints/.last.json.abcd1234.tmp": b"{",
+        "checkpoints/.best-000002.safetensors.abcd1234.tmp": foreign, "checkpoints/mine.json": b"{}",
+        "figures/mine.png": b"\x89PNG mine", "eval.partial/notes.txt": b"mine",
+        "eval.partial/0-0-deadbeef.safetensors": foreign,
+    }
+    planted = []
+    for name, data in files.items():
+        path = run / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        planted.append(path)
+    links = {"link.txt": "a.txt", "checkpoints/best-000050.safetensors": "b.safetensors",
+             "checkpoints/.last.json.abcdefgh.tmp": "c.tmp", "figures/extra.png": "d.png",
+             "eval.partial/1-0-cafebabe.safetensors": "b.safetensors"}
+    outside.mkdir(exist_ok=True)
+    for name, target in links.items():
+        (outside / target).write_bytes(f"outside file {target}".encode())
+        (run / name).symlink_to(outside / target)
+        planted.append(run / name)
+    return planted
+
+
+def _states(paths) -> dict[str, str]:
+    return {str(p): _state(p) for p in paths}
+
+
+def test_no_command_changes_a_file_varinf_did_not_write(tmp_path, trained, capsys):
+    """Every command, failing and succeeding, on run directories full of look-alike user files and links to
+    files outside: every planted file, every link and every outside file is byte-identical afterwards."""
+    outside = tmp_path / "outside"
+    run, new = tmp_path / "run", tmp_path / "new"
+    shutil.copytree(trained, run)
+    new.mkdir()
+    planted = _plant(run, outside) + _plant(new, outside)
+    nan_data = tmp_path / "nan.npy"
+    np.save(nan_data, np.where(np.eye(20, 64) > 0, np.nan, digits01()))
+    before = {**_states(planted), **snapshot(outside)}
+    commands = [  # (argv, exit status)
+        (["train", *FAST, "--dataset", nan_data, "--out", new], 2),          # fails its first check
+        (["train", *FAST, "--out", new, "--resume"], 2),                     # nothing to resume
+        (["train", *FAST, "--out", new], 0),
+        (["train", *FAST, "--out", new], 2),                                 # already holds a run
+        (["train", "--out", run, "--resume", "--epochs", "2", "--quiet"], 0),
+        (["train", "--out", run, "--resume", "--latent-dim", "3", "--quiet"], 2),
+        (["eval", run, "--nll-samples", "3", "--subset", "20", "--quiet"], 0),
+        (["eval", run, "--nll-samples", "3", "--subset", "20", "--refine-steps", "1", "--quiet",
+          "--output", run / "refined.json"], 0),
+        (["eval", run, "--nll-samples", "0", "--quiet"], 2),
+        (["eval", new, "--nll-samples", "3", "--subset", "20", "--quiet"], 0),
+        (["plot", run], 0),
+        (["plot", new, "--checkpoint", "last"], 0),
+        (["plot", run, "--seed", "-1"], 2),
+        (["train", "--out", run, "--resume", "--epochs", "3", "--quiet"], 0),
+    ]
+    for argv, status in commands:
+        assert cli(*argv) == status, (argv, capsys.readouterr().err)
+        after = {**_states(planted), **snapshot(outside)}
+        assert after == before, f"{argv} changed {[k for k in before if after.get(k) != before[k]]}"
+    assert read_checkpoint(run / "checkpoints", "last")[1]["epoch"] == 2
+    assert json.loads((run / "eval.json").read_text())["test_points"] == 20

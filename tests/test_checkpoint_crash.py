@@ -33,6 +33,7 @@ from varinf.errors import CheckpointError
 from varinf.runlock import RunLockedError, run_lock
 
 CFG = dict(dataset="digits", hidden=(16,), latent_dim=2, seed=5, patience=0)
+OWNER = "0123456789abcdef"               # the owner token a run's saves carry (config.json's run_id)
 CLI_ARGS = ["--dataset", "digits", "--hidden", "16", "--latent-dim", "2", "--seed", "5", "--quiet"]
 
 
@@ -140,7 +141,7 @@ def step_of(directory: Path, name: str = "last") -> int:
 
 def save_step(directory: Path, step: int) -> None:
     model, opts = tiny(step)
-    save_checkpoint(directory, "last", model=model, optimizers=opts, meta={"step": step})
+    save_checkpoint(directory, "last", model=model, optimizers=opts, meta={"step": step}, owner=OWNER)
 
 
 def kill_a_save_at_every_boundary(tmp_path: Path, before: str) -> tuple[int, set]:
@@ -164,7 +165,7 @@ def kill_a_save_at_every_boundary(tmp_path: Path, before: str) -> tuple[int, set
             outcome = step_of(d)                                    # the complete old (1) or new (2) one
         assert outcome in ({"none", 2} if before == "none" else {1, 2}), (k, outcome)
         outcomes.add(outcome)
-        remove_stale_files(d)                                       # the next writer's start
+        remove_stale_files(d, owner=OWNER)                          # the next writer's start
         if outcome != "none":
             assert_clean(d, ["last"])
             assert step_of(d) == outcome
@@ -209,16 +210,25 @@ def test_missing_weights_are_reported_not_retried_for_ever(tmp_path):
         read_checkpoint(tmp_path, "last")
 
 
-def test_stale_files_of_an_unreadable_record_are_kept(tmp_path):
+def test_only_stale_files_of_the_owner_are_removed_and_none_of_an_unreadable_record(tmp_path):
     save_step(tmp_path, 1)
     save_step(tmp_path, 2)
-    (tmp_path / "last-000001.safetensors").write_bytes(b"orphan")
-    (tmp_path / ".last.json.abcd1234.tmp").write_bytes(b"{")
-    (tmp_path / "notes.txt").write_text("mine")
-    assert {p.name for p in remove_stale_files(tmp_path)} == {"last-000001.safetensors", ".last.json.abcd1234.tmp"}
-    (tmp_path / "last-000001.safetensors").write_bytes(b"orphan")
+    model, _ = tiny(9)
+    ours = save_bytes({f"model.{k}": v for k, v in model.state_dict().items()}, metadata={"varinf_owner": OWNER})
+    theirs = save_bytes({f"model.{k}": v for k, v in model.state_dict().items()}, metadata={"varinf_owner": "f" * 16})
+    (tmp_path / "last-000003.safetensors").write_bytes(ours)                 # written, never committed
+    (tmp_path / f".last.json.{OWNER}.abcd1234.tmp").write_bytes(b"{")       # a torn temporary file
+    look_alikes = {"last-000007.safetensors": b"orphan", "model-000001.safetensors": theirs,
+                   ".last.json.abcd1234.tmp": b"{", f".notes.txt.{OWNER[:8]}.abcd1234.tmp": b"x", "notes.txt": b"mine"}
+    for name, data in look_alikes.items():
+        (tmp_path / name).write_bytes(data)
+    assert {p.name for p in remove_stale_files(tmp_path, owner=OWNER)} == {"last-000003.safetensors",
+                                                                             f".last.json.{OWNER}.abcd1234.tmp"}
+    assert all((tmp_path / n).read_bytes() == d for n, d in look_alikes.items())
+    assert remove_stale_files(tmp_path, owner="f" * 16) == [tmp_path / "model-000001.safetensors"]
+    (tmp_path / "last-000003.safetensors").write_bytes(ours)
     (tmp_path / "last.json").write_text("{ corrupt")
-    assert remove_stale_files(tmp_path) == []                       # nothing removed without a valid record
+    assert remove_stale_files(tmp_path, owner=OWNER) == []         # nothing removed without a valid record
     assert "notes.txt" in checkpoint_files(tmp_path)
 
 
@@ -366,3 +376,46 @@ def test_a_second_training_process_fails_fast_and_a_killed_holder_does_not_block
     done = read_checkpoint(run / "checkpoints", "last")[1]["epoch"] + 1
     assert main(["train", *CLI_ARGS, "--epochs", str(done + 2), "--resume", "--out", str(run)]) == 0
     assert read_checkpoint(run / "checkpoints", "last")[1]["epoch"] + 1 == done + 2
+
+
+# ---- a new run's settings come first ------------------------------------------------------------
+
+class RecordingOS(FaultyOS):
+    """FaultyOS that also records the target of every rename (what became visible, in order)."""
+
+    def __init__(self, kill_at=None):
+        super().__init__(kill_at)
+        self.renamed = []
+
+    def replace(self, src, dst):
+        self.renamed.append(Path(dst).name)
+        return super().replace(src, dst)
+
+
+def test_a_new_run_writes_its_settings_first_and_a_kill_before_them_is_a_clear_error(tmp_path, reference):
+    """config.json is the first file a new run makes visible; killed at each boundary of that write, the run
+    either resumes (settings complete) to the unbroken run's bits, or --resume is a one-line error saying to start
+    again -- never a run of other (default) settings."""
+    part, _ = reference
+    cfg = make_config(**CFG, epochs=1)
+    dry = RecordingOS()
+    with mock.patch.object(checkpoint, "os", dry):
+        train(cfg, tmp_path / "dry", progress=False)
+    assert dry.renamed[0] == "config.json" and dry.renamed[1] == "metrics.jsonl"
+    for k in range(1, 5):                                # write, fsync, rename, directory fsync of config.json
+        run = tmp_path / f"k{k}"
+        run_faulty(k, train, cfg, run, progress=False)
+        assert {p.name for p in run.iterdir() if not p.name.startswith(".")} <= {"config.json"}
+        if (run / "config.json").exists():
+            assert main(["train", "--out", str(run), "--resume", "--quiet"]) == 0
+            assert_same_run(run, part)
+        else:
+            with pytest.raises(CheckpointError, match="no saved settings .*without --resume"):
+                train(cfg, run, resume=True, progress=False)
+            assert main(["train", *CLI_ARGS, "--epochs", "1", "--out", str(run)]) == 0   # started again
+            assert_same_run(run, part)
+        assert_clean(run / "checkpoints")
+        # the killed attempt's torn settings file carries the token of a run that never saved it, so no later
+        # run can prove it wrote it: it stays (hidden, at most a few kB), like any file varinf cannot claim
+        left = [p.name for p in run.iterdir() if p.name.endswith(".tmp")]
+        assert left == [] or (k <= 3 and len(left) == 1 and left[0].startswith(".config.json.")), left

@@ -130,3 +130,66 @@ def test_fingerprint_changes_with_weights_points_and_settings(run):
     with torch.no_grad():
         next(model.parameters())[0].view(-1)[0] += 1e-6
     assert evaluate.fingerprint(model, x, nll_samples=10) != base
+
+
+def test_an_interrupted_evaluations_progress_survives_another_evaluation(run, unbroken, monkeypatch):
+    """Issue #23: a later eval with other settings into the same output must not delete the saved batches of
+    the interrupted one (nor a user's file in eval.partial/); the interrupted one then resumes from them."""
+    out = run / "eval-two.json"
+    partial = out.with_suffix(".partial")
+    with monkeypatch.context() as m:
+        count_batches(m, kill_after=3)
+        with pytest.raises(Killed):
+            evaluate_run(run, **EVAL, output=out)
+    interrupted = sorted(partial.glob("*.safetensors"))
+    assert len(interrupted) == 1
+    saved = interrupted[0].read_bytes()
+    (partial / "notes.txt").write_text("mine")
+    other = evaluate_run(run, **{**EVAL, "nll_samples": 20}, output=out)       # other settings, to the end
+    assert other["nll_samples"] == 20
+    assert sorted(partial.glob("*.safetensors")) == interrupted and interrupted[0].read_bytes() == saved
+    assert (partial / "notes.txt").read_text() == "mine"
+    calls = count_batches(monkeypatch)
+    resumed = evaluate_run(run, **EVAL, output=out)
+    assert len(calls) == 20 - 3                                    # the 3 saved batches were not evaluated again
+    assert all(resumed[key] == unbroken[key] for key in KEYS)
+    assert sorted(p.name for p in partial.iterdir()) == [".lock", "notes.txt"]   # its own files gone, not the user's
+
+
+def test_a_partial_file_with_fewer_rows_than_its_batch_is_ignored(run, tmp_path, caplog):
+    """A partial file whose fingerprint matches but whose batch 0 holds fewer rows than a batch must not be used
+    (it would leave rows of zeros in the result)."""
+    from safetensors import safe_open
+    from safetensors.torch import save
+    from varinf.training import load_model
+
+    model, _, _ = load_model(run, "best", "cpu")
+    x = torch.bernoulli(torch.full((25, 64), 0.3), generator=torch.Generator().manual_seed(0))
+    fresh = evaluate.evaluate_model(model, x, nll_samples=7, batch_size=10, resume_dir=tmp_path / "p")
+    (path,) = (tmp_path / "p").glob("*.safetensors")
+    with safe_open(str(path), framework="pt") as f:
+        meta, t = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    assert t["batches"].tolist() == [0, 1, 2] and t["bounds"].tolist() == [0, 10, 20, 25]
+    t = {k: v[..., 5:] for k, v in t.items() if k in ("elbo", "log_px")} | {      # batch 0 loses 5 rows
+        "batches": t["batches"], "bounds": torch.tensor([0, 5, 15, 20])}
+    path.write_bytes(save(t, metadata=meta))
+    again = evaluate.evaluate_model(model, x, nll_samples=7, batch_size=10, resume_dir=tmp_path / "p")
+    assert torch.equal(again["elbo"], fresh["elbo"]) and torch.equal(again["log_px"], fresh["log_px"])
+    assert "batch 0 holds 5 rows, not the 10 of its batch" in caplog.text
+
+
+def test_non_finite_numbers_are_an_error_and_no_eval_json_is_written(run, monkeypatch):
+    """eval.json is JSON: a bound of -inf (a test point of probability 0 under the model) or NaN is an error
+    naming the numbers, never written as NaN/Infinity."""
+    real = evaluate.evaluate_model
+
+    def some_infinite(*args, **kwargs):
+        out = real(*args, **kwargs)
+        out["log_px"][0] = -float("inf")
+        return out
+
+    monkeypatch.setattr(evaluate, "evaluate_model", some_infinite)
+    out = run / "eval-inf.json"
+    with pytest.raises(evaluate.VarinfError, match="non-finite test_nll.*nothing was written"):
+        evaluate_run(run, **{**EVAL, "refine_steps": 0, "refine_sweep": None}, output=out)
+    assert not out.exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 
 from varinf.errors import VarinfError
@@ -40,9 +41,46 @@ def _methods_help() -> str:
     return "; ".join(f"{name} ({spec.summary}; {'/'.join(spec.families)} latents)" for name, spec in METHODS.items())
 
 
+#: The longest error line printed; a longer one keeps its start and end (an echoed value can be megabytes).
+MAX_ERROR_CHARS = 1000
+_LONG_WORD = re.compile(r"\S{201,}")
+# A negative number (also -1e-3, -.5, -inf, -nan) given as the value of a flag.
+_NEGATIVE = re.compile(r"^-(\d+\.?\d*(e[-+]?\d+)?|\.\d+(e[-+]?\d+)?|inf|infinity|nan)$", re.IGNORECASE)
+
+
+def one_line(message: str) -> str:
+    """``message`` as one line of bounded length: newlines shown as spaces, each over-long word and the whole
+    line shortened in the middle (saying how long they were)."""
+    text = _LONG_WORD.sub(lambda m: f"{m[0][:100]}…[{len(m[0])} characters]…{m[0][-60:]}",
+                          " ".join(str(message).split()))
+    if len(text) > MAX_ERROR_CHARS:
+        text = f"{text[:MAX_ERROR_CHARS - 300]} …[{len(text)} characters]… {text[-250:]}"
+    return text
+
+
+def negative_values_joined(argv: list[str]) -> list[str]:
+    """``--lr -1e-3`` as ``--lr=-1e-3``: argparse takes ``-1e-3``, ``-.5`` or ``-inf`` after a flag for another
+    flag (it knows only plain negative numbers such as -1); the setting's own check then judges the value."""
+    out: list[str] = []
+    for arg in argv:
+        prev = out[-1] if out else ""
+        if _NEGATIVE.match(arg) and prev.startswith("--") and "=" not in prev and prev != "--":
+            out[-1] = f"{prev}={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its error line kept to one line of bounded length (it repeats the bad value)."""
+
+    def error(self, message: str):
+        super().error(one_line(message))
+
+
 def build_parser() -> argparse.ArgumentParser:
     from varinf import __version__
-    parser = argparse.ArgumentParser(prog="varinf", description="Approximate inference in latent-variable models.")
+    parser = _Parser(prog="varinf", description="Approximate inference in latent-variable models.")
     parser.add_argument("--version", action="version", version=f"varinf {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -188,6 +226,7 @@ def _eval(args) -> int:
     from varinf.distributed import process_group
     from varinf.evaluate import evaluate_run
 
+    RULES["seed"](args.seed)                                        # the rule `varinf train --seed` obeys
     if RULES["threads"](args.threads) is not None:                  # the rule `varinf train --threads` obeys
         torch.set_num_threads(args.threads)
     with process_group(args.device) as ctx:   # under torchrun: test points sharded over the processes
@@ -203,8 +242,10 @@ def _eval(args) -> int:
 
 
 def _plot(args) -> int:
+    from varinf.config import RULES
     from varinf.plotting import plot_run
 
+    RULES["seed"](args.seed)
     for path in plot_run(args.run_dir, checkpoint=args.checkpoint, data_dir=args.data_dir, seed=args.seed):
         print(path)
     return 0
@@ -219,13 +260,17 @@ def _configure_logging(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(negative_values_joined(sys.argv[1:] if argv is None else list(argv)))
     _configure_logging(args)
     handler = {"train": _train, "eval": _eval, "plot": _plot}[args.command]
     try:
         return handler(args)
     except VarinfError as exc:
-        print(f"varinf {args.command}: error: {exc}", file=sys.stderr)
+        print(f"varinf {args.command}: error: {one_line(exc)}", file=sys.stderr)
+        return 2
+    except OSError as exc:                     # e.g. a file name too long, a full disk, no permission
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"varinf {args.command}: error: {one_line(where + (exc.strerror or str(exc)))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         hint = f"; continue with: varinf train --out {args.out} --resume" if args.command == "train" else ""

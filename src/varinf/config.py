@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from varinf.errors import ConfigError
+from varinf.runfiles import read_regular
 from varinf.likelihoods import LIKELIHOODS
 from varinf.models.vae import ACTIVATIONS
 from varinf.refinement import AVI_DEFAULT_RATE
@@ -40,6 +41,7 @@ REFINE_OPTIMIZERS = ("sgd", "adam")
 MODELS = ("mlp", "cnn", "sbn", "custom")     # custom: a user model object passed to varinf.train
 MAX_SEED = 2 ** 63 - 1
 AUTOCAST = ("bf16",)
+MAX_TOML_BYTES = 1 << 20              # a settings file is a few hundred bytes
 
 # The method-dependent settings and their values where a method's registry entry
 # (varinf.infer.METHODS[name].defaults) gives none. avi_rate: every AVI refiner, at training or at
@@ -307,7 +309,7 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     """Read settings from a TOML file: top-level keys, or a ``[train]`` table, named as TrainConfig's fields."""
     path = Path(path)
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(read_regular(path, MAX_TOML_BYTES, error=ConfigError).decode())
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
     except IsADirectoryError:
@@ -316,6 +318,8 @@ def load_toml(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} cannot be read: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"config file {path} nests arrays or tables too deeply; settings are flat values") from None
     settings = raw.get("train", raw)
     if not isinstance(settings, dict):
         raise ConfigError(f"config file {path}: [train] must be a table of settings")

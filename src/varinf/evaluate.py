@@ -40,7 +40,11 @@ finished batches are saved every ``FLUSH_SECONDS`` to ``RUN_DIR/eval.partial/`` 
 process its own file, written atomically), keyed by a fingerprint of everything that decides the
 numbers (weights, test points, k, batch and chunk sizes, seed, refiner). Killed at any instant, the
 same command continues from them, under any number of processes, and gives the numbers of an
-unbroken run; the directory is removed once ``eval.json`` is written.
+unbroken run. Once ``eval.json`` is written, the evaluation removes its own files (those of its
+fingerprints) and the directory if nothing else is left in it: the saved progress of another,
+interrupted evaluation (other settings) survives. ``eval.partial/`` and its ``.lock`` must not be
+symbolic links; a partial file whose batches hold other row counts than the fingerprint implies,
+or non-finite values, is ignored with a warning.
 """
 
 from __future__ import annotations
@@ -49,8 +53,9 @@ import dataclasses
 import hashlib
 import json
 import logging
+import io
 import math
-import shutil
+import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -66,11 +71,12 @@ from varinf.checkpoint import atomic_write_bytes, atomic_write_json
 from varinf.config import TrainConfig
 from varinf.data import check_data, load_dataset
 from varinf.distributed import Context, all_reduce_sum, broadcast_error, context, process_device
-from varinf.errors import ConfigError, VarinfError
+from varinf.errors import CheckpointError, ConfigError, VarinfError
 from varinf.infer import DEFAULT_REFINERS, METHODS
 from varinf.objectives import chunk_summaries, combine_chunks
 from varinf.refinement import Refiner, entropy_bound
-from varinf.runlock import RunLockedError, run_lock
+from varinf.runfiles import is_regular_file, real_dir, refuse_link, shown
+from varinf.runlock import LOCK_NAME, RunLockedError, run_lock
 from varinf.training import load_model
 
 SWEEP_SAMPLES = 20          # samples per bound estimate in a --refine-sweep trace
@@ -80,10 +86,11 @@ PARTIAL_FORMAT = "varinf-eval-partial-1"
 log = logging.getLogger("varinf")
 
 
-def _mean_and_stderr(values: torch.Tensor) -> tuple[float, float]:
+def _mean_and_stderr(values: torch.Tensor) -> tuple[float, float | None]:
+    """Mean and its standard error (None for a single value: undefined, and JSON has no NaN)."""
     n = values.numel()
     mean = values.mean().item()
-    stderr = values.std(unbiased=True).item() / math.sqrt(n) if n > 1 else float("nan")
+    stderr = values.std(unbiased=True).item() / math.sqrt(n) if n > 1 else None
     return mean, stderr
 
 
@@ -128,8 +135,10 @@ class PartialResults:
     reads every file whose fingerprint matches (others belong to another evaluation and are ignored).
     """
 
-    def __init__(self, directory: Path, key: str, stream: int, ctx: Context, total: int):
+    def __init__(self, directory: Path, key: str, stream: int, ctx: Context, total: int,
+                 rows: tuple[int, int] | None = None):
         self.directory, self.key, self.total, self.loaded, self.rank = Path(directory), key, total, 0, ctx.rank
+        self.rows = rows                           # (test points, batch size): the row count of every batch
         self.path = self.directory / f"{stream}-{ctx.rank}-{uuid.uuid4().hex[:8]}.safetensors"
         self.new: dict[int, dict[str, torch.Tensor]] = {}
         self.saved_at = time.monotonic()
@@ -145,13 +154,25 @@ class PartialResults:
                         continue
                     t = {name: f.get_tensor(name) for name in f.keys()}
                 bounds = t["bounds"].tolist()                                  # (n_b + 1,) offsets
-                for j, b in enumerate(t["batches"].tolist()):
+                batches = t["batches"].tolist()
+                if len(bounds) != len(batches) + 1 or bounds[0] != 0:
+                    raise ValueError("batch offsets do not fit the batches")
+                values = {k: v for k, v in t.items() if k not in ("batches", "bounds")}
+                if not {"elbo", "log_px"} <= set(values) or any(v.shape[-1] != bounds[-1] for v in values.values()):
+                    raise ValueError("its arrays do not hold the rows its offsets name")
+                if not all(bool(torch.isfinite(v).all()) for v in values.values()):
+                    raise ValueError("it holds NaN or infinite values")
+                found = {}
+                for j, b in enumerate(batches):
                     if not 0 <= b < self.total:
                         raise ValueError(f"batch {b} out of range")
                     lo, hi = bounds[j], bounds[j + 1]
-                    done[b] = {k: v[..., lo:hi] for k, v in t.items() if k not in ("batches", "bounds")}
-            except (SafetensorError, OSError, KeyError, ValueError, IndexError) as exc:
-                log.warning("ignoring unreadable partial evaluation file %s (%s)", path, exc)
+                    if self.rows is not None and hi - lo != min(self.rows[1], self.rows[0] - b * self.rows[1]):
+                        raise ValueError(f"batch {b} holds {hi - lo} rows, not the {self.rows[1]} of its batch")
+                    found[b] = {k: v[..., lo:hi] for k, v in values.items()}
+                done.update(found)
+            except (SafetensorError, OSError, KeyError, ValueError, IndexError, RuntimeError) as exc:
+                log.warning("ignoring unreadable partial evaluation file %s (%s)", path, shown(str(exc), 120))
         self.loaded = len(done)
         return done
 
@@ -168,42 +189,86 @@ class PartialResults:
         tensors = {k: torch.cat([self.new[b][k] for b in batches], dim=-1).contiguous() for k in self.new[batches[0]]}
         tensors["batches"] = torch.tensor(batches, dtype=torch.int64)
         tensors["bounds"] = torch.tensor(np.concatenate([[0], np.cumsum(sizes)]), dtype=torch.int64)
-        atomic_write_bytes(self.path, save(tensors, metadata={"format": PARTIAL_FORMAT, "fingerprint": self.key}))
+        atomic_write_bytes(self.path, save(tensors, metadata={"format": PARTIAL_FORMAT, "fingerprint": self.key}),
+                           owner=self.key[:16])
         self.saved_at = time.monotonic()
         log.info("eval: %d batches saved by process %d in %s (%d of the %d batches were saved before this run)",
                  len(self.new), self.rank, self.directory, self.loaded, self.total)
 
 
+class PartialDir:
+    """The ``eval.partial/`` directory of one evaluation (``resumable`` yields it): its path and the
+    fingerprints this evaluation used, whose files (and only those) it removes when it is done."""
+
+    def __init__(self, path: Path):
+        self.path, self.keys = Path(path), set()
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def remove_own(self) -> None:
+        """Delete this evaluation's partial and temporary files; then the directory if only its lock is left."""
+        owners = {key[:16] for key in self.keys}
+        for path in self.path.iterdir():
+            ours = False
+            if path.name.endswith(".tmp"):
+                ours = any(f".{owner}." in path.name for owner in owners)
+            elif path.suffix == ".safetensors" and is_regular_file(path):
+                try:
+                    with safe_open(str(path), framework="pt") as f:
+                        meta = f.metadata() or {}
+                    ours = meta.get("format") == PARTIAL_FORMAT and meta.get("fingerprint") in self.keys
+                except (SafetensorError, OSError):
+                    ours = False
+            if ours and is_regular_file(path):
+                path.unlink()
+        left = [p.name for p in self.path.iterdir()]
+        if left == [LOCK_NAME] and is_regular_file(self.path / LOCK_NAME):
+            (self.path / LOCK_NAME).unlink()       # still under the lock: no newcomer writes into it meanwhile
+            self.path.rmdir()
+
+
 @contextmanager
-def resumable(directory: Path | None, ctx: Context, device: torch.device | str = "cpu") -> Iterator[Path | None]:
-    """Hold ``directory`` for one evaluation; remove it after a normal exit, or after a failure that left
-    nothing to resume (a failure after saving keeps it for the next run of the command).
+def resumable(directory: Path | None, ctx: Context, device: torch.device | str = "cpu") -> Iterator[PartialDir | None]:
+    """Hold ``directory`` for one evaluation; remove this evaluation's files after a normal exit (and the
+    directory when nothing else is left in it); after a failure keep what it saved for the next run of
+    the command. Files of other evaluations (other fingerprints) are never removed.
 
     Process 0 holds its writer lock: a second evaluation of the same output is refused
-    (RunLockedError, on every process of the refused one).
+    (RunLockedError, on every process of the refused one). A symbolic link at ``directory`` or at its
+    lock is refused (CheckpointError) before anything is written.
     """
     if directory is None:
         yield None
         return
-    directory = Path(directory)
+    partial = PartialDir(directory)
     with ExitStack() as stack:
         error = None
         if ctx.is_main:
             try:
-                stack.enter_context(run_lock(directory, hint="choose another --output"))
-            except RunLockedError as exc:
-                error = str(exc)
-        broadcast_error(error, ctx, device)
+                created = not os.path.lexists(partial.path)
+                real_dir(partial.path)
+                if created:
+                    stack.callback(_remove_if_only_lock, partial.path)
+                stack.enter_context(run_lock(partial.path, hint="choose another --output"))
+            except (RunLockedError, CheckpointError) as exc:
+                error = (type(exc), str(exc))
+        broadcast_error(error and error[1], ctx, device)
         if error is not None:
-            raise RunLockedError(error)
-        try:
-            yield directory
-        except BaseException:
-            if ctx.is_main and not any(directory.glob("*.safetensors")):   # nothing to resume: leave no trace
-                shutil.rmtree(directory, ignore_errors=True)
-            raise
-        if ctx.is_main:                            # still under the lock: no newcomer writes into it meanwhile
-            shutil.rmtree(directory, ignore_errors=True)
+            raise error[0](error[1])
+        yield partial
+        if ctx.is_main:                            # still under the lock
+            partial.remove_own()
+
+
+def _remove_if_only_lock(path: Path) -> None:
+    """After a failure that saved nothing: remove the directory this evaluation created, if only its lock is in it."""
+    try:
+        if [p.name for p in path.iterdir()] == [LOCK_NAME] and is_regular_file(path / LOCK_NAME):
+            (path / LOCK_NAME).unlink()
+            path.rmdir()
+    except OSError:
+        pass
 
 
 @torch.no_grad()
@@ -219,7 +284,7 @@ def evaluate_model(model, x: torch.Tensor, *, nll_samples: int = 5000, batch_siz
     Under data parallelism (``ctx``, default the current process group) the batches are shared
     out round-robin and every process returns the full result. With ``resume_dir`` finished batches
     are saved there and those already there (same fingerprint) are not evaluated again
-    ([`PartialResults`][varinf.evaluate.PartialResults]); the caller removes the directory when it no longer needs it.
+    ([`PartialResults`][varinf.evaluate.PartialResults]); the caller removes them when it no longer needs them (``resumable``).
     """
     if isinstance(nll_samples, bool) or not isinstance(nll_samples, int) or nll_samples < 1:
         raise ConfigError(f"nll_samples must be an integer >= 1, got {nll_samples!r}")
@@ -246,7 +311,10 @@ def evaluate_model(model, x: torch.Tensor, *, nll_samples: int = 5000, batch_siz
         key = fingerprint(model, x, nll_samples=nll_samples, batch_size=batch_size, chunk_size=chunk_size, seed=seed,
                           stream=stream, refiner=refiner.settings() if refiner is not None else None, sweep=sweep,
                           final=final, dtype=str(dtype))
-        partial = PartialResults(Path(resume_dir), key, stream, ctx, n_batches)
+        if not isinstance(resume_dir, PartialDir):
+            resume_dir = PartialDir(resume_dir)
+        resume_dir.keys.add(key)
+        partial = PartialResults(resume_dir.path, key, stream, ctx, n_batches, rows=(n, batch_size))
         done = partial.load()
         _check_same_view(done, ctx, device, resume_dir)
         if done and ctx.is_main:
@@ -397,9 +465,32 @@ def plot_amortization_gap(steps: list[int], bounds: torch.Tensor, path: Path, ti
     ax.set_title(subtitle, fontsize=8, color="dimgrey")
     fig.legend(loc="outside lower center", fontsize=8, ncols=2)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return save_figure(fig, path, dpi=120)
+
+
+def save_figure(fig, path: Path, **savefig) -> Path:
+    """Write a matplotlib figure as PNG at ``path`` atomically, never through a symbolic link (the figure's
+    name or its directory), and close it."""
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format="png", **savefig)
+    finally:
+        plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
     return path
+
+
+def _check_finite_result(result: dict, run_dir: Path, checkpoint: str) -> None:
+    """VarinfError naming the numbers of ``result`` that are NaN or infinite (eval.json is JSON: no NaN)."""
+    bad = sorted(k for k, v in result.items() if isinstance(v, float) and not math.isfinite(v))
+    bad += [f"refine_sweep T={r['steps']}" for r in result.get("refine_sweep", ())
+            if any(isinstance(v, float) and not math.isfinite(v) for v in r.values())]
+    if bad:
+        raise VarinfError(f"the evaluation of {run_dir} ({checkpoint} checkpoint) gave non-finite {', '.join(bad)}; "
+                          "nothing was written. The model gives a probability of 0 (or NaN) to some test points: "
+                          "check the checkpoint, or the test data against the training data")
 
 
 def evaluate_run(run_dir: str | Path, *, nll_samples: int = 5000, subset: int | None = None,
@@ -426,6 +517,11 @@ def evaluate_run(run_dir: str | Path, *, nll_samples: int = 5000, subset: int | 
         raise ConfigError(f"--output {output} is a directory; give a file path such as {output / 'eval.json'}")
     figure = (run_dir / "figures" / "amortization_gap.png" if output == run_dir / "eval.json"
               else output.with_name(f"{output.stem}_amortization_gap.png"))
+    if write:                                  # before hours of work: nothing is written through a link
+        for path in (output, output.with_suffix(".partial"), figure):
+            refuse_link(path)
+        if figure.parent == run_dir / "figures":
+            refuse_link(figure.parent)
     t0 = time.perf_counter()
     ctx = context()
     device = process_device(device, ctx)
@@ -504,6 +600,7 @@ def evaluate_run(run_dir: str | Path, *, nll_samples: int = 5000, subset: int | 
                     result["amortization_gap_figure"] = str(path)
         result["seconds"] = time.perf_counter() - t0
         result["world_size"] = ctx.world_size
+        _check_finite_result(result, run_dir, checkpoint)
         if write and ctx.is_main:
             atomic_write_json(output, result)
     return result

@@ -15,6 +15,10 @@ import torch  # noqa: E402
 
 from varinf.data import load_dataset  # noqa: E402
 from varinf.errors import CheckpointError  # noqa: E402
+from varinf.evaluate import save_figure  # noqa: E402
+from varinf.runfiles import read_regular, real_dir, refuse_link  # noqa: E402
+
+FIGURES = ("manifold.png", "samples.png", "reconstructions.png", "curves.png", "latent.png")
 from varinf.models import VAE  # noqa: E402
 from varinf.training import load_model  # noqa: E402
 
@@ -53,9 +57,7 @@ def clipping_note(values: np.ndarray) -> str:
 
 
 def _save(fig, path: Path) -> Path:
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110, bbox_inches="tight")   # atomic, never through a symbolic link
 
 
 def _grid_ticks(grid: np.ndarray, tile: int, pad: int, every: int) -> tuple[np.ndarray, list[str]]:
@@ -168,7 +170,7 @@ def read_metrics(run_dir: Path) -> list[dict]:
     """The per-epoch records of ``RUN_DIR/metrics.jsonl`` ([] when absent); CheckpointError when unreadable."""
     path = run_dir / "metrics.jsonl"
     try:
-        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        records = [json.loads(line) for line in read_regular(path).decode().splitlines() if line.strip()]
     except FileNotFoundError:
         return []
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -187,7 +189,9 @@ def plot_run(run_dir: str | Path, *, checkpoint: str = "best", data_dir: str | N
     dataset = load_dataset(cfg.dataset, data_dir or cfg.data_dir, binarize=cfg.binarize)
     history = read_metrics(run_dir)
     out = run_dir / "figures"
-    out.mkdir(parents=True, exist_ok=True)
+    for path in (out, *(out / name for name in FIGURES)):  # a symbolic link is refused before anything is written
+        refuse_link(path)
+    real_dir(out)
     shape = _image_shape(model, dataset)
     split = "test" if dataset.test is not None else "valid"
     x = dataset.split(split)

@@ -5,7 +5,9 @@ the lock when its holder dies, even by SIGKILL, so a killed run never blocks the
 the lock file can hold the holder's PID for the error message (``filelock`` truncates the file it
 locks and is only an indirect dependency here). The file itself is never deleted: deleting a lock
 file lets a third process lock a fresh inode while a second one still holds the old. Locks of
-different open files exclude each other even within one process.
+different open files exclude each other even within one process. The lock file is opened with
+``O_NOFOLLOW`` and must be a regular file: a symbolic link (or a FIFO) named ``.lock`` is refused
+with a one-line error before anything is written, so no file outside the run is ever truncated.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from varinf.errors import CheckpointError
+from varinf.runfiles import open_regular
 
 LOCK_NAME = ".lock"
 
@@ -35,7 +38,7 @@ def run_lock(run_dir: str | os.PathLike, hint: str = "choose another --out") -> 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / LOCK_NAME
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = open_regular(path, os.O_RDWR | os.O_CREAT, 0o644, follow=False)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -34,6 +34,7 @@ import json
 import logging
 import math
 import time
+import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,8 +42,9 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from varinf.checkpoint import (atomic_write_json, atomic_write_text, decode_rng_state, encode_rng_state,
-                               read_checkpoint, remove_stale_files, restore, save_checkpoint)
+from varinf.checkpoint import (_OWNER as _OWNER_TOKEN, MAX_RECORD_BYTES, atomic_write_json, atomic_write_text,
+                               decode_rng_state, encode_rng_state, read_checkpoint, remove_stale_files, restore,
+                               save_checkpoint)
 from varinf.config import PATIENCE_OFF, RULES, TrainConfig, config_from_dict, config_from_saved
 from varinf.contract import check_amortized
 from varinf.data import Dataset, check_data, iterate_batches, load_dataset
@@ -52,10 +54,13 @@ from varinf.errors import CheckpointError, ConfigError, DataError, VarinfError
 from varinf.infer import METHODS, Method, make_optimizer, make_optimizers
 from varinf.likelihoods import needs_binary_data
 from varinf.models import MODEL_KINDS, SBNConfig, VAEConfig, kind_of
+from varinf.runfiles import read_regular, refuse_link, shown
 from varinf.runlock import run_lock
 from varinf.tensorboard_log import EpochBoard
 
 CHECKPOINTS = "checkpoints"
+CONFIG = "config.json"
+METRICS = "metrics.jsonl"
 log = logging.getLogger(__name__)          # per-epoch lines (INFO); ``varinf train`` shows them unless --quiet
 CUSTOM = "custom"
 
@@ -301,20 +306,41 @@ def stops_early(patience: int, bad_epochs: int) -> bool:
     return patience != PATIENCE_OFF and bad_epochs >= patience
 
 
-def _write_metrics(run_dir: Path, history: list[dict]) -> None:
-    atomic_write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+def _write_metrics(run_dir: Path, history: list[dict], owner: str) -> None:
+    atomic_write_text(run_dir / METRICS, "".join(json.dumps(r, allow_nan=False) + "\n" for r in history), owner)
+
+
+def _read_json(path: Path) -> dict | None:
+    """A run file varinf wrote (config.json), parsed; None when absent; CheckpointError when unusable."""
+    try:
+        return json.loads(read_regular(path, MAX_RECORD_BYTES))
+    except FileNotFoundError:
+        return None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise CheckpointError(f"{path} is unreadable ({shown(str(exc), 80)}); it is the run's settings — restore it "
+                              "or start a new run directory") from None
 
 
 def saved_config(run_dir: str | Path) -> TrainConfig | None:
     """The settings a run directory was started with (config.json), or None before its start."""
-    path = Path(run_dir) / "config.json"
-    if not path.exists():
+    path = Path(run_dir) / CONFIG
+    info = _read_json(path)
+    if info is None:
         return None
     try:
-        return config_from_saved(json.loads(path.read_text())["train"], what=str(path))
-    except (json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path} is unreadable ({exc}); it is the run's settings — restore it or "
-                              "start a new run directory") from None
+        return config_from_saved(info["train"], what=str(path))
+    except (KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path} is unreadable ({shown(str(exc), 80)}); it is the run's settings — restore it "
+                              "or start a new run directory") from None
+
+
+def trained_epochs(run_dir: str | Path) -> int:
+    """How many epochs ``RUN_DIR/metrics.jsonl`` records (its non-blank lines; 0 when absent)."""
+    try:
+        text = read_regular(Path(run_dir) / METRICS, MAX_RECORD_BYTES)
+    except FileNotFoundError:
+        return 0
+    return sum(1 for line in text.splitlines() if line.strip())
 
 
 def resume_config(run_dir: str | Path, **changes) -> TrainConfig:
@@ -327,22 +353,32 @@ def resume_config(run_dir: str | Path, **changes) -> TrainConfig:
     """
     saved = saved_config(run_dir)
     if saved is None:
-        raise CheckpointError(f"{run_dir} holds no run to resume (no config.json)")
+        raise CheckpointError(_NOTHING_TO_RESUME.format(run_dir=run_dir))
     changes = {k: v for k, v in changes.items() if v is not None}
     current = saved.resolved().to_dict()                 # a saved None (the method's default) as its value
     unknown = sorted(set(changes) - set(current))
     if unknown:
         raise ConfigError(f"unknown setting(s) {unknown}; known: {sorted(current)}")
-    diff = {k: (current[k], v) for k, v in changes.items()                  # compared as validated ("a" is "A")
-            if k not in TrainConfig.RESUMABLE_CHANGES and _normal(RULES[k](v)) != _normal(current[k])}
-    if diff:
-        listed = ", ".join(f"{k}: saved {a!r}, given {b!r}" for k, (a, b) in sorted(diff.items()))
-        raise ConfigError(f"cannot resume {run_dir} with other settings ({listed}); only "
-                          f"{', '.join(TrainConfig.RESUMABLE_CHANGES)} may change on --resume")
+    _refuse_changes(run_dir, current, changes)
     if changes.get("threads") not in (None, saved.threads):
         warnings.warn(f"resuming {run_dir} with {changes['threads']} threads (it ran with {saved.threads}): the "
                       "result will not be bit-identical to an unbroken run", stacklevel=2)
     return config_from_dict({**current, **changes})
+
+
+_NOTHING_TO_RESUME = ("{run_dir} holds no saved settings (config.json) to resume: the run was stopped before it "
+                      "began, or never started there; start it again with its settings and without --resume")
+
+
+def _refuse_changes(run_dir, current: dict, given: dict) -> None:
+    """ConfigError listing the settings of ``given`` that differ from ``current`` (the run's saved settings,
+    resolved) and may not change on resume."""
+    diff = {k: (current[k], v) for k, v in given.items()                    # compared as validated ("a" is "A")
+            if k not in TrainConfig.RESUMABLE_CHANGES and _normal(RULES[k](v)) != _normal(current[k])}
+    if diff:
+        listed = ", ".join(f"{k}: saved {shown(a, 40)}, given {shown(b, 40)}" for k, (a, b) in sorted(diff.items()))
+        raise ConfigError(f"cannot resume {run_dir} with other settings ({listed}); only "
+                          f"{', '.join(TrainConfig.RESUMABLE_CHANGES)} may change on --resume")
 
 
 def _normal(v):
@@ -356,10 +392,17 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
     ``model`` and ``data``: a user's amortised model (``varinf.contract``) and a
     [`varinf.data.Dataset`][varinf.data.Dataset] with train and valid splits, instead of the built-in model and
     ``cfg.dataset``. ``resume=True`` continues the run in ``run_dir`` (or starts it if it was
-    stopped before its first checkpoint). ``tensorboard=True`` also writes the per-epoch bounds,
-    learning rates and timings as TensorBoard events to ``run_dir/tensorboard``
-    (`varinf.tensorboard_log`; needs ``pip install 'varinf[tensorboard]'``). The per-epoch
-    lines go to the ``varinf`` logger: call `varinf.enable_logging` to see them in Python.
+    stopped after saving its settings and before its first checkpoint). ``tensorboard=True`` also
+    writes the per-epoch bounds, learning rates and timings as TensorBoard events to
+    ``run_dir/tensorboard`` (`varinf.tensorboard_log`; needs ``pip install 'varinf[tensorboard]'``).
+    The per-epoch lines go to the ``varinf`` logger: call `varinf.enable_logging` to see them in
+    Python.
+
+    Order: the settings, data and model are checked before anything is created; then the run's
+    lock is taken and the run directory's state checked (a resume needs its saved settings, and
+    its checkpoints where ``metrics.jsonl`` records trained epochs); then ``config.json`` is
+    written (atomically, the first file of a new run) and only then is what a killed writer of
+    this run left removed.
     """
     if not isinstance(cfg, TrainConfig):
         raise ConfigError(f"train() takes a TrainConfig (varinf.make_config(...)), got {type(cfg).__name__}")
@@ -367,20 +410,26 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"--out {run_dir} is an existing file; give a directory for the run")
+    if resume and saved_config(run_dir) is None:
+        raise CheckpointError(_NOTHING_TO_RESUME.format(run_dir=run_dir))
     ctx = context()
     device = resolve_device(process_device(cfg.device, ctx))
     if not ctx.is_main:                       # wait until rank 0 holds the lock and has cleaned the directory
         broadcast_error(None, ctx, device)
-        return _train_locked(cfg, run_dir, resume, False, model, data, ctx)
+        setup = _setup(cfg, model, data, ctx)
+        return _train_loop(setup, run_dir, _start_state(setup, run_dir, resume), None, False, ctx)
     released = False
     board = None
     try:
-        board = EpochBoard(run_dir) if tensorboard else None    # only rank 0 writes events
-        with run_lock(run_dir):               # one writer per run directory; then clear what a kill left
-            remove_stale_files(run_dir, run_dir / CHECKPOINTS)
+        setup = _setup(cfg, model, data, ctx)  # every input checked; nothing written yet
+        with run_lock(run_dir):               # one writer per run directory
+            start = _start_state(setup, run_dir, resume)
+            owner = _write_settings(setup, run_dir, resume, ctx)
+            remove_stale_files(run_dir, run_dir / CHECKPOINTS, owner=owner)   # what a kill of this run left
+            board = EpochBoard(run_dir) if tensorboard else None    # only rank 0 writes events
             broadcast_error(None, ctx, device)
             released = True
-            return _train_locked(cfg, run_dir, resume, progress, model, data, ctx, board)
+            return _train_loop(setup, run_dir, start, owner, progress, ctx, board)
     except Exception as exc:
         if not released:
             broadcast_error(str(exc) or type(exc).__name__, ctx, device)
@@ -390,19 +439,36 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
             board.close()
 
 
-def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool, model, data,
-                  ctx: Context, board: EpochBoard | None = None) -> TrainResult:
-    ckpt_dir = run_dir / CHECKPOINTS
-    has_checkpoint = (ckpt_dir / "last.json").exists()
-    if not resume and has_checkpoint:
-        raise CheckpointError(f"{run_dir} already holds a training run; pass --resume to continue it "
-                              "or choose another --out (nothing was overwritten)")
+@dataclass
+class _Setup:
+    """What a training run starts from, built and checked before the run directory is touched."""
+    cfg: TrainConfig
+    device: torch.device
+    dataset: Dataset
+    model: torch.nn.Module
+    method: Method
+    optimizers: dict[str, torch.optim.Optimizer]
+    mcfg: dict
+    kind: str
+
+
+@dataclass
+class _Start:
+    """Where the loop starts: epoch, early-stopping state, history and the random stream."""
+    gen: torch.Generator
+    epoch: int = 0
+    best_valid: float = -math.inf
+    best_epoch: int = -1
+    bad_epochs: int = 0
+    history: list = dataclasses.field(default_factory=list)
+
+
+def _setup(cfg: TrainConfig, model, data, ctx: Context) -> _Setup:
     device = resolve_device(process_device(cfg.device, ctx))
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if device.type == "cuda":                 # TF32 matmuls: off unless asked for (--tf32)
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = cfg.tf32
-
     if model is None:
         if cfg.model == CUSTOM:
             raise ConfigError("model 'custom' trains a model object: pass model=... (and data=...) to varinf.train")
@@ -419,42 +485,89 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool,
         model = model.to(device)
         method = method_for(cfg, model, dataset.dim)
         mcfg, kind = {"class": f"{type(model).__module__}.{type(model).__qualname__}"}, CUSTOM
-    optimizers = optimizers_for(cfg, method)
+    return _Setup(cfg, device, dataset, model, method, optimizers_for(cfg, method), mcfg, kind)
+
+
+def _start_state(s: _Setup, run_dir: Path, resume: bool) -> _Start:
+    """Check the run directory's state against ``resume`` and read where to start; writes nothing."""
+    cfg, ckpt_dir = s.cfg, run_dir / CHECKPOINTS
+    refuse_link(ckpt_dir)
+    has_checkpoint = (ckpt_dir / "last.json").exists()
+    trained = trained_epochs(run_dir)
+    if not resume and (has_checkpoint or trained):
+        raise CheckpointError(f"{run_dir} already holds a training run; pass --resume to continue it "
+                              "or choose another --out (nothing was overwritten)")
+    start = _Start(_seeded(cfg.seed, s.device))
+    if resume:
+        saved = saved_config(run_dir)
+        if saved is None:
+            raise CheckpointError(_NOTHING_TO_RESUME.format(run_dir=run_dir))
+        _refuse_changes(run_dir, saved.resolved().to_dict(), cfg.to_dict())
+    if resume and not has_checkpoint:
+        if trained:
+            raise CheckpointError(f"cannot resume {run_dir}: {METRICS} records {trained} trained epoch(s) but "
+                                  f"{ckpt_dir} holds no checkpoint (last.json); restore {CHECKPOINTS}/ from a copy, "
+                                  "or start the run again under another --out (nothing was overwritten)")
+        return start                          # stopped before its first checkpoint: start from epoch 1
+    if not has_checkpoint:
+        return start
+    tensors, meta = read_checkpoint(ckpt_dir, "last")
+    saved = config_from_saved(meta["config"], what=f"checkpoint {ckpt_dir / 'last.json'}").resolved()
+    if saved.architecture_dict() != cfg.architecture_dict():
+        diff = {k: (v, cfg.architecture_dict()[k]) for k, v in saved.architecture_dict().items()
+                if cfg.architecture_dict()[k] != v}
+        raise CheckpointError(f"cannot resume {run_dir}: its checkpoint was trained with other settings "
+                              f"(saved vs now: {shown(diff)})")
+    restore_training_state(tensors, meta, s.model, s.method, s.optimizers, cfg)
+    try:
+        start.gen.set_state(decode_rng_state(meta["rng_state"]))
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"checkpoint {ckpt_dir / 'last.json'} has unreadable training state "
+                              f"({shown(str(exc), 300)}); restore it from a copy or start a new run directory") from None
+    start.epoch, start.history = meta["epoch"] + 1, meta["history"]
+    best_valid, best_epoch, bad_epochs = meta["best_valid_elbo"], meta["best_epoch"], meta["bad_epochs"]
+    start.best_valid, start.best_epoch, start.bad_epochs = best_valid, best_epoch, bad_epochs
+    if stops_early(cfg.patience, bad_epochs):     # with the patience given now (it may change on resume)
+        start.epoch = cfg.epochs              # nothing left to do
+    elif start.epoch > cfg.epochs:
+        raise ConfigError(f"cannot resume {run_dir} with epochs {cfg.epochs}: it has trained {start.epoch} epochs "
+                          f"already; give --epochs {start.epoch} or more")
+    return start
+
+
+def _write_settings(s: _Setup, run_dir: Path, resume: bool, ctx: Context) -> str:
+    """Write ``config.json`` (atomically; a new run's first file) and return the run's owner token.
+
+    A new run gets a fresh random token (``run_id``); a resumed run keeps its own, and its
+    config.json is rewritten with the settings it continues with (only resumable ones differ).
+    """
+    path = run_dir / CONFIG
+    old = _read_json(path) if resume else None
+    run_id = old.get("run_id") if isinstance(old, dict) else None
+    if not (isinstance(run_id, str) and _OWNER_TOKEN.fullmatch(run_id)):
+        run_id = uuid.uuid4().hex[:16]        # a new run (or one started by a varinf without run ids)
+    info = {"train": s.cfg.to_dict(), "model": s.mcfg, "model_kind": s.kind, "dataset": s.dataset.name,
+            "method": s.cfg.method, "valid_elbo": s.method.validation_description, "world_size": ctx.world_size,
+            "run_id": run_id}
+    atomic_write_json(path, info, run_id)
+    return run_id
+
+
+def _train_loop(s: _Setup, run_dir: Path, start: _Start, owner: str | None, progress: bool,
+                ctx: Context, board: EpochBoard | None = None) -> TrainResult:
+    cfg, method, model, optimizers, dataset, device = s.cfg, s.method, s.model, s.optimizers, s.dataset, s.device
+    mcfg, kind = s.mcfg, s.kind
+    ckpt_dir = run_dir / CHECKPOINTS
     train_x, valid_x = dataset.split("train"), dataset.split("valid")
-    gen = _seeded(cfg.seed, device)
-
-    start_epoch, best_valid, best_epoch, bad_epochs, history = 0, -math.inf, -1, 0, []
-    if resume and has_checkpoint:
-        tensors, meta = read_checkpoint(ckpt_dir, "last")
-        saved = config_from_saved(meta["config"], what=f"checkpoint {ckpt_dir / 'last.json'}").resolved()
-        if saved.architecture_dict() != cfg.architecture_dict():
-            diff = {k: (v, cfg.architecture_dict()[k]) for k, v in saved.architecture_dict().items()
-                    if cfg.architecture_dict()[k] != v}
-            raise CheckpointError(f"cannot resume {run_dir}: its checkpoint was trained with other settings "
-                                  f"(saved vs now: {diff})")
-        restore_training_state(tensors, meta, model, method, optimizers, cfg)
-        try:
-            gen.set_state(decode_rng_state(meta["rng_state"]))
-            start_epoch, history = meta["epoch"] + 1, meta["history"]
-            best_valid, best_epoch, bad_epochs = meta["best_valid_elbo"], meta["best_epoch"], meta["bad_epochs"]
-        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-            raise CheckpointError(f"checkpoint {ckpt_dir / 'last.json'} has unreadable training state ({exc!r}); "
-                                  "restore it from a copy or start a new run directory") from None
-        if stops_early(cfg.patience, bad_epochs):     # with the patience given now (it may change on resume)
-            start_epoch = cfg.epochs  # nothing left to do
-    elif ctx.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(run_dir / "config.json", {"train": cfg.to_dict(), "model": mcfg, "model_kind": kind,
-                                                   "dataset": dataset.name, "method": cfg.method,
-                                                   "valid_elbo": method.validation_description,
-                                                   "world_size": ctx.world_size})
+    gen, history = start.gen, start.history
+    best_valid, best_epoch, bad_epochs = start.best_valid, start.best_epoch, start.bad_epochs
     if ctx.is_main:
-        _write_metrics(run_dir, history)
+        _write_metrics(run_dir, history, owner)
 
-    stopped_early = start_epoch >= cfg.epochs and stops_early(cfg.patience, bad_epochs)
+    stopped_early = start.epoch >= cfg.epochs and stops_early(cfg.patience, bad_epochs)
     n_batches = math.ceil(train_x.shape[0] / cfg.batch_size)
     checkpointed = _WithMethodState(model, method.state_module())
-    for epoch in range(start_epoch, cfg.epochs):
+    for epoch in range(start.epoch, cfg.epochs):
         t0 = time.perf_counter()
         model.train()
         # the bar only on a terminal (disable=None) of the process that reports
@@ -469,6 +582,10 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool,
                               f"{epoch} in {ckpt_dir} are intact.")
         model.eval()
         valid_elbo = validation_bound(method, valid_x, cfg, epoch, device, dataset.dynamic_binarize, ctx)
+        if not math.isfinite(valid_elbo):
+            raise VarinfError(f"the validation bound became {valid_elbo} in epoch {epoch + 1}; lower the learning "
+                              f"rate (now {cfg.lr}) or warm it up (--warmup-steps). The checkpoints of epoch "
+                              f"{epoch} in {ckpt_dir} are intact.")
         seconds = time.perf_counter() - t0
         history.append({"epoch": epoch + 1, "train_elbo": train_elbo, "valid_elbo": valid_elbo,
                         "seconds": seconds, "world_size": ctx.world_size})
@@ -484,9 +601,9 @@ def _train_locked(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool,
                 "rng_state": encode_rng_state(gen.get_state())}
         if ctx.is_main:                       # every process holds the same state; rank 0 writes it
             if improved:
-                save_checkpoint(ckpt_dir, "best", model=checkpointed, optimizers=optimizers, meta=meta)
-            save_checkpoint(ckpt_dir, "last", model=checkpointed, optimizers=optimizers, meta=meta)
-            _write_metrics(run_dir, history)
+                save_checkpoint(ckpt_dir, "best", model=checkpointed, optimizers=optimizers, meta=meta, owner=owner)
+            save_checkpoint(ckpt_dir, "last", model=checkpointed, optimizers=optimizers, meta=meta, owner=owner)
+            _write_metrics(run_dir, history, owner)
             if board is not None:
                 board.epoch(history[-1], optimizers)
         if ctx.is_main:
@@ -546,9 +663,23 @@ def _model_of_checkpoint(run_dir: str | Path, checkpoint: str) -> tuple[torch.nn
         cfg = config_from_saved(meta["config"], what=f"checkpoint {run_dir / CHECKPOINTS / checkpoint}.json")
         model_cls, config_cls = MODEL_KINDS[kind]
         mcfg = config_cls(**meta["model"])
+        with torch.device("meta"):            # sizes from the record, checked against the weights before allocating
+            _check_shapes(model_cls(mcfg), tensors, run_dir / CHECKPOINTS / f"{checkpoint}.json")
     except (TypeError, KeyError, VarinfError) as exc:
-        raise CheckpointError(f"checkpoint {run_dir / CHECKPOINTS / checkpoint}.json has an unreadable config: {exc}")
+        raise CheckpointError(f"checkpoint {run_dir / CHECKPOINTS / checkpoint}.json has an unreadable config: "
+                              f"{exc}") from None
     return model_cls(mcfg), cfg, meta, tensors
+
+
+def _check_shapes(model: torch.nn.Module, tensors: dict, json_path: Path) -> None:
+    """CheckpointError unless every tensor of ``model`` (built on the meta device: no memory) is in the weights
+    with its shape, so that a record's sizes never ask for more memory than its weights file holds."""
+    for key, t in model.state_dict().items():
+        saved = tensors.get("model." + key)
+        if saved is None or tuple(saved.shape) != tuple(t.shape):
+            raise CheckpointError(f"checkpoint was written by a model of another configuration: {key} has shape "
+                                  f"{None if saved is None else tuple(saved.shape)} in the weights, the record "
+                                  f"{json_path} describes {shown(tuple(t.shape), 60)}")
 
 
 def load_weights(model: torch.nn.Module, run_dir: str | Path, checkpoint: str = "best") -> dict:

@@ -13,6 +13,7 @@ from ._amat import read_amat
 from ._check import check_data
 from ._dataset import SPLITS, Dataset
 from ._download import download_file
+from ._user import check_declared_size
 
 __all__ = ["load_binarized_mnist", "AMAT_LINES", "AMAT_SHA256", "DEFAULT_BMNIST_URL", "BMNIST_URL_ENV", "NPZ_NAME",
            "amat_name"]
@@ -40,6 +41,7 @@ def amat_name(split: str) -> str:
 
 
 def _read_npz(path: Path) -> dict[str, torch.Tensor]:
+    check_declared_size(path)
     try:
         z = np.load(path, allow_pickle=False)
     except Exception as exc:

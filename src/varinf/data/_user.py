@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import math
+import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..errors import DataError
+from ..runfiles import open_regular, shown
 from ._check import check_data
 from ._dataset import SPLITS, Dataset
 
-__all__ = ["load_array_file", "split_indices"]
+__all__ = ["load_array_file", "split_indices", "check_declared_size", "max_data_bytes", "MAX_DATA_BYTES_ENV",
+           "DEFAULT_MAX_DATA_BYTES"]
+
+#: The environment variable that raises (or lowers) the limit on the bytes a data file's arrays may declare.
+MAX_DATA_BYTES_ENV = "VARINF_MAX_DATA_BYTES"
+#: Default limit: 2 GiB of arrays (binarized MNIST is 55 MB; MNIST as float32 220 MB).
+DEFAULT_MAX_DATA_BYTES = 2 << 30
 
 
 #: Fewest rows of a single array that ``split_indices`` splits: 10 gives 8/1/1, the smallest true 80/10/10.
@@ -50,13 +59,78 @@ def _flatten(a: np.ndarray, what: str) -> tuple[np.ndarray, tuple[int, int] | No
     )
 
 
+def max_data_bytes() -> int:
+    """The most bytes a data file's arrays may declare: ``$VARINF_MAX_DATA_BYTES``, else 2 GiB."""
+    text = os.environ.get(MAX_DATA_BYTES_ENV)
+    if text is None:
+        return DEFAULT_MAX_DATA_BYTES
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise DataError(f"{MAX_DATA_BYTES_ENV}={shown(text, 40)} must be a whole number of bytes >= 1")
+    return value
+
+
+def _npy_nbytes(f, what: str) -> int:
+    """The bytes of the array an ``.npy`` stream declares in its header (read without reading the data)."""
+    try:
+        version = np.lib.format.read_magic(f)
+        read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                       (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+        if read_header is None:
+            raise ValueError(f"unsupported .npy format version {version}")
+        shape, _, dtype = read_header(f)
+    except (ValueError, OSError, SyntaxError, TypeError, EOFError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{what} is corrupt or not a readable .npy array ({shown(str(exc), 80)}); save arrays with "
+                        "numpy.save / numpy.savez") from None
+    return math.prod(shape) * dtype.itemsize
+
+
+def check_declared_size(path: Path) -> int:
+    """Check, before anything is loaded, what ``path`` (.npy or .npz) declares: each array's size from its
+    header, against the bytes the file (or the archive member) holds, and their total against
+    :func:`max_data_bytes`. Only a regular file is opened (a FIFO or device is refused at once).
+    Returns the total. One-line DataError otherwise (a truncated file, a zip bomb, a header asking for TBs).
+    """
+    limit, total = max_data_bytes(), 0
+    with os.fdopen(open_regular(path, error=DataError), "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if path.suffix.lower() == ".npz":
+            try:
+                with zipfile.ZipFile(f) as archive:
+                    for info in archive.infolist():
+                        with archive.open(info) as member:
+                            declared = _npy_nbytes(member, f"{path}[{shown(info.filename, 60)}]")
+                        if declared > info.file_size:
+                            raise DataError(f"{path}[{shown(info.filename, 60)}] declares an array of {declared} "
+                                            f"bytes in a member of {info.file_size}; the file is damaged")
+                        total += declared
+                        if total > limit:
+                            break
+            except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, OSError, EOFError) as exc:
+                raise DataError(f"{path} is corrupt or not a readable .npz archive ({shown(str(exc), 80)}); save arrays with "
+                                "numpy.savez") from None
+        else:
+            total = _npy_nbytes(f, str(path))
+            if total > size - f.tell():
+                raise DataError(f"{path} declares an array of {total} bytes but holds {size - f.tell()}; "
+                                "the file is truncated or damaged")
+    if total > limit:
+        raise DataError(f"{path} declares arrays of more than {limit} bytes ({total / 2**30:.1f} GiB or more) "
+                        f"once loaded; set {MAX_DATA_BYTES_ENV} to a larger number of bytes if the machine has the "
+                        "memory for it")
+    return total
+
+
 def _check_magic(path: Path) -> None:
     """A one-line DataError unless ``path`` starts like the format its suffix names (before np.load guesses)."""
     suffix = path.suffix.lower()
     if suffix not in _MAGIC:
         return
     try:
-        with open(path, "rb") as f:
+        with os.fdopen(open_regular(path, error=DataError), "rb") as f:
             head = f.read(6)
     except OSError as exc:
         raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
@@ -76,6 +150,7 @@ def load_array_file(path: Path, *, binarize: bool | None = None) -> Dataset:
     on grey-level data sets ``dynamic_binarize``.
     """
     _check_magic(path)
+    check_declared_size(path)
     try:
         obj = np.load(path, allow_pickle=False)
     except Exception as exc:
