@@ -256,7 +256,7 @@ def main(argv=None) -> dict:
     row = {
         "row": args.row,
         "config": str(config.relative_to(REPO)),
-        "settings": cfg.to_dict(),
+        "settings": cfg.resolved().to_dict(),          # the values the run used
         "avi_rate_selection": gamma,
         "epochs_run": result.epochs_run,
         "best_epoch": result.best_epoch,
