@@ -15,7 +15,7 @@ from torch import distributions as D
 from varinf.models import LinearGaussian
 from varinf.objectives import (elbo_and_log_marginal, iwae_bound, kl_to_prior, log_marginal_estimate,
                                log_weights, logmeanexp, score_function_surrogate, sgvb_a, sgvb_b)
-from varinf.sampling import draw
+from varinf.families import Posterior
 
 
 
@@ -81,7 +81,7 @@ def test_elbo_equals_log_marginal_at_exact_posterior():
     # estimator B is not zero-variance there (log p(x|z) varies with z) but unbiased: within 4 s.e. of log p(x),
     # s.e. = sd(log p(x|z)) / √S of the same draws (the KL term is closed-form)
     n = 20000
-    se = model.log_likelihood(x, draw(q, n, g.manual_seed(3))).std(0) / math.sqrt(n)          # ≈ 0.01 nats
+    se = model.log_likelihood(x, Posterior.of(q).draw(n, g.manual_seed(3))).std(0) / math.sqrt(n)          # ≈ 0.01 nats
     err = sgvb_b(model, q, x, n, g.manual_seed(3)) - model.log_marginal(x)                     # (7,)
     assert (err.abs() <= 4 * se).all() and err.sum().abs() <= 4 * se.pow(2).sum().sqrt()   # and pooled
     # and with a full-covariance posterior on a generic model (rsample path)
@@ -212,12 +212,11 @@ def test_logmeanexp_is_stable():
 def test_gaussian_log_q_from_the_noise_equals_the_generic_log_prob_in_value_and_gradient():
     """DiagonalGaussian.draw_with_log_prob (log q from ε, what log_weights uses) against torch.distributions."""
     from varinf.families import GAUSSIAN
-    from varinf.sampling import draw_with_log_prob
 
     g = torch.Generator().manual_seed(0)
     mu = torch.randn(6, 4, generator=g).requires_grad_()
     log_std = (0.5 * torch.randn(6, 4, generator=g)).requires_grad_()
-    h, log_q = draw_with_log_prob(GAUSSIAN.dist(mu, log_std), 5, torch.Generator().manual_seed(1))   # (5, 6, 4), (5, 6)
+    h, log_q = Posterior.of(GAUSSIAN.dist(mu, log_std)).draw_with_log_prob(5, torch.Generator().manual_seed(1))  # (5, 6, 4), (5, 6)
     h_ref = GAUSSIAN.draw((mu, log_std), 5, torch.Generator().manual_seed(1))
     truth = D.Independent(D.Normal(mu, log_std.exp()), 1).log_prob(h_ref)                      # generic form
     assert torch.equal(h, h_ref)
