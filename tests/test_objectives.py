@@ -257,3 +257,30 @@ def test_chunk_shares_of_n_processes_sum_to_the_single_process_summaries_exactly
     elbo, lpx = combine_chunks(whole, 1000)
     ref = elbo_and_log_marginal(model, q, x, 1000, 70, torch.Generator().manual_seed(3))
     assert torch.equal(elbo, ref[0]) and torch.equal(lpx, ref[1])
+
+
+def test_posterior_of_a_torch_distribution_is_the_one_conversion():
+    """Posterior.of: a Posterior is itself; an (Independent) Normal/Bernoulli its family and parameters,
+    with the caller's own object kept for dist() and log_prob; the estimators give the same numbers on both."""
+    from varinf.families import BERNOULLI, GAUSSIAN, TorchDistribution
+    from varinf.models import SBN, SBNConfig
+
+    mu, log_std = torch.randn(4, 3, dtype=torch.float64), torch.randn(4, 3, dtype=torch.float64)
+    q = diag_q(mu, log_std)
+    p = Posterior.of(q)
+    assert p.family is GAUSSIAN and p.dist() is q and Posterior.of(p) is p
+    assert torch.equal(p.params[0], mu) and torch.equal(p.params[1], log_std.exp().log())
+    assert p.batch_shape == (4,) and p.dtype == torch.float64
+    torch.testing.assert_close(p.entropy(), q.entropy(), rtol=1e-12, atol=1e-12)
+    assert torch.equal(p.mean(), mu) and p.detach().params[1].requires_grad is False
+    torch.manual_seed(0)
+    model = SBN(SBNConfig(data_dim=6, latent_dim=3))
+    x = torch.bernoulli(torch.full((4, 6), 0.5), generator=torch.Generator().manual_seed(0))
+    logits = torch.randn(4, 3)
+    a = sgvb_a(model, BERNOULLI.dist(logits), x, 7, torch.Generator().manual_seed(2))
+    b = sgvb_a(model, Posterior(BERNOULLI, (logits,)), x, 7, torch.Generator().manual_seed(2))
+    assert torch.equal(a, b)
+    other = Posterior.of(D.MultivariateNormal(mu, scale_tril=torch.diag_embed(log_std.exp())))
+    assert isinstance(other.family, TorchDistribution) and other.batch_shape == (4,)
+    with pytest.raises(TypeError, match="explicit generator"):
+        other.draw(2, torch.Generator())
