@@ -77,7 +77,7 @@ from varinf.objectives import chunk_summaries, combine_chunks
 from varinf.refinement import Refiner, entropy_bound
 from varinf.runfiles import is_regular_file, real_dir, refuse_link, shown
 from varinf.runlock import LOCK_NAME, RunLockedError, run_lock
-from varinf.training import load_model
+from varinf.runs import load_model
 
 SWEEP_SAMPLES = 20          # samples per bound estimate in a --refine-sweep trace
 FLUSH_SECONDS = 30.0        # finished batches are saved at most this often (a kill loses less than this)

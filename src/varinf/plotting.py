@@ -20,7 +20,7 @@ from varinf.runfiles import read_regular, real_dir, refuse_link  # noqa: E402
 
 FIGURES = ("manifold.png", "samples.png", "reconstructions.png", "curves.png", "latent.png")
 from varinf.models import VAE  # noqa: E402
-from varinf.training import load_model  # noqa: E402
+from varinf.runs import load_model  # noqa: E402
 
 
 def _tile(images: np.ndarray, rows: int, cols: int, shape: tuple[int, int], pad: int = 1) -> np.ndarray:
