@@ -170,11 +170,6 @@ class FactorialBernoulli(Family):
         logits = params[0]
         return sample_layer(0, logits), [logits]
 
-    @staticmethod
-    def logits_of(probs: torch.Tensor, clamp: float) -> torch.Tensor:
-        """The logits of probabilities clamped to [ε, 1 − ε] (keeps every state possible, see AVI)."""
-        return torch.logit(probs.clamp(clamp, 1 - clamp))
-
 
 class LayeredBernoulli(Family):
     """A deep SBN's encoder q(h|x) = q(h₁|x) q(h₂|h₁) ⋯ q(h_L|h_{L−1}), each factor factorial Bernoulli.
