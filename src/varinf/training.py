@@ -301,6 +301,30 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
         raise CheckpointError(NOTHING_TO_RESUME.format(run_dir=run_dir))
     ctx = context()
     device = resolve_device(process_device(cfg.device, ctx))
+    with _process_settings(cfg, device):
+        return _train(cfg, run_dir, resume, progress, model, data, tensorboard, ctx, device)
+
+
+@contextlib.contextmanager
+def _process_settings(cfg: TrainConfig, device: torch.device):
+    """The run's thread count and, on CUDA, its TF32 setting (off unless ``--tf32``), for the run only:
+    the caller's values are restored when ``train`` returns or raises."""
+    threads = torch.get_num_threads()
+    tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    try:
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        if device.type == "cuda":             # TF32 matmuls: off unless asked for (--tf32)
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = cfg.tf32
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
+
+
+def _train(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool, model, data, tensorboard: bool,
+           ctx: Context, device: torch.device) -> TrainResult:
+    """``train`` after its checks, under the run's process settings."""
     if not ctx.is_main:                       # wait until rank 0 holds the lock and has cleaned the directory
         broadcast_error(None, ctx, device)
         setup = _setup(cfg, model, data, ctx)
@@ -352,10 +376,6 @@ class _Start:
 
 def _setup(cfg: TrainConfig, model, data, ctx: Context) -> _Setup:
     device = resolve_device(process_device(cfg.device, ctx))
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    if device.type == "cuda":                 # TF32 matmuls: off unless asked for (--tf32)
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = cfg.tf32
     if model is None:
         if cfg.model == CUSTOM:
             raise ConfigError("model 'custom' trains a model object: pass model=... (and data=...) to varinf.train")
