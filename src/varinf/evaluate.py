@@ -73,8 +73,8 @@ from varinf.data import check_data, load_dataset
 from varinf.distributed import Context, all_reduce_sum, broadcast_error, context, process_device
 from varinf.errors import CheckpointError, ConfigError, VarinfError
 from varinf.infer import DEFAULT_REFINERS, METHODS
-from varinf.objectives import chunk_summaries, combine_chunks
-from varinf.refinement import Refiner, entropy_bound
+from varinf.objectives import chunk_summaries, combine_chunks, entropy_bound
+from varinf.refinement import Refiner
 from varinf.runfiles import is_regular_file, real_dir, refuse_link, shown
 from varinf.runlock import LOCK_NAME, RunLockedError, run_lock
 from varinf.runs import load_model

@@ -28,7 +28,7 @@ from torch import distributions as D
 
 from varinf.contract import log_joint as _log_joint
 from varinf.errors import ConfigError, DataError
-from varinf.families import Posterior
+from varinf.families import BERNOULLI, Family, Posterior
 from varinf.likelihoods import bernoulli_log_likelihood  # noqa: F401  (re-exported: its home is likelihoods)
 
 __all__ = [
@@ -44,6 +44,9 @@ __all__ = [
     "score_function_surrogate",
     "score_function_terms",
     "logmeanexp",
+    "entropy_bound",
+    "mean_pass_objective",
+    "straight_through_objective",
 ]
 
 
@@ -231,3 +234,50 @@ def score_function_surrogate(model, q: Posterior | D.Distribution, x: torch.Tens
     z = q.draw(_samples(num_samples), generator, reparameterize=False).detach()    # (S, B, K)
     terms = score_function_terms(_log_joint(model, x, z), q.log_prob(z), 0.0 if baseline is None else baseline)
     return terms.mean(0)                                                            # (B,)
+
+
+# ---- the bounds the gradient refiners ascend (Hjelm et al. 2015 Eqs. 3, 7, 8) ------------------------
+def entropy_bound(model, x: torch.Tensor, params: tuple[torch.Tensor, ...], family: Family, num_samples: int = 1,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """L̂(x, z) = (1/N) Σ_n log p(x, h⁽ⁿ⁾) + H(q_z), h⁽ⁿ⁾ ~ q_z (reparameterised where possible): (B,).
+
+    Hjelm et al. 2015 Eq. 3 with the closed-form entropy in place of the sampled −log q̃ (same
+    gradient for a Gaussian, lower variance); for any family an unbiased estimate of the ELBO. A family
+    with no closed-form entropy (a deep SBN's layered q) uses the sampled −(1/N) Σ_n log q(h⁽ⁿ⁾|x)
+    (``Family.entropy_term``).
+    """
+    h = family.draw(params, num_samples, generator)                          # (N, B, K)
+    return _log_joint(model, x, h).mean(0) + family.entropy_term(params, h)   # E_q̃[log p(x,h)] + H(q̃)
+
+
+def _bernoulli_kl_to_prior(model, logits: torch.Tensor) -> torch.Tensor:
+    """KL(q̃ ‖ p(h)) = −E_q̃[log p(h)] − H(q̃) for a factorial Bernoulli q̃ and prior, in closed form: (B,)."""
+    return kl_to_prior(Posterior(BERNOULLI, (logits,)), model.prior().expand(logits.shape[:-1]))
+
+
+def mean_pass_objective(model, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """−L_e of Hjelm et al. 2015 Eq. 7, per datapoint (B,): the decoder sees the centres μ = σ(z).
+
+        −L_e = log p(x | μ) + E_q̃[log p(h)] + H(q̃) = log p(x | μ) − KL(q̃ ‖ p(h))
+
+    The prior and entropy terms are exact (a closed-form KL for a factorial Bernoulli prior).
+    Deterministic and differentiable in z; not a bound on log p(x) (log p(x|μ) ≠ E_q̃ log p(x|h)).
+    """
+    reconstruction = model.log_likelihood(x, torch.sigmoid(logits).unsqueeze(0))[0]   # log p(x|μ)   (B,)
+    return reconstruction - _bernoulli_kl_to_prior(model, logits)                              # − KL(q̃ ‖ p(h)) (B,)
+
+
+def straight_through_objective(model, x: torch.Tensor, logits: torch.Tensor, num_samples: int = 1,
+                               generator: torch.Generator | None = None) -> torch.Tensor:
+    """Surrogate whose z-gradient is Hjelm et al. 2015 Eq. 8 (negated), per datapoint (B,).
+
+        ∂(−L_e)/∂z = (1/N) Σ_n ∂/∂h log p(x | h⁽ⁿ⁾) + ∂/∂z (E_q̃[log p(h)] + H(q̃)),   h⁽ⁿ⁾ ~ Bernoulli(σ(z))
+
+    As printed, the gradient of the conditional term with respect to the sample h⁽ⁿ⁾ is passed
+    *straight* to z (∂h/∂z taken as the identity: h_st = z + (h − z) held constant; Bengio, Léonard
+    & Courville 2013). The value is the unbiased ELBO estimate (1/N) Σ_n log p(x|h⁽ⁿ⁾) − KL(q̃ ‖ p(h)).
+    """
+    h = BERNOULLI.draw((logits,), num_samples, generator)                         # (N, B, K), no gradient
+    h_st = logits + (h - logits).detach()                                         # forward h, backward identity
+    reconstruction = model.log_likelihood(x, h_st).mean(0)                         # (1/N) Σ log p(x|h)   (B,)
+    return reconstruction - _bernoulli_kl_to_prior(model, logits)                            # − KL(q̃ ‖ p(h))     (B,)

@@ -42,9 +42,10 @@ import copy
 from typing import Iterator
 
 import torch
-from torch import distributions as D
 
 from varinf.contract import log_joint as _log_joint
+# the bounds the gradient refiners ascend live with the other per-datapoint bounds (re-exported here)
+from varinf.objectives import entropy_bound, mean_pass_objective, straight_through_objective
 from varinf.errors import ConfigError
 from varinf.families import BERNOULLI, GAUSSIAN, Family
 
@@ -52,7 +53,7 @@ __all__ = ["LayeredMeanPassGradient", "LayeredStraightThroughGradient", "Layered
            "layered_mean_pass_objective", "layered_straight_through_objective", "mean_field_logits",
            "Refiner", "GradientRefiner", "GaussianGradient", "MeanPassGradient", "StraightThroughGradient",
            "AdaptiveImportanceSampling", "GradientStep", "AdamStep", "STEP_RULES", "make_step_rule",
-           "entropy_bound", "mean_pass_objective", "straight_through_objective", "avi_step", "AVI_CLAMP",
+           "avi_step", "AVI_CLAMP",
            "AVI_DEFAULT_RATE"]
 
 Params = tuple[torch.Tensor, ...]
@@ -112,54 +113,6 @@ def make_step_rule(name: str, rate: float):
         return STEP_RULES[name](rate)
     except KeyError:
         raise ConfigError(f"refine_optimizer must be one of {sorted(STEP_RULES)}, got {name!r}") from None
-
-
-# ---- the objectives the gradient refiners ascend ---------------------------------------------------
-def entropy_bound(model, x: torch.Tensor, params: Params, family: Family, num_samples: int = 1,
-                  generator: torch.Generator | None = None) -> torch.Tensor:
-    """L̂(x, z) = (1/N) Σ_n log p(x, h⁽ⁿ⁾) + H(q_z), h⁽ⁿ⁾ ~ q_z (reparameterised where possible): (B,).
-
-    Hjelm et al. 2015 Eq. 3 with the closed-form entropy in place of the sampled −log q̃ (same
-    gradient for a Gaussian, lower variance); for any family an unbiased estimate of the ELBO. A family
-    with no closed-form entropy (a deep SBN's layered q) uses the sampled −(1/N) Σ_n log q(h⁽ⁿ⁾|x)
-    (``Family.entropy_term``).
-    """
-    h = family.draw(params, num_samples, generator)                          # (N, B, K)
-    return _log_joint(model, x, h).mean(0) + family.entropy_term(params, h)   # E_q̃[log p(x,h)] + H(q̃)
-
-
-def kl_to_prior(model, logits: torch.Tensor) -> torch.Tensor:
-    """KL(q̃ ‖ p(h)) = −E_q̃[log p(h)] − H(q̃) for a factorial Bernoulli q̃ and prior, in closed form: (B,)."""
-    q = BERNOULLI.dist(logits)
-    return D.kl_divergence(q, model.prior().expand(q.batch_shape))
-
-
-def mean_pass_objective(model, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-    """−L_e of Hjelm et al. 2015 Eq. 7, per datapoint (B,): the decoder sees the centres μ = σ(z).
-
-        −L_e = log p(x | μ) + E_q̃[log p(h)] + H(q̃) = log p(x | μ) − KL(q̃ ‖ p(h))
-
-    The prior and entropy terms are exact (a closed-form KL for a factorial Bernoulli prior).
-    Deterministic and differentiable in z; not a bound on log p(x) (log p(x|μ) ≠ E_q̃ log p(x|h)).
-    """
-    reconstruction = model.log_likelihood(x, torch.sigmoid(logits).unsqueeze(0))[0]   # log p(x|μ)   (B,)
-    return reconstruction - kl_to_prior(model, logits)                              # − KL(q̃ ‖ p(h)) (B,)
-
-
-def straight_through_objective(model, x: torch.Tensor, logits: torch.Tensor, num_samples: int = 1,
-                               generator: torch.Generator | None = None) -> torch.Tensor:
-    """Surrogate whose z-gradient is Hjelm et al. 2015 Eq. 8 (negated), per datapoint (B,).
-
-        ∂(−L_e)/∂z = (1/N) Σ_n ∂/∂h log p(x | h⁽ⁿ⁾) + ∂/∂z (E_q̃[log p(h)] + H(q̃)),   h⁽ⁿ⁾ ~ Bernoulli(σ(z))
-
-    As printed, the gradient of the conditional term with respect to the sample h⁽ⁿ⁾ is passed
-    *straight* to z (∂h/∂z taken as the identity: h_st = z + (h − z) held constant; Bengio, Léonard
-    & Courville 2013). The value is the unbiased ELBO estimate (1/N) Σ_n log p(x|h⁽ⁿ⁾) − KL(q̃ ‖ p(h)).
-    """
-    h = BERNOULLI.draw((logits,), num_samples, generator)                         # (N, B, K), no gradient
-    h_st = logits + (h - logits).detach()                                         # forward h, backward identity
-    reconstruction = model.log_likelihood(x, h_st).mean(0)                         # (1/N) Σ log p(x|h)   (B,)
-    return reconstruction - kl_to_prior(model, logits)                            # − KL(q̃ ‖ p(h))     (B,)
 
 
 # ---- refiners ---------------------------------------------------------------------------------------
