@@ -50,7 +50,7 @@ from varinf.data import Dataset, check_data, iterate_batches, load_dataset
 from varinf.distributed import (Context, GradSync, all_reduce_sum, batch_shard, broadcast_error, context,
                                 process_device, shard_bounds, sync_generator)
 from varinf.errors import CheckpointError, ConfigError, DataError, VarinfError
-from varinf.infer import Method, make_optimizer, make_optimizers
+from varinf.infer import Method, make_optimizers
 from varinf.likelihoods import needs_binary_data
 from varinf.models import MODEL_KINDS, SBNConfig, VAEConfig, kind_of
 from varinf.runfiles import refuse_link, shown
@@ -135,35 +135,14 @@ def optimizers_for(cfg: TrainConfig, method: Method) -> dict[str, torch.optim.Op
     return make_optimizers(method, cfg.optimizer, cfg.lr, cfg.warmup_steps)
 
 
-# Optimizer names of the checkpoint layout before one optimizer per parameter group (varinf ≤ 0.1):
-# name -> the parameters it held, in order. Their state moves to the group that now holds each parameter.
-_LEGACY_OPTIMIZERS = {
-    "model": lambda model, method: list(model.parameters()),
-    "decoder": lambda model, method: list(model.decoder.parameters()),
-    "encoder": lambda model, method: list(model.encoder.parameters()),
-}
-
-
 def restore_training_state(tensors: dict, meta: dict, model, method: Method,
-                           optimizers: dict[str, torch.optim.Optimizer], cfg: TrainConfig) -> None:
-    """Load weights and optimizer state; checkpoints of the older per-method layout are converted."""
+                           optimizers: dict[str, torch.optim.Optimizer]) -> None:
+    """Load weights and optimizer state; a checkpoint whose optimizers are not the method's groups is refused."""
     saved = set(meta.get("optimizers", {}))
-    if saved == set(optimizers):
-        restore(tensors, meta, model=_WithMethodState(model, method.state_module()), optimizers=optimizers)
-        return
-    legacy = {name: _LEGACY_OPTIMIZERS[name](model, method) if name in _LEGACY_OPTIMIZERS
-              else method.parameter_groups().get(name) for name in saved}
-    if any(params is None for params in legacy.values()):
+    if saved != set(optimizers):
         raise CheckpointError(f"checkpoint optimizers {sorted(saved)} do not fit method {method.name} "
                               f"(expects {sorted(optimizers)}); resume it with the varinf version that wrote it")
-    old = {name: make_optimizer(params, cfg.optimizer, cfg.lr, cfg.warmup_steps) for name, params in legacy.items()}
-    restore(tensors, meta, model=_WithMethodState(model, method.state_module()), optimizers=old)
-    for opt in optimizers.values():
-        for group in opt.param_groups:
-            for p in group["params"]:
-                source = next((o for o in old.values() if p in o.state), None)
-                if source is not None:
-                    opt.state[p] = source.state[p]
+    restore(tensors, meta, model=_WithMethodState(model, method.state_module()), optimizers=optimizers)
 
 
 def load_training_data(cfg: TrainConfig, device: torch.device, require_binary: bool = True) -> Dataset:
@@ -425,7 +404,7 @@ def _start_state(s: _Setup, run_dir: Path, resume: bool) -> _Start:
                 if cfg.architecture_dict()[k] != v}
         raise CheckpointError(f"cannot resume {run_dir}: its checkpoint was trained with other settings "
                               f"(saved vs now: {shown(diff)})")
-    restore_training_state(tensors, meta, s.model, s.method, s.optimizers, cfg)
+    restore_training_state(tensors, meta, s.model, s.method, s.optimizers)
     try:
         start.gen.set_state(decode_rng_state(meta["rng_state"]))
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
