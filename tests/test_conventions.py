@@ -110,17 +110,21 @@ def test_missing_tensorboard_package_is_a_one_line_error(tmp_path, monkeypatch, 
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
-def test_default_thread_count_is_one_and_none_keeps_torchs(tmp_path):
+def test_default_thread_count_is_one_and_none_keeps_torchs(tmp_path, monkeypatch):
+    """A run uses its thread count (1 by default, None: torch's own) and gives the caller's back when it ends."""
+    import varinf.training as training
+
     assert varinf.make_config().threads == 1
+    seen, loop = [], training._train_loop
+    monkeypatch.setattr(training, "_train_loop", lambda *a, **k: seen.append(torch.get_num_threads()) or loop(*a, **k))
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
         varinf.train(varinf.make_config(**TINY, epochs=1), tmp_path / "default", progress=False)
-        assert torch.get_num_threads() == 1
-        torch.set_num_threads(2)
+        assert seen == [1] and torch.get_num_threads() == 2              # restored after the run
         torchs = dataclasses.replace(varinf.make_config(**TINY, epochs=1), threads=None)   # None: torch's own
         varinf.train(torchs, tmp_path / "torch", progress=False)
-        assert torch.get_num_threads() == 2
+        assert seen == [1, 2] and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
     assert json.loads((tmp_path / "default" / "config.json").read_text())["train"]["threads"] == 1

@@ -8,7 +8,7 @@ from torch import distributions as D
 
 from varinf.evaluate import _chunk, evaluate_model
 from varinf.models import VAE, VAEConfig
-from varinf.objectives import bernoulli_log_likelihood
+from varinf.likelihoods import bernoulli_log_likelihood
 
 
 @pytest.mark.parametrize("shape, x_shape", [((7, 5, 30), (5, 30)), ((5, 30), (5, 30)), ((2, 3, 5, 30), (5, 30)),

@@ -15,7 +15,7 @@ from torch import distributions as D
 from varinf.models import LinearGaussian
 from varinf.objectives import (elbo_and_log_marginal, iwae_bound, kl_to_prior, log_marginal_estimate,
                                log_weights, logmeanexp, score_function_surrogate, sgvb_a, sgvb_b)
-from varinf.sampling import draw
+from varinf.families import Posterior
 
 
 
@@ -81,7 +81,7 @@ def test_elbo_equals_log_marginal_at_exact_posterior():
     # estimator B is not zero-variance there (log p(x|z) varies with z) but unbiased: within 4 s.e. of log p(x),
     # s.e. = sd(log p(x|z)) / √S of the same draws (the KL term is closed-form)
     n = 20000
-    se = model.log_likelihood(x, draw(q, n, g.manual_seed(3))).std(0) / math.sqrt(n)          # ≈ 0.01 nats
+    se = model.log_likelihood(x, Posterior.of(q).draw(n, g.manual_seed(3))).std(0) / math.sqrt(n)          # ≈ 0.01 nats
     err = sgvb_b(model, q, x, n, g.manual_seed(3)) - model.log_marginal(x)                     # (7,)
     assert (err.abs() <= 4 * se).all() and err.sum().abs() <= 4 * se.pow(2).sum().sqrt()   # and pooled
     # and with a full-covariance posterior on a generic model (rsample path)
@@ -212,12 +212,11 @@ def test_logmeanexp_is_stable():
 def test_gaussian_log_q_from_the_noise_equals_the_generic_log_prob_in_value_and_gradient():
     """DiagonalGaussian.draw_with_log_prob (log q from ε, what log_weights uses) against torch.distributions."""
     from varinf.families import GAUSSIAN
-    from varinf.sampling import draw_with_log_prob
 
     g = torch.Generator().manual_seed(0)
     mu = torch.randn(6, 4, generator=g).requires_grad_()
     log_std = (0.5 * torch.randn(6, 4, generator=g)).requires_grad_()
-    h, log_q = draw_with_log_prob(GAUSSIAN.dist(mu, log_std), 5, torch.Generator().manual_seed(1))   # (5, 6, 4), (5, 6)
+    h, log_q = Posterior.of(GAUSSIAN.dist(mu, log_std)).draw_with_log_prob(5, torch.Generator().manual_seed(1))  # (5, 6, 4), (5, 6)
     h_ref = GAUSSIAN.draw((mu, log_std), 5, torch.Generator().manual_seed(1))
     truth = D.Independent(D.Normal(mu, log_std.exp()), 1).log_prob(h_ref)                      # generic form
     assert torch.equal(h, h_ref)
@@ -258,3 +257,30 @@ def test_chunk_shares_of_n_processes_sum_to_the_single_process_summaries_exactly
     elbo, lpx = combine_chunks(whole, 1000)
     ref = elbo_and_log_marginal(model, q, x, 1000, 70, torch.Generator().manual_seed(3))
     assert torch.equal(elbo, ref[0]) and torch.equal(lpx, ref[1])
+
+
+def test_posterior_of_a_torch_distribution_is_the_one_conversion():
+    """Posterior.of: a Posterior is itself; an (Independent) Normal/Bernoulli its family and parameters,
+    with the caller's own object kept for dist() and log_prob; the estimators give the same numbers on both."""
+    from varinf.families import BERNOULLI, GAUSSIAN, TorchDistribution
+    from varinf.models import SBN, SBNConfig
+
+    mu, log_std = torch.randn(4, 3, dtype=torch.float64), torch.randn(4, 3, dtype=torch.float64)
+    q = diag_q(mu, log_std)
+    p = Posterior.of(q)
+    assert p.family is GAUSSIAN and p.dist() is q and Posterior.of(p) is p
+    assert torch.equal(p.params[0], mu) and torch.equal(p.params[1], log_std.exp().log())
+    assert p.batch_shape == (4,) and p.dtype == torch.float64
+    torch.testing.assert_close(p.entropy(), q.entropy(), rtol=1e-12, atol=1e-12)
+    assert torch.equal(p.mean(), mu) and p.detach().params[1].requires_grad is False
+    torch.manual_seed(0)
+    model = SBN(SBNConfig(data_dim=6, latent_dim=3))
+    x = torch.bernoulli(torch.full((4, 6), 0.5), generator=torch.Generator().manual_seed(0))
+    logits = torch.randn(4, 3)
+    a = sgvb_a(model, BERNOULLI.dist(logits), x, 7, torch.Generator().manual_seed(2))
+    b = sgvb_a(model, Posterior(BERNOULLI, (logits,)), x, 7, torch.Generator().manual_seed(2))
+    assert torch.equal(a, b)
+    other = Posterior.of(D.MultivariateNormal(mu, scale_tril=torch.diag_embed(log_std.exp())))
+    assert isinstance(other.family, TorchDistribution) and other.batch_shape == (4,)
+    with pytest.raises(TypeError, match="explicit generator"):
+        other.draw(2, torch.Generator())

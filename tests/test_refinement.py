@@ -13,8 +13,8 @@ import torch
 from torch import distributions as D
 
 from varinf.models import LinearGaussian
-from varinf.refinement import (AdamStep, GaussianGradient, GradientStep, diag_gaussian, gaussian_bound,
-                               gaussian_entropy, gaussian_kl)
+from gaussian_helpers import diag_gaussian, gaussian_bound, gaussian_entropy, gaussian_kl
+from varinf.refinement import AdamStep, GaussianGradient, GradientStep
 
 
 # ---- refine(): the library's GaussianGradient refiner on a bare log_joint, with optional fixed noise --------

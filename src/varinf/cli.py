@@ -200,7 +200,8 @@ TRAIN_SETTINGS = ("dataset", "data_dir", "binarize", "model", "latent_dim", "hid
 def _train(args) -> int:
     from varinf.config import load_toml, make_config
     from varinf.distributed import process_group
-    from varinf.training import resume_config, saved_config, train
+    from varinf.runs import resume_config, saved_config
+    from varinf.training import train
 
     given = {k: getattr(args, k) for k in TRAIN_SETTINGS}         # None: the flag was not given
     if args.resume and saved_config(args.out) is not None:

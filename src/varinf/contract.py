@@ -17,7 +17,8 @@ An **amortised** model adds the inference network q_φ(h|x):
     generative_parameters()        θ: the parameters the M-step moves
     inference_parameters()         φ: the encoder's parameters
 
-and q(h|x) is ``model.family.dist(*model.encode(x))``. θ and φ are declared by these two methods
+and q(h|x) is the [`Posterior`][varinf.families.Posterior] ``(model.family, model.encode(x))``, what
+[`posterior`][varinf.contract.posterior]``(model, x)`` returns (and ``AmortizedModel.posterior(x)``). θ and φ are declared by these two methods
 for every model; together they must cover every trainable parameter exactly once (checked by
 [`check_amortized`][varinf.contract.check_amortized]). [`AmortizedModel`][varinf.contract.AmortizedModel] is a small ``nn.Module`` base that implements
 ``log_joint`` from ``log_likelihood`` + ``prior`` and splits θ/φ by a submodule named ``encoder``;
@@ -36,7 +37,7 @@ from torch import distributions as D
 from torch import nn
 
 from varinf.errors import ConfigError
-from varinf.families import Family
+from varinf.families import Family, Posterior
 
 __all__ = ["LatentVariableModel", "AmortizedLatentModel", "AmortizedModel", "log_joint", "check_amortized",
            "posterior", "split_parameters"]
@@ -89,6 +90,10 @@ class AmortizedModel(nn.Module):
         """q(h|x) for variational parameters ``params`` (the family's distribution)."""
         return self.family.dist(*params)
 
+    def posterior(self, x: torch.Tensor) -> Posterior:
+        """q_φ(h|x) as a [`Posterior`][varinf.families.Posterior] (family, ``encode(x)``)."""
+        return posterior(self, x)
+
     def inference_parameters(self) -> list[nn.Parameter]:
         return list(self.encoder.parameters())
 
@@ -105,9 +110,9 @@ def log_joint(model, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     return model.log_likelihood(x, h) + model.prior().log_prob(h)
 
 
-def posterior(model, params: tuple[torch.Tensor, ...]) -> D.Distribution:
-    """q(h|x) of an amortised model for variational parameters ``params``."""
-    return model.family.dist(*params)
+def posterior(model, x: torch.Tensor) -> Posterior:
+    """q_φ(h|x) of an amortised model as a [`Posterior`][varinf.families.Posterior]: its family and ``encode(x)``."""
+    return Posterior(model.family, tuple(model.encode(x)))
 
 
 def split_parameters(model) -> dict[str, list[nn.Parameter]]:

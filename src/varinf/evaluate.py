@@ -73,11 +73,11 @@ from varinf.data import check_data, load_dataset
 from varinf.distributed import Context, all_reduce_sum, broadcast_error, context, process_device
 from varinf.errors import CheckpointError, ConfigError, VarinfError
 from varinf.infer import DEFAULT_REFINERS, METHODS
-from varinf.objectives import chunk_summaries, combine_chunks
-from varinf.refinement import Refiner, entropy_bound
+from varinf.objectives import chunk_summaries, combine_chunks, entropy_bound
+from varinf.refinement import Refiner
 from varinf.runfiles import is_regular_file, real_dir, refuse_link, shown
 from varinf.runlock import LOCK_NAME, RunLockedError, run_lock
-from varinf.training import load_model
+from varinf.runs import load_model
 
 SWEEP_SAMPLES = 20          # samples per bound estimate in a --refine-sweep trace
 FLUSH_SECONDS = 30.0        # finished batches are saved at most this often (a kill loses less than this)
@@ -442,15 +442,14 @@ def plot_amortization_gap(steps: list[int], bounds: torch.Tensor, path: Path, ti
     error bar ± 2 standard errors of that per-datapoint difference: the encoder-to-encoder spread
     between test points, which is most of the bound's own standard error, cancels.
     """
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure     # drawn to a file: no pyplot, no backend chosen globally
 
     gains = [_mean_and_stderr(row - bounds[0]) for row in bounds]           # paired over test points
     mean = [m for m, _ in gains]
     err = [2 * se if math.isfinite(se) else 0.0 for _, se in gains]
     base = "the encoder's q (T = 0)" if steps[0] == 0 else f"T = {steps[0]}"
-    fig, ax = plt.subplots(figsize=(6, 4.5), layout="constrained")
+    fig = Figure(figsize=(6, 4.5), layout="constrained")
+    ax = fig.subplots()
     xs = [max(t, 0.5) for t in steps]   # T = 0 drawn at 0.5 on the log axis
     ax.errorbar(xs, mean, yerr=err, marker="o", capsize=3,
                 label=f"mean gain ± 2 s.e. of the paired difference\n(over {bounds.shape[1]} test points)")
@@ -470,14 +469,15 @@ def plot_amortization_gap(steps: list[int], bounds: torch.Tensor, path: Path, ti
 
 def save_figure(fig, path: Path, **savefig) -> Path:
     """Write a matplotlib figure as PNG at ``path`` atomically, never through a symbolic link (the figure's
-    name or its directory), and close it."""
-    import matplotlib.pyplot as plt
+    name or its directory), and close it (a pyplot figure: varinf's own are plain ``Figure`` objects)."""
+    import sys
 
     buffer = io.BytesIO()
     try:
         fig.savefig(buffer, format="png", **savefig)
     finally:
-        plt.close(fig)
+        if "matplotlib.pyplot" in sys.modules:
+            sys.modules["matplotlib.pyplot"].close(fig)
     atomic_write_bytes(path, buffer.getvalue())
     return path
 

@@ -25,6 +25,7 @@ Shapes: a distribution has batch (B,) and event (K,); ``draw(params, S)`` return
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -33,7 +34,7 @@ from torch import distributions as D
 from varinf.distributed import global_rows, global_shape, local_rows
 
 __all__ = ["Family", "DiagonalGaussian", "FactorialBernoulli", "LayeredBernoulli", "LayeredBernoulliDistribution",
-           "GAUSSIAN", "BERNOULLI", "family_of"]
+           "TorchDistribution", "GAUSSIAN", "BERNOULLI", "Posterior"]
 
 
 class Family:
@@ -169,11 +170,6 @@ class FactorialBernoulli(Family):
         logits = params[0]
         return sample_layer(0, logits), [logits]
 
-    @staticmethod
-    def logits_of(probs: torch.Tensor, clamp: float) -> torch.Tensor:
-        """The logits of probabilities clamped to [ε, 1 − ε] (keeps every state possible, see AVI)."""
-        return torch.logit(probs.clamp(clamp, 1 - clamp))
-
 
 class LayeredBernoulli(Family):
     """A deep SBN's encoder q(h|x) = q(h₁|x) q(h₂|h₁) ⋯ q(h_L|h_{L−1}), each factor factorial Bernoulli.
@@ -255,7 +251,7 @@ class LayeredBernoulliDistribution(D.Distribution):
     """q(h|x) of [`LayeredBernoulli`][varinf.families.LayeredBernoulli] as a torch.distributions object: batch (B,), event (K,).
 
     Exists so that code written for a ``q`` object (``varinf.objectives``' estimators and the k-sample
-    evaluation) takes a deep SBN's encoder unchanged; ``varinf.sampling`` draws from it through its family.
+    evaluation) takes a deep SBN's encoder unchanged; ``Posterior.of`` draws from it through its family.
     """
 
     arg_constraints: dict = {}
@@ -274,17 +270,121 @@ class LayeredBernoulliDistribution(D.Distribution):
                                                                    *self.event_shape)
 
 
+class TorchDistribution(Family):
+    """Any other torch.distributions object q, taken as it is: its own ``log_prob``, ``entropy`` and mean.
+
+    Drawn with ``q.rsample`` (``q.sample`` if it has none) from the global RNG, so it refuses an explicit
+    generator rather than silently ignoring it. The parameters are the empty tuple: q is the family.
+    """
+
+    name = "torch"
+
+    def __init__(self, q: D.Distribution):
+        self.q = q
+        self.reparameterizable = q.has_rsample
+
+    def dist(self, *params):
+        return self.q
+
+    def draw(self, params, num_samples, generator):
+        if generator is not None:
+            raise TypeError(f"varinf cannot draw from a {type(self.q).__name__} with an explicit generator; "
+                            "pass generator=None to use the global RNG")
+        return self.q.rsample((num_samples,)) if self.q.has_rsample else self.q.sample((num_samples,))
+
+    def __repr__(self) -> str:
+        return f"TorchDistribution({self.q!r})"
+
+
 GAUSSIAN = DiagonalGaussian()
 BERNOULLI = FactorialBernoulli()
 
 
-def family_of(q: D.Distribution) -> Family | None:
-    """The varinf family of a torch.distributions object (an Independent Normal or Bernoulli), else None."""
-    if isinstance(q, LayeredBernoulliDistribution):
-        return q.family
-    base = q.base_dist if isinstance(q, D.Independent) else q
-    if isinstance(base, D.Normal):
-        return GAUSSIAN
-    if isinstance(base, D.Bernoulli):
-        return BERNOULLI
-    return None
+@dataclass(frozen=True)
+class Posterior:
+    """q(h|x) as one value: a family and its parameters (each (B, K)), the currency of every estimator.
+
+    ``draw``, ``log_prob``, ``entropy``, ``kl`` and ``mean`` are the family's maths on these parameters;
+    a torch.distributions object exists only at the edge (``dist()``, and ``Posterior.of`` for a caller
+    who hands one in). A posterior made by ``of`` keeps the caller's object, so ``dist()`` returns it
+    unchanged (its densities and KLs are the caller's own, to the last bit).
+    """
+
+    family: Family
+    params: tuple[torch.Tensor, ...]
+    torch_dist: D.Distribution | None = field(default=None, compare=False, repr=False)
+
+    @staticmethod
+    def of(q: "Posterior | D.Distribution") -> "Posterior":
+        """The Posterior of ``q``: ``q`` itself, or the family and parameters of a torch.distributions object.
+
+        An (Independent) Normal gives [`DiagonalGaussian`][varinf.families.DiagonalGaussian] with (μ, log σ), an
+        (Independent) Bernoulli [`FactorialBernoulli`][varinf.families.FactorialBernoulli] with (logits,), a deep SBN's
+        [`LayeredBernoulliDistribution`][varinf.families.LayeredBernoulliDistribution] its family; any other torch object
+        is its own family ([`TorchDistribution`][varinf.families.TorchDistribution], global RNG). The one place varinf
+        asks what kind of distribution it was given.
+        """
+        if isinstance(q, Posterior):
+            return q
+        if isinstance(q, LayeredBernoulliDistribution):
+            return Posterior(q.family, (q.logits,), q)
+        base = q
+        while isinstance(base, D.Independent):
+            base = base.base_dist
+        if isinstance(base, D.Normal):
+            return Posterior(GAUSSIAN, (base.loc, base.scale.log()), q)
+        if isinstance(base, D.Bernoulli):
+            return Posterior(BERNOULLI, (base.logits,), q)
+        return Posterior(TorchDistribution(q), (), q)
+
+    @property
+    def batch_shape(self) -> torch.Size:
+        """(B,): the datapoints q covers."""
+        return self.params[0].shape[:-1] if self.params else self.torch_dist.batch_shape
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype of q's parameters and draws."""
+        return self.params[0].dtype if self.params else self.torch_dist.mean.dtype
+
+    def dist(self) -> D.Distribution:
+        """The torch.distributions object (the caller's own if this posterior was made from one)."""
+        return self.torch_dist if self.torch_dist is not None else self.family.dist(*self.params)
+
+    def draw(self, num_samples: int = 1, generator: torch.Generator | None = None,
+             reparameterize: bool = True) -> torch.Tensor:
+        """``num_samples`` draws (S, B, K) from ``generator``; reparameterised (h = μ + σ ⊙ ε for a Gaussian,
+        Hjelm et al. 2015 Eq. 5) unless ``reparameterize`` is false or the family is discrete."""
+        h = self.family.draw(self.params, num_samples, generator)
+        return h if reparameterize else h.detach()
+
+    def draw_with_log_prob(self, num_samples: int = 1, generator: torch.Generator | None = None
+                           ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``draw`` and log q(h|x) of the draws together: (S, B, K), (S, B)."""
+        return self.family.draw_with_log_prob(self.params, num_samples, generator)
+
+    def log_prob(self, h: torch.Tensor) -> torch.Tensor:
+        """log q(h|x): (S, B, K) -> (S, B) (the caller's torch object's own ``log_prob`` if made by ``of``)."""
+        if self.torch_dist is not None:
+            return self.torch_dist.log_prob(h)
+        return self.family.log_prob(self.params, h)
+
+    def entropy(self) -> torch.Tensor:
+        """H(q) in closed form, (B,)."""
+        return self.family.entropy(self.params)
+
+    def entropy_term(self, h: torch.Tensor) -> torch.Tensor:
+        """The entropy term of a bound from draws h (S, B, K) of q, (B,) (``Family.entropy_term``)."""
+        return self.family.entropy_term(self.params, h)
+
+    def kl(self, other: "Posterior") -> torch.Tensor:
+        """KL(self ‖ other) in closed form between two members of one family, (B,)."""
+        return self.family.kl(self.params, other.params)
+
+    def mean(self) -> torch.Tensor:
+        """E_q[h], (B, K)."""
+        return self.family.mean(self.params)
+
+    def detach(self) -> "Posterior":
+        """The same q with its parameters cut from the graph."""
+        return Posterior(self.family, tuple(p.detach() for p in self.params))

@@ -38,10 +38,33 @@ import torch
 from torch import nn
 
 from varinf.errors import ConfigError
-from varinf.objectives import bernoulli_log_likelihood
 
 __all__ = ["Likelihood", "BernoulliLikelihood", "GaussianLikelihood", "LIKELIHOODS", "make_likelihood",
-           "needs_binary_data", "MIN_VARIANCE", "VARIANCE_RATE"]
+           "needs_binary_data", "MIN_VARIANCE", "VARIANCE_RATE",
+           "bernoulli_log_likelihood"]
+
+
+def bernoulli_log_likelihood(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """log p(x|η) = Σ_d [x_d η_d − log(1 + e^{η_d})] for Bernoulli logits η: (..., B, D) with x (B, D) -> (..., B).
+
+    The same number as ``torch.distributions.Bernoulli(logits=η).log_prob(x).sum(-1)`` (the
+    binary cross-entropy with logits, x_d log σ(η_d) + (1 − x_d) log σ(−η_d), rewritten with
+    log σ(η) = η − softplus(η)), to float rounding. Faster on a CPU: the data term Σ_d x_d η_d is a
+    batched matrix product against x instead of the broadcast x (one pass fewer over (S, B, D)),
+    and softplus is one fused pass (the cross-entropy takes five). It is the elementwise
+    part of every decoder pass of the k = 5000 evaluation (benchmarks/bench_eval.py).
+    """
+    d = x.shape[-1]
+    if x.dim() >= 1 and logits.shape[logits.dim() - x.dim():] == x.shape:
+        lead = logits.shape[:logits.dim() - x.dim()]
+        x2 = x.reshape(-1, d)                                                     # (B, D)
+        data = torch.einsum("sbd,bd->sb", logits.reshape(-1, x2.shape[0], d), x2)  # Σ_d x_d η_d   (S, B)
+        data = data.reshape(*lead, *x.shape[:-1])
+    else:                                                                         # x broadcasts otherwise
+        data = (logits * x).sum(-1)
+    # softplus returns η itself above the threshold; at 40 the dropped e^-η is below float64 rounding
+    return data - torch.nn.functional.softplus(logits, threshold=40.0).sum(-1)   # − Σ_d log(1 + e^η)
+
 
 # σ²_min of the Gaussian likelihoods: a standard deviation of ~0.03, 1/32 of the [0, 1] grey-level range.
 MIN_VARIANCE = 1e-3
@@ -82,7 +105,7 @@ class BernoulliLikelihood(Likelihood):
 
     def log_prob(self, x, out):
         """Σ_d x_d log σ(η_d) + (1 − x_d) log(1 − σ(η_d)) = x·η − Σ_d softplus(η_d): (S, B)
-        (``varinf.objectives.bernoulli_log_likelihood``, the data term as one batched product)."""
+        (``bernoulli_log_likelihood``, the data term as one batched product)."""
         return bernoulli_log_likelihood(out, x)
 
     def mean(self, out):

@@ -8,7 +8,8 @@ Symbols (Goodfellow, Bengio & Courville 2016 §19.1; Hjelm et al. 2015 §2):
 
     x : visible data v,                 shape (B, D)
     z : latent h, drawn from q,         shape (S, B, K)   (S = samples per datapoint)
-    q : q(z|x), a torch.distributions object with batch_shape (B,) and event_shape (K,)
+    q : q(z|x), a varinf.families.Posterior (family, params), batch (B,), event (K,); a
+        torch.distributions object is accepted and converted once (Posterior.of)
     model.log_joint(x, z)      = log p(x, z)          -> (S, B)
     model.log_likelihood(x, z) = log p(x | z)         -> (S, B)
     model.prior()              = p(z), batch_shape (), event_shape (K,)
@@ -27,7 +28,8 @@ from torch import distributions as D
 
 from varinf.contract import log_joint as _log_joint
 from varinf.errors import ConfigError, DataError
-from varinf.sampling import draw, draw_with_log_prob
+from varinf.families import BERNOULLI, Family, Posterior
+from varinf.likelihoods import bernoulli_log_likelihood  # noqa: F401  (re-exported: its home is likelihoods)
 
 __all__ = [
     "log_weights",
@@ -42,7 +44,9 @@ __all__ = [
     "score_function_surrogate",
     "score_function_terms",
     "logmeanexp",
-    "bernoulli_log_likelihood",
+    "entropy_bound",
+    "mean_pass_objective",
+    "straight_through_objective",
 ]
 
 
@@ -72,52 +76,30 @@ def logmeanexp(a: torch.Tensor, dim: int = 0) -> torch.Tensor:
     return torch.logsumexp(a, dim=dim) - math.log(a.shape[dim])
 
 
-def bernoulli_log_likelihood(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """log p(x|η) = Σ_d [x_d η_d − log(1 + e^{η_d})] for Bernoulli logits η: (..., B, D) with x (B, D) -> (..., B).
-
-    The same number as ``torch.distributions.Bernoulli(logits=η).log_prob(x).sum(-1)`` (the
-    binary cross-entropy with logits, x_d log σ(η_d) + (1 − x_d) log σ(−η_d), rewritten with
-    log σ(η) = η − softplus(η)), to float rounding. Faster on a CPU: the data term Σ_d x_d η_d is a
-    batched matrix product against x instead of the broadcast x (one pass fewer over (S, B, D)),
-    and softplus is one fused pass (the cross-entropy takes five). It is the elementwise
-    part of every decoder pass of the k = 5000 evaluation (benchmarks/bench_eval.py).
-    """
-    d = x.shape[-1]
-    if x.dim() >= 1 and logits.shape[logits.dim() - x.dim():] == x.shape:
-        lead = logits.shape[:logits.dim() - x.dim()]
-        x2 = x.reshape(-1, d)                                                     # (B, D)
-        data = torch.einsum("sbd,bd->sb", logits.reshape(-1, x2.shape[0], d), x2)  # Σ_d x_d η_d   (S, B)
-        data = data.reshape(*lead, *x.shape[:-1])
-    else:                                                                         # x broadcasts otherwise
-        data = (logits * x).sum(-1)
-    # softplus returns η itself above the threshold; at 40 the dropped e^-η is below float64 rounding
-    return data - torch.nn.functional.softplus(logits, threshold=40.0).sum(-1)   # − Σ_d log(1 + e^η)
-
-
-def log_weights(model, q: D.Distribution, x: torch.Tensor, num_samples: int = 1,
+def log_weights(model, q: Posterior | D.Distribution, x: torch.Tensor, num_samples: int = 1,
                 generator: torch.Generator | None = None) -> torch.Tensor:
     """Log importance weights log w = log p(x, z) − log q(z|x), z ~ q: shape (S, B).
 
     The per-sample quantity that SGVB-A, the IWAE bound and the marginal-likelihood
     estimate are all built on (Hjelm et al. 2015 Eq. 1, the summand).
     """
-    z, log_q = draw_with_log_prob(q, _samples(num_samples), generator)     # (S, B, K), (S, B)
+    z, log_q = Posterior.of(q).draw_with_log_prob(_samples(num_samples), generator)   # (S, B, K), (S, B)
     return _log_joint(model, _in_support(model, x), z) - log_q             # (S, B)
 
 
-def sgvb_a(model, q: D.Distribution, x: torch.Tensor, num_samples: int = 1,
+def sgvb_a(model, q: Posterior | D.Distribution, x: torch.Tensor, num_samples: int = 1,
            generator: torch.Generator | None = None) -> torch.Tensor:
     """SGVB estimator A (Patlan §IV; Kingma & Welling 2014, Eq. 6): shape (B,).
 
         L̂ᴬ(x) = (1/L) Σ_l [ log p(x, z⁽ˡ⁾) − log q(z⁽ˡ⁾|x) ],   z⁽ˡ⁾ = g(ε⁽ˡ⁾, x), ε⁽ˡ⁾ ~ p(ε).
 
     Unbiased for the ELBO; differentiable in q's parameters through the
-    reparameterisation (``varinf.sampling.draw``).
+    reparameterisation (``Posterior.draw``).
     """
     return log_weights(model, q, x, num_samples, generator).mean(0)
 
 
-def kl_to_prior(q: D.Distribution, prior: D.Distribution, num_samples: int = 1,
+def kl_to_prior(q: Posterior | D.Distribution, prior: D.Distribution, num_samples: int = 1,
                 generator: torch.Generator | None = None) -> torch.Tensor:
     """KL(q(z|x) ‖ p(z)) per datapoint, shape (B,).
 
@@ -125,14 +107,15 @@ def kl_to_prior(q: D.Distribution, prior: D.Distribution, num_samples: int = 1,
     (diagonal Gaussians: −½ Σ_j (1 + log σ_j² − μ_j² − σ_j²), Kingma & Welling App. B);
     otherwise the Monte Carlo estimate (1/L) Σ_l [log q(z⁽ˡ⁾) − log p(z⁽ˡ⁾)].
     """
+    q = Posterior.of(q)
     try:
-        return D.kl_divergence(q, prior)
+        return D.kl_divergence(q.dist(), prior)                          # the edge: p(z) is a torch object
     except NotImplementedError:
-        z = draw(q, num_samples, generator)
+        z = q.draw(num_samples, generator)
         return (q.log_prob(z) - prior.log_prob(z)).mean(0)
 
 
-def sgvb_b(model, q: D.Distribution, x: torch.Tensor, num_samples: int = 1,
+def sgvb_b(model, q: Posterior | D.Distribution, x: torch.Tensor, num_samples: int = 1,
            generator: torch.Generator | None = None) -> torch.Tensor:
     """SGVB estimator B (Patlan §IV; Kingma & Welling 2014, Eq. 7): shape (B,).
 
@@ -141,13 +124,14 @@ def sgvb_b(model, q: D.Distribution, x: torch.Tensor, num_samples: int = 1,
     The expected reconstruction term is estimated by sampling; the KL term is exact
     when torch.distributions knows it (lower variance than estimator A).
     """
-    z = draw(q, _samples(num_samples), generator)                        # (S, B, K)
+    q = Posterior.of(q)
+    z = q.draw(_samples(num_samples), generator)                         # (S, B, K)
     reconstruction = model.log_likelihood(_in_support(model, x), z).mean(0)   # E_q[log p(x|z)]  (B,)
     kl = kl_to_prior(q, model.prior(), num_samples, generator)           # KL(q ‖ p(z))     (B,)
     return reconstruction - kl
 
 
-def iwae_bound(model, q: D.Distribution, x: torch.Tensor, num_samples: int = 5,
+def iwae_bound(model, q: Posterior | D.Distribution, x: torch.Tensor, num_samples: int = 5,
                generator: torch.Generator | None = None) -> torch.Tensor:
     """Importance-weighted bound L_k (Burda et al. 2016, Eq. 8): shape (B,).
 
@@ -159,7 +143,7 @@ def iwae_bound(model, q: D.Distribution, x: torch.Tensor, num_samples: int = 5,
 
 
 @torch.no_grad()
-def elbo_and_log_marginal(model, q: D.Distribution, x: torch.Tensor, num_samples: int = 5000,
+def elbo_and_log_marginal(model, q: Posterior | D.Distribution, x: torch.Tensor, num_samples: int = 5000,
                           chunk_size: int = 500, generator: torch.Generator | None = None
                           ) -> tuple[torch.Tensor, torch.Tensor]:
     """ELBO and importance-sampling log p(x) from the same k draws z⁽ⁱ⁾ ~ q(z|x): two (B,) tensors.
@@ -175,7 +159,7 @@ def elbo_and_log_marginal(model, q: D.Distribution, x: torch.Tensor, num_samples
 
 
 @torch.no_grad()
-def chunk_summaries(model, q: D.Distribution, x: torch.Tensor, num_samples: int = 5000, chunk_size: int = 500,
+def chunk_summaries(model, q: Posterior | D.Distribution, x: torch.Tensor, num_samples: int = 5000, chunk_size: int = 500,
                     generator: torch.Generator | None = None, share: tuple[int, int] = (0, 1)) -> torch.Tensor:
     """(log Σ_{i∈c} w⁽ⁱ⁾, Σ_{i∈c} log w⁽ⁱ⁾) for each chunk c of the k draws z⁽ⁱ⁾ ~ q(z|x): (C, 2, B).
 
@@ -185,23 +169,17 @@ def chunk_summaries(model, q: D.Distribution, x: torch.Tensor, num_samples: int 
     processes' tensors is the single process's tensor exactly (k split across processes).
     """
     _samples(num_samples)
+    q = Posterior.of(q)                                            # once, outside the chunk loop
     rank, processes = share
     sizes = [min(chunk_size, num_samples - start) for start in range(0, num_samples, chunk_size)]
-    out = torch.zeros(len(sizes), 2, *q.batch_shape, dtype=_draw_dtype(q), device=x.device)   # (C, 2, B)
+    out = torch.zeros(len(sizes), 2, *q.batch_shape, dtype=q.dtype, device=x.device)   # (C, 2, B)
     for c, s in enumerate(sizes):
         if c % processes != rank:
-            draw(q, s, generator)                                  # another process's chunk: advance the stream
+            q.draw(s, generator)                                   # another process's chunk: advance the stream
             continue
         lw = log_weights(model, q, x, s, generator)                # (s, B)
         out[c, 0], out[c, 1] = torch.logsumexp(lw, dim=0), lw.sum(0)
     return out
-
-
-def _draw_dtype(q: D.Distribution) -> torch.dtype:
-    """The dtype of q's draws: its parameters' for a varinf family (a deep SBN's q has no closed-form mean)."""
-    from varinf.sampling import _params_of
-    from varinf.families import family_of
-    return _params_of(q)[0].dtype if family_of(q) is not None else q.mean.dtype
 
 
 def combine_chunks(summaries: torch.Tensor, num_samples: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -212,7 +190,7 @@ def combine_chunks(summaries: torch.Tensor, num_samples: int) -> tuple[torch.Ten
     return total / num_samples, lse - math.log(num_samples)
 
 
-def log_marginal_estimate(model, q: D.Distribution, x: torch.Tensor, num_samples: int = 5000,
+def log_marginal_estimate(model, q: Posterior | D.Distribution, x: torch.Tensor, num_samples: int = 5000,
                           chunk_size: int = 500, generator: torch.Generator | None = None) -> torch.Tensor:
     """Importance-sampling estimate of log p(x) with proposal q, shape (B,).
 
@@ -242,7 +220,7 @@ def score_function_terms(log_joint: torch.Tensor, log_q: torch.Tensor, baseline:
     return log_joint + score - score.detach() - log_joint.detach() + signal
 
 
-def score_function_surrogate(model, q: D.Distribution, x: torch.Tensor, num_samples: int = 1,
+def score_function_surrogate(model, q: Posterior | D.Distribution, x: torch.Tensor, num_samples: int = 1,
                              generator: torch.Generator | None = None,
                              baseline: torch.Tensor | float | None = None) -> torch.Tensor:
     """Score-function (REINFORCE) surrogate of the ELBO, shape (B,) (Patlan Eqs. 1–2; Ranganath et al. 2014).
@@ -252,6 +230,54 @@ def score_function_surrogate(model, q: D.Distribution, x: torch.Tensor, num_samp
     (1/S) Σ_s [∇ log p(x, z_s) + (l_s − b) ∇ log q(z_s|x)] ([`score_function_terms`][varinf.objectives.score_function_terms]).
     ``baseline`` b (a scalar or a (B,) tensor, e.g. NVIL's learned baseline) is treated as a constant.
     """
-    z = draw(q, _samples(num_samples), generator, reparameterize=False).detach()   # (S, B, K)
+    q = Posterior.of(q)
+    z = q.draw(_samples(num_samples), generator, reparameterize=False).detach()    # (S, B, K)
     terms = score_function_terms(_log_joint(model, x, z), q.log_prob(z), 0.0 if baseline is None else baseline)
     return terms.mean(0)                                                            # (B,)
+
+
+# ---- the bounds the gradient refiners ascend (Hjelm et al. 2015 Eqs. 3, 7, 8) ------------------------
+def entropy_bound(model, x: torch.Tensor, params: tuple[torch.Tensor, ...], family: Family, num_samples: int = 1,
+                  generator: torch.Generator | None = None) -> torch.Tensor:
+    """L̂(x, z) = (1/N) Σ_n log p(x, h⁽ⁿ⁾) + H(q_z), h⁽ⁿ⁾ ~ q_z (reparameterised where possible): (B,).
+
+    Hjelm et al. 2015 Eq. 3 with the closed-form entropy in place of the sampled −log q̃ (same
+    gradient for a Gaussian, lower variance); for any family an unbiased estimate of the ELBO. A family
+    with no closed-form entropy (a deep SBN's layered q) uses the sampled −(1/N) Σ_n log q(h⁽ⁿ⁾|x)
+    (``Family.entropy_term``).
+    """
+    h = family.draw(params, num_samples, generator)                          # (N, B, K)
+    return _log_joint(model, x, h).mean(0) + family.entropy_term(params, h)   # E_q̃[log p(x,h)] + H(q̃)
+
+
+def _bernoulli_kl_to_prior(model, logits: torch.Tensor) -> torch.Tensor:
+    """KL(q̃ ‖ p(h)) = −E_q̃[log p(h)] − H(q̃) for a factorial Bernoulli q̃ and prior, in closed form: (B,)."""
+    return kl_to_prior(Posterior(BERNOULLI, (logits,)), model.prior().expand(logits.shape[:-1]))
+
+
+def mean_pass_objective(model, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """−L_e of Hjelm et al. 2015 Eq. 7, per datapoint (B,): the decoder sees the centres μ = σ(z).
+
+        −L_e = log p(x | μ) + E_q̃[log p(h)] + H(q̃) = log p(x | μ) − KL(q̃ ‖ p(h))
+
+    The prior and entropy terms are exact (a closed-form KL for a factorial Bernoulli prior).
+    Deterministic and differentiable in z; not a bound on log p(x) (log p(x|μ) ≠ E_q̃ log p(x|h)).
+    """
+    reconstruction = model.log_likelihood(x, torch.sigmoid(logits).unsqueeze(0))[0]   # log p(x|μ)   (B,)
+    return reconstruction - _bernoulli_kl_to_prior(model, logits)                              # − KL(q̃ ‖ p(h)) (B,)
+
+
+def straight_through_objective(model, x: torch.Tensor, logits: torch.Tensor, num_samples: int = 1,
+                               generator: torch.Generator | None = None) -> torch.Tensor:
+    """Surrogate whose z-gradient is Hjelm et al. 2015 Eq. 8 (negated), per datapoint (B,).
+
+        ∂(−L_e)/∂z = (1/N) Σ_n ∂/∂h log p(x | h⁽ⁿ⁾) + ∂/∂z (E_q̃[log p(h)] + H(q̃)),   h⁽ⁿ⁾ ~ Bernoulli(σ(z))
+
+    As printed, the gradient of the conditional term with respect to the sample h⁽ⁿ⁾ is passed
+    *straight* to z (∂h/∂z taken as the identity: h_st = z + (h − z) held constant; Bengio, Léonard
+    & Courville 2013). The value is the unbiased ELBO estimate (1/N) Σ_n log p(x|h⁽ⁿ⁾) − KL(q̃ ‖ p(h)).
+    """
+    h = BERNOULLI.draw((logits,), num_samples, generator)                         # (N, B, K), no gradient
+    h_st = logits + (h - logits).detach()                                         # forward h, backward identity
+    reconstruction = model.log_likelihood(x, h_st).mean(0)                         # (1/N) Σ log p(x|h)   (B,)
+    return reconstruction - _bernoulli_kl_to_prior(model, logits)                            # − KL(q̃ ‖ p(h))     (B,)

@@ -6,21 +6,19 @@ import json
 from pathlib import Path
 
 import matplotlib
+import numpy as np
+import torch
+from matplotlib.figure import Figure        # figures drawn to files only: no pyplot, no backend chosen globally
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg")  # files only; no display on these machines
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-import torch  # noqa: E402
-
-from varinf.data import load_dataset  # noqa: E402
-from varinf.errors import CheckpointError  # noqa: E402
-from varinf.evaluate import save_figure  # noqa: E402
-from varinf.runfiles import read_regular, real_dir, refuse_link  # noqa: E402
+from varinf.data import load_dataset
+from varinf.errors import CheckpointError
+from varinf.evaluate import save_figure
+from varinf.runfiles import read_regular, real_dir, refuse_link
 
 FIGURES = ("manifold.png", "samples.png", "reconstructions.png", "curves.png", "latent.png")
 from varinf.models import VAE  # noqa: E402
-from varinf.training import load_model  # noqa: E402
+from varinf.runs import load_model  # noqa: E402
 
 
 def _tile(images: np.ndarray, rows: int, cols: int, shape: tuple[int, int], pad: int = 1) -> np.ndarray:
@@ -82,7 +80,8 @@ def plot_manifold(model, path: Path, shape: tuple[int, int], n: int = 20) -> Pat
     h, w = shape
     pad = 1
     every = max(1, n // 10)
-    fig, ax = plt.subplots(figsize=(7.5, 7.5))
+    fig = Figure(figsize=(7.5, 7.5))
+    ax = fig.subplots()
     ax.imshow(_tile(means, n, n, shape, pad), cmap="gray_r", vmin=0, vmax=1)
     xt, xl = _grid_ticks(grid, w, pad, every)
     yt, yl = _grid_ticks(grid[::-1], h, pad, every)
@@ -99,7 +98,8 @@ def plot_samples(model, path: Path, shape: tuple[int, int], n: int = 10, seed: i
     """Decoder means E[x|z] for z ~ p(z) (Patlan Fig. 1) on a [0, 1] grey scale; the title says how many
     pixel values lie outside [0, 1] and are shown clipped (a Gaussian p(x|z)'s means can)."""
     means = model.sample(n * n, generator=torch.Generator().manual_seed(seed)).numpy()
-    fig, ax = plt.subplots(figsize=(6, 6))
+    fig = Figure(figsize=(6, 6))
+    ax = fig.subplots()
     ax.imshow(_tile(means, n, n, shape), cmap="gray_r", vmin=0, vmax=1)
     ax.set_title("generated: E[x|z], z ~ N(0, I)" + clipping_note(means))
     ax.axis("off")
@@ -115,7 +115,8 @@ def plot_reconstructions(model, x: torch.Tensor, path: Path, shape: tuple[int, i
     for r in range(0, x.shape[0], n):
         rows += [x[r:r + n].numpy(), rec[r:r + n].numpy()]
     images = np.concatenate(rows)
-    fig, ax = plt.subplots(figsize=(6, 6))
+    fig = Figure(figsize=(6, 6))
+    ax = fig.subplots()
     ax.imshow(_tile(images, len(rows), n, shape), cmap="gray_r", vmin=0, vmax=1)
     ax.set_title("data (odd rows) and reconstructions (even rows)" + clipping_note(images))
     ax.axis("off")
@@ -127,7 +128,8 @@ def plot_curves(history: list[dict], path: Path) -> Path:
     epochs = [r["epoch"] for r in history]
     valid = [-r["valid_elbo"] for r in history]
     best = int(np.argmin(valid))
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     ax.plot(epochs, [-r["train_elbo"] for r in history], label="train −ELBO")
     ax.plot(epochs, valid, label="valid −ELBO")
     ax.axvline(epochs[best], color="black", ls=":", lw=1,
@@ -154,8 +156,9 @@ def plot_latent(model, x: torch.Tensor, labels: torch.Tensor, path: Path, split:
         title += f" (first two principal components of K = {model.latent_dim})"
     labels = labels.numpy()
     classes = np.unique(labels)
-    cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
-    fig, ax = plt.subplots(figsize=(6.5, 5))
+    cmap = matplotlib.colormaps["tab10" if len(classes) <= 10 else "tab20"]
+    fig = Figure(figsize=(6.5, 5))
+    ax = fig.subplots()
     for i, c in enumerate(classes):
         sel = labels == c
         ax.scatter(pts[sel, 0], pts[sel, 1], color=cmap(i % cmap.N), s=4, alpha=0.7, label=str(c))

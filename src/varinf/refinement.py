@@ -39,12 +39,13 @@ Eq. 4's; only the reported value has lower variance.
 from __future__ import annotations
 
 import copy
-from typing import Callable, Iterator
+from typing import Iterator
 
 import torch
-from torch import distributions as D
 
 from varinf.contract import log_joint as _log_joint
+# the bounds the gradient refiners ascend live with the other per-datapoint bounds (re-exported here)
+from varinf.objectives import entropy_bound, mean_pass_objective, straight_through_objective
 from varinf.errors import ConfigError
 from varinf.families import BERNOULLI, GAUSSIAN, Family
 
@@ -52,8 +53,7 @@ __all__ = ["LayeredMeanPassGradient", "LayeredStraightThroughGradient", "Layered
            "layered_mean_pass_objective", "layered_straight_through_objective", "mean_field_logits",
            "Refiner", "GradientRefiner", "GaussianGradient", "MeanPassGradient", "StraightThroughGradient",
            "AdaptiveImportanceSampling", "GradientStep", "AdamStep", "STEP_RULES", "make_step_rule",
-           "gaussian_bound", "gaussian_entropy", "gaussian_kl", "diag_gaussian",
-           "entropy_bound", "mean_pass_objective", "straight_through_objective", "avi_step", "AVI_CLAMP",
+           "avi_step", "AVI_CLAMP",
            "AVI_DEFAULT_RATE"]
 
 Params = tuple[torch.Tensor, ...]
@@ -113,54 +113,6 @@ def make_step_rule(name: str, rate: float):
         return STEP_RULES[name](rate)
     except KeyError:
         raise ConfigError(f"refine_optimizer must be one of {sorted(STEP_RULES)}, got {name!r}") from None
-
-
-# ---- the objectives the gradient refiners ascend ---------------------------------------------------
-def entropy_bound(model, x: torch.Tensor, params: Params, family: Family, num_samples: int = 1,
-                  generator: torch.Generator | None = None) -> torch.Tensor:
-    """L̂(x, z) = (1/N) Σ_n log p(x, h⁽ⁿ⁾) + H(q_z), h⁽ⁿ⁾ ~ q_z (reparameterised where possible): (B,).
-
-    Hjelm et al. 2015 Eq. 3 with the closed-form entropy in place of the sampled −log q̃ (same
-    gradient for a Gaussian, lower variance); for any family an unbiased estimate of the ELBO. A family
-    with no closed-form entropy (a deep SBN's layered q) uses the sampled −(1/N) Σ_n log q(h⁽ⁿ⁾|x)
-    (``Family.entropy_term``).
-    """
-    h = family.draw(params, num_samples, generator)                          # (N, B, K)
-    return _log_joint(model, x, h).mean(0) + family.entropy_term(params, h)   # E_q̃[log p(x,h)] + H(q̃)
-
-
-def kl_to_prior(model, logits: torch.Tensor) -> torch.Tensor:
-    """KL(q̃ ‖ p(h)) = −E_q̃[log p(h)] − H(q̃) for a factorial Bernoulli q̃ and prior, in closed form: (B,)."""
-    q = BERNOULLI.dist(logits)
-    return D.kl_divergence(q, model.prior().expand(q.batch_shape))
-
-
-def mean_pass_objective(model, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-    """−L_e of Hjelm et al. 2015 Eq. 7, per datapoint (B,): the decoder sees the centres μ = σ(z).
-
-        −L_e = log p(x | μ) + E_q̃[log p(h)] + H(q̃) = log p(x | μ) − KL(q̃ ‖ p(h))
-
-    The prior and entropy terms are exact (a closed-form KL for a factorial Bernoulli prior).
-    Deterministic and differentiable in z; not a bound on log p(x) (log p(x|μ) ≠ E_q̃ log p(x|h)).
-    """
-    reconstruction = model.log_likelihood(x, torch.sigmoid(logits).unsqueeze(0))[0]   # log p(x|μ)   (B,)
-    return reconstruction - kl_to_prior(model, logits)                              # − KL(q̃ ‖ p(h)) (B,)
-
-
-def straight_through_objective(model, x: torch.Tensor, logits: torch.Tensor, num_samples: int = 1,
-                               generator: torch.Generator | None = None) -> torch.Tensor:
-    """Surrogate whose z-gradient is Hjelm et al. 2015 Eq. 8 (negated), per datapoint (B,).
-
-        ∂(−L_e)/∂z = (1/N) Σ_n ∂/∂h log p(x | h⁽ⁿ⁾) + ∂/∂z (E_q̃[log p(h)] + H(q̃)),   h⁽ⁿ⁾ ~ Bernoulli(σ(z))
-
-    As printed, the gradient of the conditional term with respect to the sample h⁽ⁿ⁾ is passed
-    *straight* to z (∂h/∂z taken as the identity: h_st = z + (h − z) held constant; Bengio, Léonard
-    & Courville 2013). The value is the unbiased ELBO estimate (1/N) Σ_n log p(x|h⁽ⁿ⁾) − KL(q̃ ‖ p(h)).
-    """
-    h = BERNOULLI.draw((logits,), num_samples, generator)                         # (N, B, K), no gradient
-    h_st = logits + (h - logits).detach()                                         # forward h, backward identity
-    reconstruction = model.log_likelihood(x, h_st).mean(0)                         # (1/N) Σ log p(x|h)   (B,)
-    return reconstruction - kl_to_prior(model, logits)                            # − KL(q̃ ‖ p(h))     (B,)
 
 
 # ---- refiners ---------------------------------------------------------------------------------------
@@ -473,49 +425,3 @@ class LayeredAdaptiveImportanceSampling(_Layered, AdaptiveImportanceSampling):
 MeanPassGradient.layered = LayeredMeanPassGradient
 StraightThroughGradient.layered = LayeredStraightThroughGradient
 AdaptiveImportanceSampling.layered = LayeredAdaptiveImportanceSampling
-
-
-# ---- Gaussian helpers on a bare log_joint (tests use them) ----------------------------------------------
-LogJoint = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]   # (x (B, D), h (S, B, K)) -> (S, B)
-
-
-def diag_gaussian(mu: torch.Tensor, log_std: torch.Tensor) -> D.Distribution:
-    """q̃(h|x; z) = N(μ, diag σ²) as torch.distributions: batch (B,), event (K,)."""
-    return GAUSSIAN.dist(mu, log_std)
-
-
-def gaussian_entropy(log_std: torch.Tensor) -> torch.Tensor:
-    """H(N(μ, diag σ²)) = K/2 (1 + log 2π) + Σ_k log σ_k, shape (B,)."""
-    return GAUSSIAN.entropy((None, log_std))
-
-
-def gaussian_kl(mu_p: torch.Tensor, log_std_p: torch.Tensor, mu_q: torch.Tensor, log_std_q: torch.Tensor
-                ) -> torch.Tensor:
-    """KL(N(μ_p, σ_p²) ‖ N(μ_q, σ_q²)) for diagonal Gaussians in closed form, shape (B,).
-
-        KL = Σ_k [ log σ_q − log σ_p + (σ_p² + (μ_p − μ_q)²) / (2 σ_q²) − ½ ]
-
-    Hjelm et al. 2015 Eq. 6 with p = q̃ (the refined posterior) and q = q_φ (the encoder).
-    """
-    return GAUSSIAN.kl((mu_p, log_std_p), (mu_q, log_std_q))
-
-
-class _LogJointModel:
-    """Adapts a bare ``log_joint`` callable to the model interface the refiners take."""
-
-    family = GAUSSIAN
-
-    def __init__(self, fn: LogJoint):
-        self.log_joint = fn
-
-
-def gaussian_bound(log_joint: LogJoint, x: torch.Tensor, mu: torch.Tensor, log_std: torch.Tensor,
-                   num_samples: int = 1, generator: torch.Generator | None = None,
-                   noise: torch.Tensor | None = None) -> torch.Tensor:
-    """Per-datapoint bound (1/N) Σ_n log p(x, μ + σ ⊙ ε⁽ⁿ⁾) + H(q̃), shape (B,).
-
-    ``noise`` (N, B, K) replaces the draw of ε from ``generator`` (common random numbers).
-    """
-    if noise is None:
-        return entropy_bound(_LogJointModel(log_joint), x, (mu, log_std), GAUSSIAN, num_samples, generator)
-    return log_joint(x, mu + log_std.exp() * noise).mean(0) + gaussian_entropy(log_std)

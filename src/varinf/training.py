@@ -35,34 +35,33 @@ import logging
 import math
 import time
 import uuid
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from varinf.checkpoint import (_OWNER as _OWNER_TOKEN, MAX_RECORD_BYTES, atomic_write_json, atomic_write_text,
+from varinf.checkpoint import (_OWNER as _OWNER_TOKEN, atomic_write_json, atomic_write_text,
                                decode_rng_state, encode_rng_state, read_checkpoint, remove_stale_files, restore,
                                save_checkpoint)
-from varinf.config import PATIENCE_OFF, RULES, TrainConfig, config_from_dict, config_from_saved
+from varinf.config import PATIENCE_OFF, TrainConfig, config_from_saved
 from varinf.contract import check_amortized
 from varinf.data import Dataset, check_data, iterate_batches, load_dataset
 from varinf.distributed import (Context, GradSync, all_reduce_sum, batch_shard, broadcast_error, context,
                                 process_device, shard_bounds, sync_generator)
 from varinf.errors import CheckpointError, ConfigError, DataError, VarinfError
-from varinf.infer import METHODS, Method, make_optimizer, make_optimizers
+from varinf.infer import Method, make_optimizers
 from varinf.likelihoods import needs_binary_data
 from varinf.models import MODEL_KINDS, SBNConfig, VAEConfig, kind_of
-from varinf.runfiles import read_regular, refuse_link, shown
+from varinf.runfiles import refuse_link, shown
 from varinf.runlock import run_lock
+# load_model, load_method, load_weights, resume_config and saved_config are re-exported (see __all__ below)
+from varinf.runs import (NOTHING_TO_RESUME, CHECKPOINTS, CONFIG, CUSTOM, METRICS, read_json, refuse_changes,
+                         _WithMethodState, load_method, load_model, load_weights, method_for, resolve_device,
+                         resume_config, saved_config, trained_epochs)
 from varinf.tensorboard_log import EpochBoard
 
-CHECKPOINTS = "checkpoints"
-CONFIG = "config.json"
-METRICS = "metrics.jsonl"
 log = logging.getLogger(__name__)          # per-epoch lines (INFO); ``varinf train`` shows them unless --quiet
-CUSTOM = "custom"
 
 
 @dataclass
@@ -73,13 +72,6 @@ class TrainResult:
     best_valid_elbo: float
     stopped_early: bool
     history: list[dict]
-
-
-def resolve_device(name: str) -> torch.device:
-    name = RULES["device"](name)              # cpu, cuda or cuda:N, else a one-line ConfigError
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} was asked for but torch sees no CUDA device; use --device cpu")
-    return torch.device(name)
 
 
 def model_config(cfg: TrainConfig, dataset: Dataset) -> VAEConfig | SBNConfig:
@@ -99,11 +91,6 @@ def build_model(mcfg: VAEConfig | SBNConfig, seed: int, device: torch.device):
         torch.manual_seed(seed)
         model = MODEL_KINDS[kind_of(mcfg)][0](mcfg)
     return model.to(device)
-
-
-def method_for(cfg: TrainConfig, model, data_dim: int) -> Method:
-    """The training method ``cfg.method`` on ``model``, built from the run's settings (the registry's builder)."""
-    return METHODS[cfg.method].build(model, cfg.resolved(), data_dim)
 
 
 def build_method(cfg: TrainConfig, device: torch.device):
@@ -148,60 +135,14 @@ def optimizers_for(cfg: TrainConfig, method: Method) -> dict[str, torch.optim.Op
     return make_optimizers(method, cfg.optimizer, cfg.lr, cfg.warmup_steps)
 
 
-class _WithMethodState:
-    """What a checkpoint saves as "the model": the model's tensors plus ``method.*`` for a method's own state.
-
-    Methods with state outside their optimizers (NVIL's baseline network and running moments)
-    expose it as ``method.state_module()``; ``load_model`` ignores those tensors.
-    """
-
-    PREFIX = "method."
-
-    def __init__(self, model: torch.nn.Module, extra: torch.nn.Module | None):
-        self.model, self.extra = model, extra
-
-    def state_dict(self) -> dict:
-        d = dict(self.model.state_dict())
-        if self.extra is not None:
-            d.update({self.PREFIX + k: v for k, v in self.extra.state_dict().items()})
-        return d
-
-    def load_state_dict(self, state: dict) -> None:
-        self.model.load_state_dict({k: v for k, v in state.items() if not k.startswith(self.PREFIX)})
-        if self.extra is not None:
-            self.extra.load_state_dict({k[len(self.PREFIX):]: v for k, v in state.items()
-                                        if k.startswith(self.PREFIX)})
-
-
-# Optimizer names of the checkpoint layout before one optimizer per parameter group (varinf ≤ 0.1):
-# name -> the parameters it held, in order. Their state moves to the group that now holds each parameter.
-_LEGACY_OPTIMIZERS = {
-    "model": lambda model, method: list(model.parameters()),
-    "decoder": lambda model, method: list(model.decoder.parameters()),
-    "encoder": lambda model, method: list(model.encoder.parameters()),
-}
-
-
 def restore_training_state(tensors: dict, meta: dict, model, method: Method,
-                           optimizers: dict[str, torch.optim.Optimizer], cfg: TrainConfig) -> None:
-    """Load weights and optimizer state; checkpoints of the older per-method layout are converted."""
+                           optimizers: dict[str, torch.optim.Optimizer]) -> None:
+    """Load weights and optimizer state; a checkpoint whose optimizers are not the method's groups is refused."""
     saved = set(meta.get("optimizers", {}))
-    if saved == set(optimizers):
-        restore(tensors, meta, model=_WithMethodState(model, method.state_module()), optimizers=optimizers)
-        return
-    legacy = {name: _LEGACY_OPTIMIZERS[name](model, method) if name in _LEGACY_OPTIMIZERS
-              else method.parameter_groups().get(name) for name in saved}
-    if any(params is None for params in legacy.values()):
+    if saved != set(optimizers):
         raise CheckpointError(f"checkpoint optimizers {sorted(saved)} do not fit method {method.name} "
                               f"(expects {sorted(optimizers)}); resume it with the varinf version that wrote it")
-    old = {name: make_optimizer(params, cfg.optimizer, cfg.lr, cfg.warmup_steps) for name, params in legacy.items()}
-    restore(tensors, meta, model=_WithMethodState(model, method.state_module()), optimizers=old)
-    for opt in optimizers.values():
-        for group in opt.param_groups:
-            for p in group["params"]:
-                source = next((o for o in old.values() if p in o.state), None)
-                if source is not None:
-                    opt.state[p] = source.state[p]
+    restore(tensors, meta, model=_WithMethodState(model, method.state_module()), optimizers=optimizers)
 
 
 def load_training_data(cfg: TrainConfig, device: torch.device, require_binary: bool = True) -> Dataset:
@@ -310,81 +251,6 @@ def _write_metrics(run_dir: Path, history: list[dict], owner: str) -> None:
     atomic_write_text(run_dir / METRICS, "".join(json.dumps(r, allow_nan=False) + "\n" for r in history), owner)
 
 
-def _read_json(path: Path) -> dict | None:
-    """A run file varinf wrote (config.json), parsed; None when absent; CheckpointError when unusable."""
-    try:
-        return json.loads(read_regular(path, MAX_RECORD_BYTES))
-    except FileNotFoundError:
-        return None
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise CheckpointError(f"{path} is unreadable ({shown(str(exc), 80)}); it is the run's settings — restore it "
-                              "or start a new run directory") from None
-
-
-def saved_config(run_dir: str | Path) -> TrainConfig | None:
-    """The settings a run directory was started with (config.json), or None before its start."""
-    path = Path(run_dir) / CONFIG
-    info = _read_json(path)
-    if info is None:
-        return None
-    try:
-        return config_from_saved(info["train"], what=str(path))
-    except (KeyError, TypeError) as exc:
-        raise CheckpointError(f"{path} is unreadable ({shown(str(exc), 80)}); it is the run's settings — restore it "
-                              "or start a new run directory") from None
-
-
-def trained_epochs(run_dir: str | Path) -> int:
-    """How many epochs ``RUN_DIR/metrics.jsonl`` records (its non-blank lines; 0 when absent)."""
-    try:
-        text = read_regular(Path(run_dir) / METRICS, MAX_RECORD_BYTES)
-    except FileNotFoundError:
-        return 0
-    return sum(1 for line in text.splitlines() if line.strip())
-
-
-def resume_config(run_dir: str | Path, **changes) -> TrainConfig:
-    """The run's saved settings with ``changes`` applied; only settings that are safe to change may differ.
-
-    ``epochs``, ``patience`` (0: early stopping off), ``device``, ``data_dir`` and ``threads`` may
-    change (a different thread count warns: the result is then not bit-identical). Any other setting
-    that differs from the saved one is refused with the list of differences. A change of None means
-    "not given" (the run's value stays).
-    """
-    saved = saved_config(run_dir)
-    if saved is None:
-        raise CheckpointError(_NOTHING_TO_RESUME.format(run_dir=run_dir))
-    changes = {k: v for k, v in changes.items() if v is not None}
-    current = saved.resolved().to_dict()                 # a saved None (the method's default) as its value
-    unknown = sorted(set(changes) - set(current))
-    if unknown:
-        raise ConfigError(f"unknown setting(s) {unknown}; known: {sorted(current)}")
-    _refuse_changes(run_dir, current, changes)
-    if changes.get("threads") not in (None, saved.threads):
-        warnings.warn(f"resuming {run_dir} with {changes['threads']} threads (it ran with {saved.threads}): the "
-                      "result will not be bit-identical to an unbroken run", stacklevel=2)
-    return config_from_dict({**current, **changes})
-
-
-_NOTHING_TO_RESUME = ("{run_dir} holds no saved settings (config.json) to resume: the run was stopped before it "
-                      "began, or never started there; start it again with its settings and without --resume")
-
-
-def _refuse_changes(run_dir, current: dict, given: dict) -> None:
-    """ConfigError listing the settings of ``given`` that differ from ``current`` (the run's saved settings,
-    resolved) and may not change on resume."""
-    diff = {k: (current[k], v) for k, v in given.items()                    # compared as validated ("a" is "A")
-            if k not in TrainConfig.RESUMABLE_CHANGES and _normal(RULES[k](v)) != _normal(current[k])}
-    if diff:
-        listed = ", ".join(f"{k}: saved {shown(a, 40)}, given {shown(b, 40)}" for k, (a, b) in sorted(diff.items()))
-        raise ConfigError(f"cannot resume {run_dir} with other settings ({listed}); only "
-                          f"{', '.join(TrainConfig.RESUMABLE_CHANGES)} may change on --resume")
-
-
-def _normal(v):
-    return list(v) if isinstance(v, tuple) else v
-
-
 def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progress: bool = True,
           model=None, data: Dataset | None = None, tensorboard: bool = False) -> TrainResult:
     """Train ``cfg.method`` into ``run_dir``; see the module docstring.
@@ -411,9 +277,33 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"--out {run_dir} is an existing file; give a directory for the run")
     if resume and saved_config(run_dir) is None:
-        raise CheckpointError(_NOTHING_TO_RESUME.format(run_dir=run_dir))
+        raise CheckpointError(NOTHING_TO_RESUME.format(run_dir=run_dir))
     ctx = context()
     device = resolve_device(process_device(cfg.device, ctx))
+    with _process_settings(cfg, device):
+        return _train(cfg, run_dir, resume, progress, model, data, tensorboard, ctx, device)
+
+
+@contextlib.contextmanager
+def _process_settings(cfg: TrainConfig, device: torch.device):
+    """The run's thread count and, on CUDA, its TF32 setting (off unless ``--tf32``), for the run only:
+    the caller's values are restored when ``train`` returns or raises."""
+    threads = torch.get_num_threads()
+    tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    try:
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        if device.type == "cuda":             # TF32 matmuls: off unless asked for (--tf32)
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = cfg.tf32
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
+
+
+def _train(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool, model, data, tensorboard: bool,
+           ctx: Context, device: torch.device) -> TrainResult:
+    """``train`` after its checks, under the run's process settings."""
     if not ctx.is_main:                       # wait until rank 0 holds the lock and has cleaned the directory
         broadcast_error(None, ctx, device)
         setup = _setup(cfg, model, data, ctx)
@@ -465,10 +355,6 @@ class _Start:
 
 def _setup(cfg: TrainConfig, model, data, ctx: Context) -> _Setup:
     device = resolve_device(process_device(cfg.device, ctx))
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    if device.type == "cuda":                 # TF32 matmuls: off unless asked for (--tf32)
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = cfg.tf32
     if model is None:
         if cfg.model == CUSTOM:
             raise ConfigError("model 'custom' trains a model object: pass model=... (and data=...) to varinf.train")
@@ -501,8 +387,8 @@ def _start_state(s: _Setup, run_dir: Path, resume: bool) -> _Start:
     if resume:
         saved = saved_config(run_dir)
         if saved is None:
-            raise CheckpointError(_NOTHING_TO_RESUME.format(run_dir=run_dir))
-        _refuse_changes(run_dir, saved.resolved().to_dict(), cfg.to_dict())
+            raise CheckpointError(NOTHING_TO_RESUME.format(run_dir=run_dir))
+        refuse_changes(run_dir, saved.resolved().to_dict(), cfg.to_dict())
     if resume and not has_checkpoint:
         if trained:
             raise CheckpointError(f"cannot resume {run_dir}: {METRICS} records {trained} trained epoch(s) but "
@@ -518,7 +404,7 @@ def _start_state(s: _Setup, run_dir: Path, resume: bool) -> _Start:
                 if cfg.architecture_dict()[k] != v}
         raise CheckpointError(f"cannot resume {run_dir}: its checkpoint was trained with other settings "
                               f"(saved vs now: {shown(diff)})")
-    restore_training_state(tensors, meta, s.model, s.method, s.optimizers, cfg)
+    restore_training_state(tensors, meta, s.model, s.method, s.optimizers)
     try:
         start.gen.set_state(decode_rng_state(meta["rng_state"]))
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
@@ -542,7 +428,7 @@ def _write_settings(s: _Setup, run_dir: Path, resume: bool, ctx: Context) -> str
     config.json is rewritten with the settings it continues with (only resumable ones differ).
     """
     path = run_dir / CONFIG
-    old = _read_json(path) if resume else None
+    old = read_json(path) if resume else None
     run_id = old.get("run_id") if isinstance(old, dict) else None
     if not (isinstance(run_id, str) and _OWNER_TOKEN.fullmatch(run_id)):
         run_id = uuid.uuid4().hex[:16]        # a new run (or one started by a varinf without run ids)
@@ -620,79 +506,7 @@ def _train_loop(s: _Setup, run_dir: Path, start: _Start, owner: str | None, prog
     return TrainResult(run_dir, len(history), best_epoch, best_valid, stopped_early, history)
 
 
-def load_model(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu") -> tuple[torch.nn.Module, TrainConfig,
-                                                                                           dict]:
-    """Rebuild the built-in model of a run directory from its checkpoint: (model, train config, checkpoint meta).
-
-    The model kind comes from the checkpoint's ``model_kind`` ("vae" when absent: older runs). A run
-    of a user's model is reloaded with [`load_weights`][varinf.training.load_weights] instead.
-    """
-    model, cfg, meta, tensors = _model_of_checkpoint(run_dir, checkpoint)
-    _restore_model_only(tensors, meta, model)
-    return model.to(resolve_device(device)).eval(), cfg, meta
-
-
-def load_method(run_dir: str | Path, checkpoint: str = "best", device: str = "cpu") -> tuple[Method, TrainConfig, dict]:
-    """The training method of a built-in run, as it stood at ``checkpoint``: (method, train config, meta).
-
-    The model as [`load_model`][varinf.training.load_model] rebuilds it, plus the method's own learned state (HVI's step
-    sizes and reverse model, NVIL's baseline), so that ``method.validation_bound(x, S, generator)``
-    is the run's training objective on any data, e.g. the test split.
-    """
-    model, cfg, meta, tensors = _model_of_checkpoint(run_dir, checkpoint)
-    method = method_for(cfg, model, model.config.data_dim)
-    extra = method.state_module()
-    restore(tensors, meta, model=_WithMethodState(model, extra))      # the model's and the method's tensors
-    for module in (model, extra):
-        if module is not None:
-            module.to(resolve_device(device)).eval()
-    return method, cfg, meta
-
-
-def _model_of_checkpoint(run_dir: str | Path, checkpoint: str) -> tuple[torch.nn.Module, TrainConfig, dict, dict]:
-    """The built-in model a checkpoint describes, not yet loaded, with (config, meta, the checkpoint's tensors)."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise CheckpointError(f"run directory {run_dir} does not exist")
-    tensors, meta = read_checkpoint(run_dir / CHECKPOINTS, checkpoint)
-    kind = meta.get("model_kind", "vae")
-    if kind == CUSTOM:
-        raise CheckpointError(f"{run_dir} trained a user-defined model ({meta.get('model', {}).get('class')}); "
-                              "build it in Python and call varinf.load_weights(model, run_dir)")
-    try:
-        cfg = config_from_saved(meta["config"], what=f"checkpoint {run_dir / CHECKPOINTS / checkpoint}.json")
-        model_cls, config_cls = MODEL_KINDS[kind]
-        mcfg = config_cls(**meta["model"])
-        with torch.device("meta"):            # sizes from the record, checked against the weights before allocating
-            _check_shapes(model_cls(mcfg), tensors, run_dir / CHECKPOINTS / f"{checkpoint}.json")
-    except (TypeError, KeyError, VarinfError) as exc:
-        raise CheckpointError(f"checkpoint {run_dir / CHECKPOINTS / checkpoint}.json has an unreadable config: "
-                              f"{exc}") from None
-    return model_cls(mcfg), cfg, meta, tensors
-
-
-def _check_shapes(model: torch.nn.Module, tensors: dict, json_path: Path) -> None:
-    """CheckpointError unless every tensor of ``model`` (built on the meta device: no memory) is in the weights
-    with its shape, so that a record's sizes never ask for more memory than its weights file holds."""
-    for key, t in model.state_dict().items():
-        saved = tensors.get("model." + key)
-        if saved is None or tuple(saved.shape) != tuple(t.shape):
-            raise CheckpointError(f"checkpoint was written by a model of another configuration: {key} has shape "
-                                  f"{None if saved is None else tuple(saved.shape)} in the weights, the record "
-                                  f"{json_path} describes {shown(tuple(t.shape), 60)}")
-
-
-def load_weights(model: torch.nn.Module, run_dir: str | Path, checkpoint: str = "best") -> dict:
-    """Load a run's weights into ``model`` (built by the caller, e.g. a user-defined model); returns the meta."""
-    tensors, meta = read_checkpoint(Path(run_dir) / CHECKPOINTS, checkpoint)
-    _restore_model_only(tensors, meta, model)
-    return meta
-
-
-def _restore_model_only(tensors: dict, meta: dict, model: torch.nn.Module) -> None:
-    prefix = "model." + _WithMethodState.PREFIX
-    restore({k: v for k, v in tensors.items() if not k.startswith(prefix)}, meta, model=model)
-
-
-__all__ = ["train", "train_epoch", "TrainResult", "load_model", "load_method", "load_weights", "build_method", "build_model",
-           "model_config", "load_training_data", "method_for", "optimizers_for", "resume_config", "saved_config"]
+# load_model, load_method, load_weights, resume_config, saved_config and method_for live in varinf.runs and
+# stay importable from here
+__all__ = ["train", "train_epoch", "TrainResult", "build_method", "build_model", "model_config", "load_training_data",
+           "optimizers_for"]

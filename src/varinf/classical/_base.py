@@ -210,10 +210,6 @@ class CoordinateAscent(BaseEstimator, ABC):
         Each subclass labels every term and cites its equation where it computes it.
         """
 
-    def _bound(self, data) -> float:
-        """The total objective: the sum of ``_bound_terms``."""
-        return float(sum(self._bound_terms(data).values()))
-
     def _finalize(self, data) -> None:
         """Hook run once after the last sweep (e.g. to set public attributes)."""
 

@@ -581,9 +581,10 @@ def fit_fhmm_inference_network(params: FHMMParams, Y, *, hidden: int = 32, n_ite
     n_iter = _check_int(n_iter, "n_iter", 1)
     _check_int(hidden, "hidden", 1)
     _check_real(lr, "lr", 0.0, strict=True)
-    torch.manual_seed(seed)
     m, l_, d = params.shape
-    net = FHMMInferenceNetwork(d, m, l_, hidden)
+    with torch.random.fork_rng(devices=[]):   # the initial weights from ``seed``; the caller's global RNG untouched
+        torch.manual_seed(seed)
+        net = FHMMInferenceNetwork(d, m, l_, hidden)
     net.y_mean.copy_(y.mean((0, 1)))
     net.y_std.copy_(y.std((0, 1)) + 1e-8)
     p = _torch_model(params)

@@ -204,8 +204,9 @@ def fit_amortised(model: BinaryLatentFactorModel, X, *, hidden: int = 64, n_iter
     """
     x = model.check_x(X)
     n_iter = _check_int(n_iter, "n_iter", 1)
-    torch.manual_seed(seed)
-    enc = AmortisedMeanField(model.n_outputs, model.latent_dim, hidden)
+    with torch.random.fork_rng(devices=[]):   # the initial weights from ``seed``; the caller's global RNG untouched
+        torch.manual_seed(seed)
+        enc = AmortisedMeanField(model.n_outputs, model.latent_dim, hidden)
     opt = torch.optim.Adam(enc.parameters(), lr=lr)
     trace = []
     for it in range(n_iter):

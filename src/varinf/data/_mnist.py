@@ -13,7 +13,7 @@ import torch
 from ..errors import DataError, DatasetNotFoundError
 from ._dataset import Dataset
 
-__all__ = ["load_mnist", "load_mnist_t10k_split", "read_idx", "MNIST_FILES", "MNIST_MD5", "MNIST_SHA256", "MNIST_TRAIN_SIZE", "file_md5",
+__all__ = ["load_mnist", "load_mnist_t10k_split", "read_idx", "MNIST_FILES", "MNIST_MD5", "MNIST_SHA256", "MNIST_TRAIN_SIZE",
            "file_digest"]
 
 #: (images, labels) files per source split.
@@ -49,10 +49,6 @@ def file_digest(path: Path, algorithm: str) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
-
-
-def file_md5(path: Path) -> str:
-    return file_digest(path, "md5")
 
 
 def _verify_digests(path: Path) -> None:

@@ -24,6 +24,7 @@ from torch import nn
 
 from varinf.contract import check_amortized, split_parameters
 from varinf.errors import ConfigError
+from varinf.objectives import entropy_bound
 
 __all__ = ["Method", "Losses", "apply_losses", "make_optimizer", "add_linear_warmup", "make_optimizers",
            "OPTIMIZERS"]
@@ -71,7 +72,6 @@ class Method:
     @torch.no_grad()
     def validation_bound(self, x: torch.Tensor, num_samples: int, generator: torch.Generator) -> torch.Tensor:
         """(1/S) Σ_s log p(x, h_s) + H(q_φ), h_s ~ q_φ(h|x): the encoder's bound, (B,)."""
-        from varinf.refinement import entropy_bound
         return entropy_bound(self.model, x, self.model.encode(x), self.family, num_samples, generator)
 
     def step(self, x: torch.Tensor, generator: torch.Generator, optimizers: dict[str, torch.optim.Optimizer],

@@ -2,7 +2,7 @@
 
     −L_e = log p(x|μ) + E_q[log p(h)] + H(q),   μ = σ(ℓ_φ(x)),
 
-ascended in encoder and decoder jointly (``varinf.refinement.mean_pass_objective``, the same
+ascended in encoder and decoder jointly (``varinf.objectives.mean_pass_objective``, the same
 function MPVI's refiner ascends in the logits). Not a bound on log p(x), so ``validation_bound``
 reports the Monte Carlo ELBO of q_φ.
 """
@@ -10,7 +10,7 @@ reports the Monte Carlo ELBO of q_φ.
 from __future__ import annotations
 
 from varinf.infer._base import Losses, Method
-from varinf.refinement import mean_pass_objective
+from varinf.objectives import mean_pass_objective
 
 __all__ = ["MeanPass"]
 

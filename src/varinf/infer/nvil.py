@@ -24,7 +24,7 @@ from torch import nn
 
 from varinf.contract import log_joint
 from varinf.distributed import global_moments
-from varinf.infer._base import Losses, Method
+from varinf.infer._base import Losses, Method, apply_losses
 from varinf.objectives import score_function_terms
 
 __all__ = ["NVIL", "NVILState"]
@@ -44,16 +44,22 @@ class NVILState(nn.Module):
         return self.net(x).squeeze(-1)
 
     @torch.no_grad()
-    def update(self, residual: torch.Tensor) -> None:
-        """Move (c, v) towards the batch mean and variance of l − b_ψ(x).
+    def updated(self, residual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(c, v) moved towards the batch mean and variance of l − b_ψ(x): c ← α c + (1 − α) mean, likewise v.
 
-        Under data parallelism the moments are those of the whole global minibatch (all processes'
-        rows, ``varinf.distributed.global_moments``), so every process keeps the same (c, v) as one
-        process would.
+        Returns the new values and leaves the state as it is ([`set_moments`][varinf.infer.nvil.NVILState.set_moments]
+        stores them, in ``NVIL.step``). Under data parallelism the moments are those of the whole global
+        minibatch (all processes' rows, ``varinf.distributed.global_moments``), so every process keeps the
+        same (c, v) as one process would.
         """
         mean, var = global_moments(residual)
-        self.mean.mul_(self.alpha).add_((1 - self.alpha) * mean)
-        self.var.mul_(self.alpha).add_((1 - self.alpha) * var)
+        return self.mean * self.alpha + (1 - self.alpha) * mean, self.var * self.alpha + (1 - self.alpha) * var
+
+    @torch.no_grad()
+    def set_moments(self, mean: torch.Tensor, var: torch.Tensor) -> None:
+        """Store the running moments (c, v)."""
+        self.mean.copy_(mean)
+        self.var.copy_(var)
 
 
 class NVIL(Method):
@@ -77,15 +83,27 @@ class NVIL(Method):
         return self.state
 
     def losses(self, x, generator):
+        """The losses of one step, computed with the running moments this batch moves them to (a pure function:
+        ``step`` stores the moments)."""
+        return self._losses_and_moments(x, generator)[0]
+
+    def step(self, x, generator, optimizers, grad_sync=None):
+        """One update of θ, φ and ψ, then the running moments (c, v) moved by this batch."""
+        out, moments = self._losses_and_moments(x, generator)
+        bound = apply_losses(out, self.parameter_groups(), optimizers, grad_sync)
+        self.state.set_moments(*moments)
+        return bound
+
+    def _losses_and_moments(self, x, generator) -> tuple[Losses, tuple[torch.Tensor, torch.Tensor]]:
         params = self.model.encode(x)
         b = self.state(x)                                                            # b_ψ(x)   (B,)
         h = self.family.draw(params, self.samples, generator).detach()               # (S, B, K)
         lj, log_q = log_joint(self.model, x, h), self.family.log_prob(params, h)     # (S, B)
         signal = (lj - log_q).detach()                                               # l        (S, B)
-        self.state.update(signal - b.detach())
-        centre = self.state.mean + b.detach()                                        # c + b_ψ(x)
-        scale = self.state.var.sqrt().clamp(min=1.0)                                 # max(1, √v)
+        mean, var = self.state.updated(signal - b.detach())                          # (c, v) after this batch
+        centre = mean + b.detach()                                                   # c + b_ψ(x)
+        scale = var.sqrt().clamp(min=1.0)                                            # max(1, √v)
         surrogate = score_function_terms(lj, log_q, centre, scale).mean()            # θ and φ
-        baseline_loss = ((signal - self.state.mean - b) ** 2).mean()                 # ψ
+        baseline_loss = ((signal - mean - b) ** 2).mean()                            # ψ
         return Losses({"generative": -surrogate, "inference": -surrogate, "baseline": baseline_loss},
-                      signal.mean(0))
+                      signal.mean(0)), (mean, var)

@@ -34,7 +34,8 @@ import torch
 
 from varinf.contract import log_joint
 from varinf.infer._base import Losses, Method
-from varinf.refinement import Refiner, entropy_bound
+from varinf.objectives import entropy_bound
+from varinf.refinement import Refiner
 
 __all__ = ["RefinedEM", "m_step_objective", "encoder_kl_loss"]
 

@@ -17,7 +17,8 @@ import torch
 
 from varinf.infer._base import Losses
 from varinf.infer.refined_em import RefinedEM, m_step_objective
-from varinf.refinement import GradientRefiner, entropy_bound
+from varinf.objectives import entropy_bound
+from varinf.refinement import GradientRefiner
 
 __all__ = ["SAVAE", "semi_amortized_bound"]
 

@@ -2,7 +2,7 @@
 
 Forward pass with real samples h ~ Bernoulli(σ(ℓ_φ(x))); the gradient of log p(x|h) with respect
 to h is passed straight to the logits ℓ (Eq. 8), then back-propagated into φ
-(``varinf.refinement.straight_through_objective``, the same function STVI's refiner ascends).
+(``varinf.objectives.straight_through_objective``, the same function STVI's refiner ascends).
 The prior and entropy terms are exact. The value is an unbiased ELBO estimate; the encoder
 gradient is biased.
 """
@@ -10,7 +10,7 @@ gradient is biased.
 from __future__ import annotations
 
 from varinf.infer._base import Losses, Method
-from varinf.refinement import straight_through_objective
+from varinf.objectives import straight_through_objective
 
 __all__ = ["StraightThrough"]
 

@@ -136,7 +136,6 @@ class ConvEncoder(nn.Module):
         self.conv = nn.Sequential(*layers)
         flat = c * (h >> n_down) * (w >> n_down)
         self.head = _mlp([flat, *cfg.hidden, 2 * cfg.latent_dim], cfg.activation)
-        self.head_act = act()
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         feats = self.conv(x.reshape(-1, 1, *self.image_shape)).flatten(1)
