@@ -518,6 +518,10 @@ CLI_CASES = [
          and evaluate(ws), ("best.json", "best_valid_elbo")),
     Case("ckpt-sizes-ask-for-terabytes", lambda ws: ws.edit(ws.ckpt(), lambda m: m["model"].update(
         latent_dim=4_000_000, hidden=[4_000_000, 4_000_000])) and evaluate(ws), ("another configuration", "best.json")),
+    Case("resume-config-json-asks-for-terabytes", lambda ws: ws.edit(ws.run / "config.json", lambda c: c["train"].update(
+        latent_dim=4_000_000, hidden=[4_000_000, 4_000_000])) and resume(ws), ("latent_dim=4000000", "GiB")),
+    Case("train-latent-dim-asks-for-terabytes", lambda ws: train(ws, "--latent-dim", "100000000000"),
+         ("latent_dim=100000000000", "GiB")),
     # ---- issue #18: only regular files are read (a FIFO would block for ever)
     Case("ckpt-weights-fifo", lambda ws: _fifo(ws.weights()) and evaluate(ws), ("best-000001.safetensors", "regular")),
     Case("ckpt-record-fifo", lambda ws: _fifo(ws.ckpt()) and ["plot", ws.run], ("best.json", "regular")),

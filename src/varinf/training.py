@@ -33,6 +33,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import time
 import uuid
 from dataclasses import dataclass
@@ -85,9 +86,32 @@ def model_config(cfg: TrainConfig, dataset: Dataset) -> VAEConfig | SBNConfig:
                      channels=cfg.channels, likelihood=cfg.likelihood)
 
 
+def memory_bytes(device: torch.device) -> int:
+    """The memory a model on ``device`` can use at most: the GPU's, or this machine's physical memory."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")      # POSIX, as the run lock
+
+
+def check_model_size(mcfg: VAEConfig | SBNConfig, device: torch.device) -> None:
+    """ConfigError unless the model's parameters fit in ``device``'s memory, counted on the meta device
+    (no memory used), so settings asking for terabytes (a typo, a crafted config.json) fail in one line."""
+    with torch.device("meta"):
+        model = MODEL_KINDS[kind_of(mcfg)][0](mcfg)
+    needed = sum(p.numel() * p.element_size() for p in model.parameters())
+    available = memory_bytes(device)
+    if needed > available:
+        sizes = ", ".join(f"{k}={v}" for k, v in mcfg.to_dict().items() if k in ("latent_dim", "hidden", "channels"))
+        raise ConfigError(f"the model of these settings ({sizes}) has {needed / 2 ** 30:.3g} GiB of parameters, "
+                          f"more than the {available / 2 ** 30:.3g} GiB of {device.type} memory; "
+                          "choose smaller latent_dim, hidden or channels")
+
+
 def build_model(mcfg: VAEConfig | SBNConfig, seed: int, device: torch.device):
-    """Construct the model with parameters initialised from ``seed`` (the global RNG is left untouched)."""
-    with torch.random.fork_rng(devices=[]):
+    """Construct the model with parameters initialised from ``seed`` (the global RNG is left untouched),
+    after checking on the meta device that its parameters fit in the device's memory."""
+    with torch.random.fork_rng(devices=[]):   # the global RNG is left untouched, by the check too
+        check_model_size(mcfg, device)
         torch.manual_seed(seed)
         model = MODEL_KINDS[kind_of(mcfg)][0](mcfg)
     return model.to(device)
