@@ -43,10 +43,6 @@ MAX_SEED = 2 ** 63 - 1
 AUTOCAST = ("bf16",)
 MAX_TOML_BYTES = 1 << 20              # a settings file is a few hundred bytes
 
-# The method-dependent settings and their values where a method's registry entry
-# (varinf.infer.METHODS[name].defaults) gives none. avi_rate: every AVI refiner, at training or at
-# test time on a run of any method, defaults to varinf's damped step γ = 0.1 (Eq. 9 as printed is γ = 1).
-
 # The network size where the settings give none (None, resolved where used, as the method's defaults):
 # the dataset's own (digits is 64-dimensional with 1197 training images; 8 latents and 256 hidden units
 # had the best validation bound of the sizes tried, docs/RESULTS.md §3), else Hjelm et al. 2015 Table 1's
@@ -54,6 +50,9 @@ MAX_TOML_BYTES = 1 << 20              # a settings file is a few hundred bytes
 SIZE_DEFAULTS = {"digits": dict(latent_dim=8, hidden=(256,))}
 GENERIC_SIZE = dict(latent_dim=200, hidden=(500,))
 
+# The method-dependent settings and their values where a method's registry entry
+# (varinf.infer.METHODS[name].defaults) gives none. avi_rate: every AVI refiner, at training or at
+# test time on a run of any method, defaults to varinf's damped step γ = 0.1 (Eq. 9 as printed is γ = 1).
 GENERIC_DEFAULTS = dict(samples=1, refine_steps=0, inference_rate=5e-3, refine_optimizer="sgd", refine_samples=20,
                         avi_rate=AVI_DEFAULT_RATE, valid_refine_steps=0, leapfrog_steps=0,
                         temperature=None)        # None: the method has no relaxation
