@@ -120,7 +120,7 @@ def main() -> None:
 
     data = load_dataset("binarized-mnist", args.data_dir)
     x = data.split("train")[: args.train_size]
-    cfg = make_config(dataset="binarized-mnist", lr=1e-3, batch_size=args.batch_size)   # Table 1 network
+    cfg = make_config(dataset="binarized-mnist", lr=1e-3, batch_size=args.batch_size).resolved()   # Table 1 network
     mcfg = VAEConfig(data_dim=784, latent_dim=cfg.latent_dim, hidden=cfg.hidden, activation=cfg.activation)
 
     varinf_model = build_model(mcfg, 0, torch.device("cpu"))
