@@ -69,9 +69,11 @@ from safetensors.torch import save
 
 from varinf.checkpoint import atomic_write_bytes, atomic_write_json
 from varinf.config import TrainConfig
+from varinf.contract import posterior
 from varinf.data import check_data, load_dataset
 from varinf.distributed import Context, all_reduce_sum, broadcast_error, context, process_device
 from varinf.errors import CheckpointError, ConfigError, VarinfError
+from varinf.families import Posterior
 from varinf.infer import DEFAULT_REFINERS, METHODS
 from varinf.objectives import chunk_summaries, combine_chunks, entropy_bound
 from varinf.refinement import Refiner
@@ -342,18 +344,18 @@ def evaluate_model(model, x: torch.Tensor, *, nll_samples: int = 5000, batch_siz
         rows = slice(i, i + batch_size)
         gen = batch_generator(seed, stream, b, device)
         xb = x[rows]
-        params = model.encode(xb) if refiner is None else refiner.start(model, xb)
+        q = posterior(model, xb) if refiner is None else refiner.start(model, xb)    # q_φ
         if refiner is not None:
             trace = []
-            for t, params_t in enumerate(refiner.iterate(model, xb, params, gen)):
+            for t, q_t in enumerate(refiner.iterate(model, q, xb, gen)):
                 if t in sweep:
-                    trace.append(entropy_bound(model, xb, params_t, refiner.family, SWEEP_SAMPLES, gen))
+                    trace.append(entropy_bound(model, q_t, xb, SWEEP_SAMPLES, gen))
                 if t == final:
-                    result_params = params_t
-            params = result_params
+                    q_final = q_t
+            q = q_final                                                                  # the refined q̃
             if sweep and writes:
                 out["sweep"][:, rows] = torch.stack(trace)
-        q = (model.family if refiner is None else refiner.family).dist(*params)        # q_φ, or the refined q̃
+        q = Posterior.of(q.dist())      # drawn through its torch object: the recorded figures' rounding (#19)
         summaries = chunk_summaries(model, q, xb, nll_samples, chunk_size, gen, share)
         if split_k:
             summaries = all_reduce_sum(summaries, ctx)                       # (C, 2, B): every chunk, once
