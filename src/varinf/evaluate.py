@@ -53,7 +53,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import io
 import math
 import os
 import time
@@ -67,7 +66,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
-from varinf.checkpoint import atomic_write_bytes, atomic_write_json
+from varinf.checkpoint import atomic_write_bytes, atomic_write_json, save_figure
 from varinf.config import TrainConfig
 from varinf.contract import posterior
 from varinf.data import check_data, load_dataset
@@ -295,6 +294,8 @@ def evaluate_model(model, x: torch.Tensor, *, nll_samples: int = 5000, batch_siz
     device = next(model.parameters()).device
     ctx = ctx or context()
     refiner = refiner.for_model(model) if refiner is not None else None     # a deep SBN: every layer
+    if refiner is not None:
+        refiner.check(model)                    # the family-fit check of evaluation
     stream = 1 if refiner is not None else 0
     chunk_size = chunk_size or _chunk(nll_samples, batch_size, x.shape[1], device)
     sweep = tuple(sorted(set(int(t) for t in sweep)))
@@ -467,21 +468,6 @@ def plot_amortization_gap(steps: list[int], bounds: torch.Tensor, path: Path, ti
     fig.legend(loc="outside lower center", fontsize=8, ncols=2)
     path.parent.mkdir(parents=True, exist_ok=True)
     return save_figure(fig, path, dpi=120)
-
-
-def save_figure(fig, path: Path, **savefig) -> Path:
-    """Write a matplotlib figure as PNG at ``path`` atomically, never through a symbolic link (the figure's
-    name or its directory), and close it (a pyplot figure: varinf's own are plain ``Figure`` objects)."""
-    import sys
-
-    buffer = io.BytesIO()
-    try:
-        fig.savefig(buffer, format="png", **savefig)
-    finally:
-        if "matplotlib.pyplot" in sys.modules:
-            sys.modules["matplotlib.pyplot"].close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
-    return path
 
 
 def _check_finite_result(result: dict, run_dir: Path, checkpoint: str) -> None:

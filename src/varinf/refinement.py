@@ -133,6 +133,11 @@ class Refiner:
 
     layered: type["Refiner"] | None = None     # this operator on every layer of a deep SBN (its subclass)
 
+    @classmethod
+    def families(cls) -> tuple[str, ...]:
+        """The latent families of the models this refiner works on: its own, and a deep SBN's if it has a layered twin."""
+        return (cls.family.name,) + (("layered-bernoulli",) if cls.layered is not None else ())
+
     def for_model(self, model) -> "Refiner":
         """This refiner, or its layer-wise twin (``layered``) when ``model`` is a deep SBN (layered latents)."""
         fam = getattr(getattr(model, "family", None), "name", None)
@@ -151,12 +156,13 @@ class Refiner:
         return refined.detach().kl(Posterior(self.family, model.encode(x)))
 
     def check(self, model) -> None:
-        """One-line ConfigError unless the model's latent family is the one this refiner works on."""
-        fam = getattr(model, "family", None)
-        if fam is None or fam.name != self.family.name:
-            got = getattr(fam, "name", "none declared")
-            raise ConfigError(f"refiner {self.name} ({self.equation}) works on {self.family.name} latents; "
-                              f"{type(model).__name__} has {got} latents")
+        """One-line ConfigError unless the model's latent family is one this refiner works on (``families``):
+        the check of evaluation; a training method checks its own (``Method``)."""
+        fam = getattr(getattr(model, "family", None), "name", None)
+        fits = self.families()
+        if fam not in fits:
+            raise ConfigError(f"refiner {self.name} ({self.equation}) works on {' or '.join(fits)} latents; "
+                              f"{type(model).__name__} has {fam or 'none declared'} latents")
 
     def iterate(self, model, q0: Posterior, x: torch.Tensor, generator: Rng,
                 create_graph: bool = False) -> Iterator[Posterior]:
@@ -358,11 +364,9 @@ class _Layered:
 
     family = BERNOULLI
 
-    def check(self, model) -> None:
-        fam = getattr(getattr(model, "family", None), "name", None)
-        if fam != "layered-bernoulli":
-            raise ConfigError(f"refiner {self.name} (layer-wise) works on a deep SBN's layered-bernoulli latents; "
-                              f"{type(model).__name__} has {fam or 'none declared'} latents")
+    @classmethod
+    def families(cls) -> tuple[str, ...]:
+        return ("layered-bernoulli",)                 # q̃ is factorial Bernoulli over the layers of a deep SBN
 
     def start(self, model, x):
         return Posterior(BERNOULLI, (mean_field_logits(model, x),))

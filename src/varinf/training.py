@@ -303,8 +303,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
         raise ConfigError(f"--out {run_dir} is an existing file; give a directory for the run")
     if resume and saved_config(run_dir) is None:
         raise CheckpointError(NOTHING_TO_RESUME.format(run_dir=run_dir))
-    ctx = context()
-    device = resolve_device(process_device(cfg.device, ctx))
+    ctx = context()                           # the process group: asked once per run, handed down
+    device = resolve_device(process_device(cfg.device, ctx))   # this process's device, decided once
     with _process_settings(cfg, device):
         return _train(cfg, run_dir, resume, progress, model, data, tensorboard, ctx, device)
 
@@ -331,12 +331,12 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool, model,
     """``train`` after its checks, under the run's process settings."""
     if not ctx.is_main:                       # wait until rank 0 holds the lock and has cleaned the directory
         broadcast_error(None, ctx, device)
-        setup = _setup(cfg, model, data, ctx)
+        setup = _setup(cfg, model, data, device)
         return _train_loop(setup, run_dir, _start_state(setup, run_dir, resume), None, False, ctx)
     released = False
     board = None
     try:
-        setup = _setup(cfg, model, data, ctx)  # every input checked; nothing written yet
+        setup = _setup(cfg, model, data, device)   # every input checked; nothing written yet
         with run_lock(run_dir):               # one writer per run directory
             start = _start_state(setup, run_dir, resume)
             owner = _write_settings(setup, run_dir, resume, ctx)
@@ -378,8 +378,7 @@ class _Start:
     history: list = dataclasses.field(default_factory=list)
 
 
-def _setup(cfg: TrainConfig, model, data, ctx: Context) -> _Setup:
-    device = resolve_device(process_device(cfg.device, ctx))
+def _setup(cfg: TrainConfig, model, data, device: torch.device) -> _Setup:
     if model is None:
         if cfg.model == CUSTOM:
             raise ConfigError("model 'custom' trains a model object: pass model=... (and data=...) to varinf.train")

@@ -58,9 +58,8 @@ class RefinedEM(Method):
     def __init__(self, model, refiner: Refiner, samples: int = 20, valid_refine_steps: int | None = None,
                  name: str = "refined-em"):
         refiner = refiner.for_model(model)             # a deep SBN: the operator on every layer
-        refiner.check(model)
-        self.name, self.families = name, (model.family.name,)
-        super().__init__(model)
+        self.name, self.families = name, refiner.families()
+        super().__init__(model)                        # the one family-fit check of training (Method)
         self.refiner, self.samples = refiner, samples
         self.valid_refine_steps = refiner.steps if valid_refine_steps is None else valid_refine_steps
         self.validation_description = (
