@@ -72,7 +72,6 @@ from varinf.contract import posterior
 from varinf.data import check_data, load_dataset
 from varinf.distributed import Context, all_reduce_sum, broadcast_error, context, process_device
 from varinf.errors import CheckpointError, ConfigError, VarinfError
-from varinf.families import Posterior
 from varinf.infer import DEFAULT_REFINERS, METHODS
 from varinf.objectives import chunk_summaries, combine_chunks, entropy_bound
 from varinf.refinement import Refiner
@@ -356,7 +355,6 @@ def evaluate_model(model, x: torch.Tensor, *, nll_samples: int = 5000, batch_siz
             q = q_final                                                                  # the refined q̃
             if sweep and writes:
                 out["sweep"][:, rows] = torch.stack(trace)
-        q = Posterior.of(q.dist())      # drawn through its torch object: the recorded figures' rounding (#19)
         summaries = chunk_summaries(model, q, xb, nll_samples, chunk_size, gen, share)
         if split_k:
             summaries = all_reduce_sum(summaries, ctx)                       # (C, 2, B): every chunk, once

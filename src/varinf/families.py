@@ -125,10 +125,23 @@ class DiagonalGaussian(Family):
         """log N(h; 0, I_K) = −½ ‖h‖² − (K/2) log 2π: (..., K) -> (...)."""
         return -0.5 * torch.linalg.vecdot(h, h) - 0.5 * h.shape[-1] * math.log(2 * math.pi)
 
+    def log_prob(self, params, h) -> torch.Tensor:
+        """log N(h; μ, diag σ²) = log N((h − μ)/σ; 0, I) − Σ_k log σ_k: (S, B, K) -> (S, B)."""
+        mu, log_std = params
+        return self.standard_log_prob((h - mu) * torch.exp(-log_std)) - log_std.sum(-1)
+
     def entropy(self, params) -> torch.Tensor:
         """H = K/2 (1 + log 2π) + Σ_k log σ_k, (B,)."""
         log_std = params[1]
         return 0.5 * log_std.shape[-1] * (1.0 + math.log(2 * math.pi)) + log_std.sum(-1)
+
+    def kl(self, p_params, q_params) -> torch.Tensor:
+        """KL(N(μ₁, σ₁²) ‖ N(μ₂, σ₂²)) = Σ_k [log σ₂ − log σ₁ + (σ₁² + (μ₁ − μ₂)²) / (2σ₂²) − ½], (B,)
+        (Kingma & Welling 2014 App. B with a standard normal N(μ₂, σ₂²) = N(0, I))."""
+        (mu1, log_std1), (mu2, log_std2) = p_params, q_params
+        ratio = torch.exp(2 * (log_std1 - log_std2))                                   # σ₁² / σ₂²
+        gap = (mu1 - mu2) * torch.exp(-log_std2)                                        # (μ₁ − μ₂) / σ₂
+        return 0.5 * (ratio + gap * gap - 1).sum(-1) - (log_std1 - log_std2).sum(-1)
 
     def mean(self, params) -> torch.Tensor:
         return params[0]

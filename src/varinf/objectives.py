@@ -71,7 +71,7 @@ def _in_support(model, x: torch.Tensor) -> torch.Tensor:
     training step, and training data was already checked when it was loaded.
     """
     if getattr(getattr(model, "likelihood", None), "binary_data", False) and x.device.type == "cpu" and x.numel():
-        lo, hi = x.min().item(), x.max().item()
+        lo, hi = torch.stack(torch.aminmax(x)).tolist()                  # one pass, one read
         if lo < 0 or hi > 1:
             raise DataError(f"x has values in [{lo:g}, {hi:g}] but {type(model).__name__}'s Bernoulli likelihood "
                             "needs data in [0, 1]; scale grey levels first (e.g. x / 255)")
@@ -110,13 +110,16 @@ def kl_to_prior(q: Posterior | D.Distribution, prior: D.Distribution, num_sample
                 generator: Rng = None) -> torch.Tensor:
     """KL(q(z|x) ‖ p(z)) per datapoint, shape (B,).
 
-    Closed form from ``torch.distributions.kl_divergence`` where a rule is registered
-    (diagonal Gaussians: −½ Σ_j (1 + log σ_j² − μ_j² − σ_j²), Kingma & Welling App. B);
+    In closed form where one exists: the family's own KL when p(z) is of q's family (diagonal
+    Gaussians: −½ Σ_j (1 + log σ_j² − μ_j² − σ_j²) for p = N(0, I), Kingma & Welling App. B;
+    factorial Bernoullis), else ``torch.distributions.kl_divergence`` where it has a rule;
     otherwise the Monte Carlo estimate (1/L) Σ_l [log q(z⁽ˡ⁾) − log p(z⁽ˡ⁾)].
     """
-    q = Posterior.of(q)
+    q, p = Posterior.of(q), Posterior.of(prior)
     try:
-        return D.kl_divergence(q.dist(), prior)                          # the edge: p(z) is a torch object
+        if p.family is q.family:
+            return q.kl(p)                                               # (B,)
+        return D.kl_divergence(q.dist(), prior)                          # the edge: p(z) is some other torch object
     except NotImplementedError:
         z = q.draw(num_samples, generator)
         return (q.log_prob(z) - prior.log_prob(z)).mean(0)

@@ -132,7 +132,7 @@ class HVI(Method):
         rng = Stream.of(generator)                                                  # v₀ ~ N(0, I), the global batch's rows
         v0 = rng.local_rows(torch.randn(rng.global_shape(z0.shape, dim=1), generator=rng.generator, dtype=z0.dtype,
                                         device=z0.device), dim=1)
-        log_q = self.family.dist(*params).log_prob(z0) + momentum_log_prob(v0)     # log q_φ(z₀|x) + log q(v₀|x)
+        log_q = self.family.log_prob(params, z0) + momentum_log_prob(v0)            # log q_φ(z₀|x) + log q(v₀|x)
         z, v, log_p = self.leapfrog(x, z0, v0, create_graph)                        # log p(x, z_K)   (S, B)
         log_r = self.reverse_log_prob(x, z, v)                                      # log r_ψ(v_K|x, z_K)
         return (log_p + log_r - log_q).mean(0)
