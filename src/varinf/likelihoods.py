@@ -73,8 +73,9 @@ def bernoulli_log_likelihood(logits: torch.Tensor, x: torch.Tensor) -> torch.Ten
 
 
 # The data term Σ_d x_d η_d of S draws per datapoint: a batched product over the B datapoints pays a fixed
-# cost per datapoint that only pays off from a few draws on. Measured on the 2-core CPU, one thread, B = 100,
-# D = 784 (µs, product / elementwise): S = 1: 232 / 17; S = 2: 142 / 33; S = 5: 173 / 182; S = 500: 22552 / 86069.
+# cost per datapoint that only pays off from a few draws on (docs/RESULTS.md §1.1, one thread, B = 100, D = 784,
+# µs batched / elementwise: S = 1: 251 / 17; S = 2: 148 / 36; S = 5: 180 / 206; S = 500: 21275 / 87260;
+# ``python benchmarks/bench_vae_loop.py --threads 1 --step-breakdown``).
 VECDOT_MAX_SAMPLES = 2
 
 
