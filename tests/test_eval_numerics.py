@@ -41,7 +41,7 @@ def test_bernoulli_data_term_backward_is_autograds_einsum_gradient_and_different
     (ge, gx), (re, rx) = torch.autograd.grad((w * ours).sum(), (eta, x)), torch.autograd.grad((w * ref).sum(), (eta, x))
     assert torch.equal(ge, re)                               # ∂/∂η_sbd = w_sb x_bd: one product per element
     torch.testing.assert_close(gx, rx, rtol=1e-6, atol=1e-6)  # Σ_s w_sb η_sbd: a sum, in another order
-    g_eta, = torch.autograd.grad((w * ours).sum(), eta, create_graph=True)
+    g_eta, = torch.autograd.grad((w * _DataTerm.apply(eta, x)).sum(), eta, create_graph=True)
     second, = torch.autograd.grad((g_eta ** 2).sum(), x)                     # ∂/∂x Σ (w x)² = 2 Σ_s w² x
     torch.testing.assert_close(second, 2 * (w ** 2).sum(0)[:, None] * x.detach(), rtol=1e-6, atol=1e-6)
 
