@@ -41,6 +41,8 @@ RUNS = {                                   # name -> settings; digits: 1197 trai
     "nvil": dict(SMALL, method="nvil", model="sbn", epochs=2),
     "avi": dict(SMALL, method="avi", model="sbn", epochs=1, refine_steps=3, refine_samples=4, samples=2),
     "wake-sleep": dict(SMALL, method="wake-sleep", model="sbn", epochs=1),
+    "hvi": dict(SMALL, method="hvi", epochs=1),                           # momentum noise drawn for the global batch
+    "disarm-deep": dict(SMALL, method="disarm", model="sbn", latent_dim=(8, 4), hidden=(), epochs=1),   # layered uniforms
 }
 EVAL = dict(nll_samples=30, batch_size=64, refine_steps=2, refine_sweep=(0, 2))   # digits' 300 test points: 5 batches
 EVAL_K = dict(nll_samples=200, batch_size=1000, refine_steps=2)     # 1 batch, 14 chunks of 15 draws: the k draws split
