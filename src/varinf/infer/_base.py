@@ -77,7 +77,7 @@ class Method:
     def step(self, x: torch.Tensor, generator: torch.Generator, optimizers: dict[str, torch.optim.Optimizer],
              grad_sync: Callable[[list[nn.Parameter]], None] | None = None) -> torch.Tensor:
         """One minibatch update with the given optimizers; returns the batch's mean bound (detached)."""
-        return apply_losses(self.losses(x, generator), self.parameter_groups(), optimizers, grad_sync)
+        return apply_losses(self.losses(x, generator), optimizer_groups(optimizers), optimizers, grad_sync)
 
 
 def apply_losses(out: Losses, groups: dict[str, list[nn.Parameter]], optimizers: dict[str, torch.optim.Optimizer],
@@ -102,6 +102,12 @@ def apply_losses(out: Losses, groups: dict[str, list[nn.Parameter]], optimizers:
     for name in out.losses:
         optimizers[name].step()
     return out.bound.mean().detach()
+
+
+def optimizer_groups(optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, list[nn.Parameter]]:
+    """{group: the parameters its optimizer updates}: the groups as the loop fixed them when it built the
+    optimizers from ``parameter_groups()`` (read from the optimizers, not by walking the modules every step)."""
+    return {name: [p for group in opt.param_groups for p in group["params"]] for name, opt in optimizers.items()}
 
 
 def make_optimizer(params, optimizer: str, lr: float, warmup_steps: int = 0) -> torch.optim.Optimizer:

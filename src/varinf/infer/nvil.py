@@ -24,7 +24,7 @@ from torch import nn
 
 from varinf.contract import log_joint
 from varinf.distributed import global_moments
-from varinf.infer._base import Losses, Method, apply_losses
+from varinf.infer._base import Losses, Method, apply_losses, optimizer_groups
 from varinf.objectives import score_function_terms
 from varinf.streams import Shard, Stream
 
@@ -91,7 +91,7 @@ class NVIL(Method):
     def step(self, x, generator, optimizers, grad_sync=None):
         """One update of θ, φ and ψ, then the running moments (c, v) moved by this batch."""
         out, moments = self._losses_and_moments(x, generator)
-        bound = apply_losses(out, self.parameter_groups(), optimizers, grad_sync)
+        bound = apply_losses(out, optimizer_groups(optimizers), optimizers, grad_sync)
         self.state.set_moments(*moments)
         return bound
 
