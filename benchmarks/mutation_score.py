@@ -1,0 +1,177 @@
+"""The mutation campaign of issue #20 (docs/RESULTS.md §17, "Test quality"): which mutants, and the score table.
+
+    python benchmarks/mutation_score.py names --group core       # the mutant names of a group, one a line
+    OMP_NUM_THREADS=1 VARINF_DATA_DIR=/work/shared/data \\
+        mutmut run --max-children 1 $(python benchmarks/mutation_score.py names --group core)
+    python benchmarks/mutation_score.py table [--before FILE] [--save FILE]
+
+mutmut 3 (``[tool.mutmut]`` in pyproject.toml: the modules mutated and the test selection) generates
+every mutant of the modules; this script says which of them the campaign runs and turns mutmut's
+stored results (``mutants/**/*.py.meta``) into the per-module table of RESULTS §17.
+
+Which mutants: every mutant of the functions the issue names (``FOCUS``: early stopping, best/last and
+resume in training, the checkpoint's control, the statistics of evaluate, the likelihoods and the
+model architectures: all of their functions), and of the other functions of the mutated modules a
+fixed random sample (``--sample`` names per group, drawn with ``random.Random(SEED)`` from the sorted
+names, so the same source gives the same sample). ``EQUIVALENT`` lists the surviving mutants that are
+equivalent to the original or accepted, each with its reason (RESULTS §17 prints them); the score is
+killed / (run − equivalent − accepted), a timeout counting as killed (the mutant hangs the tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SEED = 20
+# module -> functions (mutmut's names: f for a function, Class.method for a method) whose every mutant runs;
+# "*" = the whole module.
+FOCUS = {
+    "core": {
+        "varinf.likelihoods": "*",
+        "varinf.evaluate": ["_mean_and_stderr", "batch_generator", "_chunk"],
+        "varinf.training": ["still_rising", "stops_early", "_train_loop", "_start_state", "restore_training_state"],
+        "varinf.checkpoint": ["save_checkpoint", "read_checkpoint", "_check_training_state", "_load_record",
+                              "_weights_name", "_committed_weights", "remove_stale_files", "restore",
+                              "_optimizer_split", "_optimizer_join", "encode_rng_state", "decode_rng_state"],
+    },
+    "models": {
+        "varinf.models.linear_gaussian": "*",
+        "varinf.models.sbn": "*",
+        "varinf.models.vae": "*",
+    },
+}
+
+# mutant name -> "equivalent: why" or "accepted: why" (surviving mutants that no test can or should kill).
+EQUIVALENT: dict[str, str] = {
+    # checkpoint._optimizer_join: restore passes only the "optim.<idx>.<key>" tensors of one optimizer
+    "varinf.checkpoint.x__optimizer_join__mutmut_6":
+        "equivalent: `continue` → `break` on a name without the optim. prefix; restore passes none",
+    "varinf.checkpoint.x__optimizer_join__mutmut_22":
+        "equivalent: meta.get('scalars', {}) → get('scalars', None); every record save_checkpoint writes has 'scalars'",
+    "varinf.checkpoint.x__optimizer_join__mutmut_24":
+        "equivalent: meta.get('scalars', {}) → get('scalars'); the same",
+}
+
+
+def _status(code) -> str:
+    from mutmut.stats import status_by_exit_code
+    return status_by_exit_code[code]
+
+
+def load_results(root: Path = REPO) -> dict[str, str]:
+    """mutant name -> status, from mutmut's stored results."""
+    out = {}
+    for meta in sorted((root / "mutants" / "src").rglob("*.py.meta")):
+        for key, code in json.loads(meta.read_text())["exit_code_by_key"].items():
+            out[key] = _status(code)
+    return out
+
+
+def split(name: str) -> tuple[str, str]:
+    """('varinf.training', '_train_loop') of 'varinf.training.x__train_loop__mutmut_12'."""
+    mangled = name.rsplit("__mutmut_", 1)[0]
+    module, _, func = mangled.rpartition(".")
+    func = func[1:]                                   # mutmut's "x" prefix
+    if func.startswith("ǁ"):
+        func = ".".join(func.strip("ǁ").split("ǁ"))   # xǁClassǁmethod -> Class.method
+    else:
+        func = func[1:]                               # x_name -> name
+    return module, func
+
+
+def in_focus(name: str, groups) -> bool:
+    module, func = split(name)
+    for g in groups:
+        funcs = FOCUS[g].get(module)
+        if funcs == "*" or (funcs and func in funcs):
+            return True
+    return False
+
+
+def names(group: str, sample: int, results: dict[str, str]) -> list[str]:
+    """The campaign's mutants of ``group``: FOCUS in full, plus ``sample`` drawn from the rest of its modules."""
+    if group == "sample":
+        rest = sorted(n for n in results if not in_focus(n, FOCUS))
+        return sorted(random.Random(SEED).sample(rest, min(sample, len(rest))))
+    return sorted(n for n in results if in_focus(n, [group]))
+
+
+def table(results: dict[str, str], chosen: set[str], before: dict[str, str] | None) -> str:
+    rows = defaultdict(Counter)
+    generated = Counter(split(n)[0] for n in results)
+    for n in chosen:
+        st = results[n]
+        m = split(n)[0]
+        rows[m]["run"] += st != "not checked"
+        if n in EQUIVALENT and st == "survived":
+            rows[m]["equivalent/accepted"] += 1
+        else:
+            rows[m][st] += 1
+        if before is not None and before.get(n) is not None and before[n] != "not checked":
+            b = before[n]
+            rows[m]["b_run"] += 1
+            rows[m]["b_eq"] += n in EQUIVALENT and b == "survived"
+            rows[m]["b_killed"] += b in ("killed", "timeout")
+
+    def score(k, run, eq):
+        return f"{100 * k / (run - eq):.1f} %" if run - eq > 0 else "—"
+
+    lines = ["| module | generated | run | killed | survived | timeout | equivalent/accepted | other | "
+             "score before | score after |", "|---|---|---|---|---|---|---|---|---|---|"]
+    total = Counter()
+    for m in sorted(rows):
+        r = rows[m]
+        total.update(r)
+        total["generated"] += generated[m]
+        killed = r["killed"] + r["timeout"]
+        other = r["run"] - r["killed"] - r["timeout"] - r["survived"] - r["equivalent/accepted"]
+        lines.append(f"| {m} | {generated[m]} | {r['run']} | {r['killed']} | {r['survived']} | {r['timeout']} | "
+                     f"{r['equivalent/accepted']} | {other} | {score(r['b_killed'], r['b_run'], r['b_eq'])} | "
+                     f"{score(killed, r['run'], r['equivalent/accepted'])} |")
+    killed = total["killed"] + total["timeout"]
+    other = total["run"] - killed - total["survived"] - total["equivalent/accepted"]
+    lines.append(f"| **all** | {total['generated']} | {total['run']} | {total['killed']} | {total['survived']} | "
+                 f"{total['timeout']} | {total['equivalent/accepted']} | {other} | "
+                 f"{score(total['b_killed'], total['b_run'], total['b_eq'])} | "
+                 f"{score(killed, total['run'], total['equivalent/accepted'])} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    n = sub.add_parser("names", help="the mutant names of a group, one a line (for mutmut run)")
+    n.add_argument("--group", required=True, choices=[*FOCUS, "sample"])
+    n.add_argument("--sample", type=int, default=400, help="size of the random sample (group 'sample')")
+    t = sub.add_parser("table", help="the per-module score table (markdown) of the mutants run")
+    t.add_argument("--before", type=Path, help="a results snapshot (--save) of the suite before the new tests")
+    t.add_argument("--save", type=Path, help="write the results (name -> status) of the mutants run to this file")
+    t.add_argument("--survivors", action="store_true", help="list the surviving mutants not in EQUIVALENT")
+    args = ap.parse_args(argv)
+    results = load_results()
+    if not results:
+        print("no mutmut results under mutants/: run mutmut first (see this script's docstring)", file=sys.stderr)
+        return 1
+    if args.cmd == "names":
+        print("\n".join(names(args.group, args.sample, results)))
+        return 0
+    chosen = {k for k, v in results.items() if v != "not checked"}
+    if args.save:
+        args.save.write_text(json.dumps({k: results[k] for k in sorted(chosen)}, indent=0) + "\n")
+    before = json.loads(args.before.read_text()) if args.before else None
+    print(table(results, chosen, before))
+    if args.survivors:
+        for k in sorted(chosen):
+            if results[k] not in ("killed", "timeout") and k not in EQUIVALENT:
+                print(results[k], k)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

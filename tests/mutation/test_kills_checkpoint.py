@@ -1,0 +1,62 @@
+"""Tests that kill the surviving mutants of ``varinf.checkpoint`` (issue #20; docs/RESULTS.md §17)."""
+
+import torch
+
+from varinf.checkpoint import read_checkpoint, restore, save_checkpoint
+
+OWNER = "0123456789abcdef"
+
+
+class Bookkeeping(torch.optim.SGD):
+    """SGD whose per-parameter state also holds a plain number and a tensor under a dotted key: what a
+    user's optimizer may keep (torch's own keep tensors under dot-free keys only)."""
+
+    def step(self, closure=None):
+        super().step(closure)
+        for group in self.param_groups:
+            for p in group["params"]:
+                st = self.state[p]
+                st["n_steps"] = st.get("n_steps", 0) + 1                   # a scalar: the JSON side
+                st["trace.sq"] = st.get("trace.sq", torch.zeros_like(p)) + p.grad.pow(2)   # a dotted key
+
+
+class Counting(torch.optim.Optimizer):
+    """An optimizer whose state is plain numbers only (no tensor): restored from the JSON side alone."""
+
+    def __init__(self, params):
+        super().__init__(params, {})
+
+    def step(self, closure=None):
+        for group in self.param_groups:
+            for p in group["params"]:
+                self.state[p]["n_steps"] = self.state[p].get("n_steps", 0) + 1
+
+
+def test_every_optimizer_state_entry_round_trips_scalars_and_dotted_keys_included(tmp_path):
+    """save_checkpoint → read_checkpoint → restore gives back the optimizer's whole state: the scalar
+    entries (JSON "scalars") and a tensor whose key holds a dot ("optim.<idx>.<key>" split once at
+    the index; kills split without maxsplit, rsplit, maxsplit 3, the scalars dropped, and the scalars of a
+    parameter without tensor state dropped)."""
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    opt, counting = Bookkeeping(model.parameters(), lr=0.1, momentum=0.9), Counting(model.parameters())
+    for _ in range(2):
+        opt.zero_grad()
+        model(torch.randn(4, 3)).pow(2).sum().backward()
+        opt.step()
+        counting.step()
+    save_checkpoint(tmp_path, "last", model=model, optimizers={"model": opt, "count": counting}, meta={"step": 2},
+                    owner=OWNER)
+    tensors, meta = read_checkpoint(tmp_path, "last")
+
+    fresh = torch.nn.Linear(3, 2)
+    fresh_opt, fresh_counting = Bookkeeping(fresh.parameters(), lr=0.1, momentum=0.9), Counting(fresh.parameters())
+    restore(tensors, meta, model=fresh, optimizers={"model": fresh_opt, "count": fresh_counting})
+    assert fresh_counting.state_dict()["state"] == {0: {"n_steps": 2}, 1: {"n_steps": 2}}
+    want, got = opt.state_dict()["state"], fresh_opt.state_dict()["state"]
+    assert set(got) == set(want) == {0, 1}
+    for idx in want:
+        assert set(got[idx]) == set(want[idx]) == {"momentum_buffer", "n_steps", "trace.sq"}
+        assert got[idx]["n_steps"] == 2
+        for key in ("momentum_buffer", "trace.sq"):
+            assert torch.equal(got[idx][key], want[idx][key])

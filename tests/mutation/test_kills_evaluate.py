@@ -1,0 +1,31 @@
+"""Tests that kill the surviving mutants of the statistics of ``varinf.evaluate`` (issue #20; RESULTS §17)."""
+
+import json
+
+import pytest
+import torch
+
+import varinf.evaluate
+from varinf import make_config, train
+from varinf.evaluate import evaluate_run
+
+TINY = dict(dataset="digits", hidden=(8,), latent_dim=2, batch_size=300, threads=1, seed=11)
+
+
+def test_one_test_point_has_no_standard_error_and_eval_json_says_null(tmp_path, monkeypatch):
+    """A mean over n = 1 point has no standard error (the n − 1 sd is undefined): eval.json holds null, not
+    NaN (which JSON cannot hold) or a number (kills ``n > 1`` → ``n >= 1`` and the condition dropped)."""
+    run = tmp_path / "run"
+    train(make_config(**TINY, epochs=1), run, progress=False)
+    one = torch.tensor([-3.25], dtype=torch.float64)
+    monkeypatch.setattr(varinf.evaluate, "evaluate_model", lambda model, x, **kw: {"elbo": one, "log_px": one + 1})
+    r = evaluate_run(run, nll_samples=2, subset=1)
+    assert (r["test_points"], r["test_elbo"], r["test_nll"]) == (1, -3.25, 2.25)
+    assert r["test_elbo_stderr"] is None and r["test_nll_stderr"] is None
+    saved = json.loads((run / "eval.json").read_text())
+    assert saved["test_elbo_stderr"] is None and saved["test_nll_stderr"] is None
+    # two points: sd with n − 1 = |a − b| / √2, over √2
+    two = torch.tensor([-1.0, -4.0], dtype=torch.float64)
+    monkeypatch.setattr(varinf.evaluate, "evaluate_model", lambda model, x, **kw: {"elbo": two, "log_px": two})
+    r = evaluate_run(run, nll_samples=2, subset=2, write=False)
+    assert r["test_elbo_stderr"] == pytest.approx(1.5, rel=1e-15)
