@@ -29,23 +29,27 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SEED = 20
-# module -> functions (mutmut's names: f for a function, Class.method for a method) whose every mutant runs;
-# "*" = the whole module.
-FOCUS = {
-    "core": {
-        "varinf.likelihoods": "*",
-        "varinf.evaluate": ["_mean_and_stderr", "batch_generator", "_chunk"],
-        "varinf.training": ["still_rising", "stops_early", "_train_loop", "_start_state", "restore_training_state"],
-        "varinf.checkpoint": ["save_checkpoint", "read_checkpoint", "_check_training_state", "_load_record",
-                              "_weights_name", "_committed_weights", "remove_stale_files", "restore",
-                              "_optimizer_split", "_optimizer_join", "encode_rng_state", "decode_rng_state"],
-    },
-    "models": {
-        "varinf.models.linear_gaussian": "*",
-        "varinf.models.sbn": "*",
-        "varinf.models.vae": "*",
-    },
+# Every mutant of these functions runs (mutmut's names: f for a function, Class.method for a method; "*" = the
+# whole module): the likelihoods, the statistics of evaluate, early stopping and the resume check of training,
+# the optimizer state and random stream a checkpoint carries.
+FULL = {
+    "varinf.likelihoods": "*",
+    "varinf.evaluate": ["_mean_and_stderr", "batch_generator", "_chunk"],
+    "varinf.training": ["still_rising", "stops_early", "restore_training_state"],
+    "varinf.checkpoint": ["_optimizer_split", "_optimizer_join", "encode_rng_state", "decode_rng_state",
+                          "_weights_name"],
 }
+# Of these functions, a fixed random sample of SAMPLES[group] mutants (random.Random(SEED) over the sorted names).
+SAMPLED = {
+    "control": {   # the training loop (best/last, early stopping, resume) and the checkpoint's commit and read
+        "varinf.training": ["_train_loop", "_start_state"],
+        "varinf.checkpoint": ["save_checkpoint", "read_checkpoint", "_check_training_state", "_load_record",
+                              "_committed_weights", "remove_stale_files", "restore"],
+    },
+    "models": {"varinf.models.linear_gaussian": "*", "varinf.models.sbn": "*", "varinf.models.vae": "*"},
+    "maths": {"varinf.objectives": "*", "varinf.families": "*", "varinf.refinement": "*", "varinf.infer": "*"},
+}
+SAMPLES = {"control": 100, "models": 100, "maths": 150}
 
 # mutant name -> "equivalent: why" or "accepted: why" (surviving mutants that no test can or should kill).
 EQUIVALENT: dict[str, str] = {
@@ -56,6 +60,12 @@ EQUIVALENT: dict[str, str] = {
         "equivalent: meta.get('scalars', {}) → get('scalars', None); every record save_checkpoint writes has 'scalars'",
     "varinf.checkpoint.x__optimizer_join__mutmut_24":
         "equivalent: meta.get('scalars', {}) → get('scalars'); the same",
+    # evaluate
+    "varinf.evaluate.x__chunk__mutmut_1": "equivalent: default device 'cpu' → 'XXcpuXX'; every caller passes the device",
+    "varinf.evaluate.x_batch_generator__mutmut_9":
+        "equivalent: SeedSequence.generate_state(2)[0] = generate_state(1)[0] (the words are drawn in order)",
+    "varinf.evaluate.x_batch_generator__mutmut_13":
+        "accepted: torch.Generator(device=device) → device=None differs only on a GPU; the suite runs on a CPU",
 }
 
 
@@ -85,21 +95,21 @@ def split(name: str) -> tuple[str, str]:
     return module, func
 
 
-def in_focus(name: str, groups) -> bool:
+def _matches(name: str, spec: dict) -> bool:
     module, func = split(name)
-    for g in groups:
-        funcs = FOCUS[g].get(module)
-        if funcs == "*" or (funcs and func in funcs):
-            return True
+    for mod, funcs in spec.items():
+        if module == mod or (funcs == "*" and module.startswith(mod + ".")):
+            if funcs == "*" or func in funcs:
+                return True
     return False
 
 
-def names(group: str, sample: int, results: dict[str, str]) -> list[str]:
-    """The campaign's mutants of ``group``: FOCUS in full, plus ``sample`` drawn from the rest of its modules."""
-    if group == "sample":
-        rest = sorted(n for n in results if not in_focus(n, FOCUS))
-        return sorted(random.Random(SEED).sample(rest, min(sample, len(rest))))
-    return sorted(n for n in results if in_focus(n, [group]))
+def names(group: str, results: dict[str, str]) -> list[str]:
+    """The campaign's mutants of ``group``: "full" (FULL, every mutant) or a sampled group of SAMPLED."""
+    if group == "full":
+        return sorted(n for n in results if _matches(n, FULL))
+    pool = sorted(n for n in results if _matches(n, SAMPLED[group]) and not _matches(n, FULL))
+    return sorted(random.Random(SEED).sample(pool, min(SAMPLES[group], len(pool))))
 
 
 def table(results: dict[str, str], chosen: set[str], before: dict[str, str] | None) -> str:
@@ -147,8 +157,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     n = sub.add_parser("names", help="the mutant names of a group, one a line (for mutmut run)")
-    n.add_argument("--group", required=True, choices=[*FOCUS, "sample"])
-    n.add_argument("--sample", type=int, default=400, help="size of the random sample (group 'sample')")
+    n.add_argument("--group", required=True, choices=["full", *SAMPLED])
     t = sub.add_parser("table", help="the per-module score table (markdown) of the mutants run")
     t.add_argument("--before", type=Path, help="a results snapshot (--save) of the suite before the new tests")
     t.add_argument("--save", type=Path, help="write the results (name -> status) of the mutants run to this file")
@@ -159,7 +168,7 @@ def main(argv=None) -> int:
         print("no mutmut results under mutants/: run mutmut first (see this script's docstring)", file=sys.stderr)
         return 1
     if args.cmd == "names":
-        print("\n".join(names(args.group, args.sample, results)))
+        print("\n".join(names(args.group, results)))
         return 0
     chosen = {k for k, v in results.items() if v != "not checked"}
     if args.save:

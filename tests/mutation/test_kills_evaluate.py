@@ -29,3 +29,14 @@ def test_one_test_point_has_no_standard_error_and_eval_json_says_null(tmp_path, 
     monkeypatch.setattr(varinf.evaluate, "evaluate_model", lambda model, x, **kw: {"elbo": two, "log_px": two})
     r = evaluate_run(run, nll_samples=2, subset=2, write=False)
     assert r["test_elbo_stderr"] == pytest.approx(1.5, rel=1e-15)
+
+
+def test_each_test_batch_draws_from_its_own_fixed_stream():
+    """The generator of test batch b is seeded by the first 64-bit word of numpy's SeedSequence([seed, stream, b]),
+    halved (>> 1) into torch's seed range: a recorded golden key, so that a change of the streams (and of
+    every evaluation number in RESULTS) cannot pass unnoticed (kills >> 2 and the 32-bit word)."""
+    cpu = torch.device("cpu")
+    assert varinf.evaluate.batch_generator(5, 1, 2, cpu).initial_seed() == 2485442970020027996
+    assert varinf.evaluate.batch_generator(0, 0, 0, cpu).initial_seed() == 7896617691693857887
+    keys = {varinf.evaluate.batch_generator(5, s, b, cpu).initial_seed() for s in range(3) for b in range(3)}
+    assert len(keys) == 9
