@@ -158,6 +158,8 @@ def main(argv=None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     n = sub.add_parser("names", help="the mutant names of a group, one a line (for mutmut run)")
     n.add_argument("--group", required=True, choices=["full", *SAMPLED])
+    n.add_argument("--todo", action="store_true", help="only those without a result yet (mutmut reruns every "
+                   "mutant named on its command line)")
     t = sub.add_parser("table", help="the per-module score table (markdown) of the mutants run")
     t.add_argument("--before", type=Path, help="a results snapshot (--save) of the suite before the new tests")
     t.add_argument("--save", type=Path, help="write the results (name -> status) of the mutants run to this file")
@@ -168,7 +170,7 @@ def main(argv=None) -> int:
         print("no mutmut results under mutants/: run mutmut first (see this script's docstring)", file=sys.stderr)
         return 1
     if args.cmd == "names":
-        print("\n".join(names(args.group, results)))
+        print("\n".join(n for n in names(args.group, results) if not args.todo or results[n] == "not checked"))
         return 0
     chosen = {k for k, v in results.items() if v != "not checked"}
     if args.save:
