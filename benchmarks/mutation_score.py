@@ -62,10 +62,16 @@ EQUIVALENT: dict[str, str] = {
         "equivalent: meta.get('scalars', {}) → get('scalars'); the same",
     # evaluate
     "varinf.evaluate.x__chunk__mutmut_1": "equivalent: default device 'cpu' → 'XXcpuXX'; every caller passes the device",
+    "varinf.evaluate.x__chunk__mutmut_2": "equivalent: default device 'cpu' → 'CPU'; the same",
     "varinf.evaluate.x_batch_generator__mutmut_9":
         "equivalent: SeedSequence.generate_state(2)[0] = generate_state(1)[0] (the words are drawn in order)",
     "varinf.evaluate.x_batch_generator__mutmut_13":
         "accepted: torch.Generator(device=device) → device=None differs only on a GPU; the suite runs on a CPU",
+    # models
+    "varinf.models.vae.xǁVAEǁprior__mutmut_7":
+        "equivalent: argument validation switched on for the prior's Independent; the values are the same",
+    "varinf.models.vae.x__in_place__mutmut_1":
+        "equivalent: the activation not in place; in-place is a memory saving, values and gradients are the same",
 }
 
 

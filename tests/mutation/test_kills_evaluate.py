@@ -40,3 +40,10 @@ def test_each_test_batch_draws_from_its_own_fixed_stream():
     assert varinf.evaluate.batch_generator(0, 0, 0, cpu).initial_seed() == 7896617691693857887
     keys = {varinf.evaluate.batch_generator(5, s, b, cpu).initial_seed() for s in range(3) for b in range(3)}
     assert len(keys) == 9
+
+
+def test_a_device_other_than_cpu_and_cuda_gets_the_gpu_chunk_budget():
+    """CHUNK_FLOATS has a CPU and a CUDA budget; any other accelerator (mps, xpu; here the meta device) gets
+    the GPU's: 40M floats / (100 × 784) = 510 samples a chunk (kills the fallback dropped)."""
+    assert varinf.evaluate._chunk(5000, 100, 784, "meta") == 510
+    assert varinf.evaluate._chunk(5000, 100, 784, torch.device("meta")) == 510

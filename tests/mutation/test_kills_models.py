@@ -75,3 +75,10 @@ def test_a_random_linear_gaussian_model_is_drawn_in_float64_with_noise_in_its_ra
     assert torch.equal(lg.weight.detach(), w) and torch.equal(lg.bias.detach(), b)
     torch.testing.assert_close(lg.noise_var.detach(), psi, rtol=1e-15, atol=0)
     assert 0.1 <= lg.noise_var.min() < 0.12 and 0.28 < lg.noise_var.max() <= 0.3
+
+
+def test_a_linear_gaussian_model_holds_float64_parameters_whatever_it_is_given():
+    """The exact quantities are computed in float64: float32 (or integer) W, b, ψ are converted."""
+    lg = LinearGaussian(torch.ones(4, 2), torch.zeros(4, dtype=torch.float32), torch.full((4,), 2))
+    assert [p.dtype for p in lg.parameters()] == [torch.float64] * 3
+    assert torch.equal(lg.noise_var.detach(), torch.full((4,), 2.0, dtype=torch.float64))
