@@ -60,6 +60,8 @@ EQUIVALENT: dict[str, str] = {
         "equivalent: meta.get('scalars', {}) → get('scalars', None); every record save_checkpoint writes has 'scalars'",
     "varinf.checkpoint.x__optimizer_join__mutmut_24":
         "equivalent: meta.get('scalars', {}) → get('scalars'); the same",
+    "varinf.likelihoods.x_needs_binary_data__mutmut_5":
+        "equivalent: the likelihood built for data_dim 2 instead of 1 to read its binary_data flag",
     # evaluate
     "varinf.evaluate.x__chunk__mutmut_1": "equivalent: default device 'cpu' → 'XXcpuXX'; every caller passes the device",
     "varinf.evaluate.x__chunk__mutmut_2": "equivalent: default device 'cpu' → 'CPU'; the same",

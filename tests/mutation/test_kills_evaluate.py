@@ -47,3 +47,12 @@ def test_a_device_other_than_cpu_and_cuda_gets_the_gpu_chunk_budget():
     the GPU's: 40M floats / (100 × 784) = 510 samples a chunk (kills the fallback dropped)."""
     assert varinf.evaluate._chunk(5000, 100, 784, "meta") == 510
     assert varinf.evaluate._chunk(5000, 100, 784, torch.device("meta")) == 510
+
+
+def test_a_chunk_holds_at_least_one_sample_and_at_most_k():
+    """Samples per chunk = budget // (B·D), at least 1 (a batch larger than the budget: one sample a chunk)
+    and at most k (kills the floor 1 → 2 of either max)."""
+    assert varinf.evaluate._chunk(5000, 2000, 784, "cpu") == 1          # 1M // 1.568M = 0 → 1
+    assert varinf.evaluate._chunk(1, 10, 10, "cpu") == 1                # k = 1
+    assert varinf.evaluate._chunk(5000, 10, 10, "cpu") == 5000          # budget 10⁴ samples, k = 5000
+    assert varinf.evaluate._chunk(10**6, 1, 1, "cpu") == 10**6          # B·D = 1: the whole budget

@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from varinf.errors import ConfigError
 from varinf.models import VAE, VAEConfig
 from varinf.models.linear_gaussian import LinearGaussian
 
@@ -82,3 +83,15 @@ def test_a_linear_gaussian_model_holds_float64_parameters_whatever_it_is_given()
     lg = LinearGaussian(torch.ones(4, 2), torch.zeros(4, dtype=torch.float32), torch.full((4,), 2))
     assert [p.dtype for p in lg.parameters()] == [torch.float64] * 3
     assert torch.equal(lg.noise_var.detach(), torch.full((4,), 2.0, dtype=torch.float64))
+
+
+def test_a_vae_may_have_one_latent_and_non_square_images():
+    """latent_dim ≥ 1 (1 allowed, 0 refused); a CNN's image_shape (h, w) must give h·w = data_dim, checked
+    with both sides (kills latent_dim < 2 and h·h for h·w)."""
+    assert VAEConfig(data_dim=4, latent_dim=1).latent_dim == 1
+    with pytest.raises(ConfigError, match="latent_dim must be >= 1, got 0"):
+        VAEConfig(data_dim=4, latent_dim=0)
+    cfg = VAEConfig(data_dim=28, latent_dim=2, architecture="cnn", image_shape=(4, 7), channels=(2, 3))
+    assert VAE(cfg).decode(torch.zeros(1, 2)).shape == (1, 28)
+    with pytest.raises(ConfigError, match=r"image_shape \(4, 7\) does not match data_dim 49"):
+        VAEConfig(data_dim=49, latent_dim=2, architecture="cnn", image_shape=(4, 7))

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from varinf import make_config, train
+from varinf.training import still_rising
 from varinf.errors import CheckpointError
 
 TINY = dict(dataset="digits", hidden=(8,), latent_dim=2, batch_size=300, threads=1, seed=11)
@@ -22,3 +23,13 @@ def test_a_checkpoint_without_optimizer_state_is_refused_in_one_line(tmp_path):
     expected = r"^checkpoint optimizers \[\] do not fit method vae \(expects \['generative', 'inference'\]\)"
     with pytest.raises(CheckpointError, match=expected):
         train(make_config(**TINY, epochs=2), run, resume=True, progress=False)
+
+
+def test_five_epochs_are_judged_and_a_bound_that_never_beat_epoch_1_is_not():
+    """The rule's edges: 5 epochs (the fewest judged; window w = 2) rising in a straight line warn, with
+    the numbers of epochs 2-3 → 4-5; a bound whose best is epoch 1 (whole rise 0) never warns, even when its
+    last window rose (kills n < 5 → n <= 5 / n < 6 and total <= 0 → total < 0)."""
+    note = still_rising([0.0, 1.0, 2.0, 3.0, 4.0])
+    assert note is not None and note.startswith("training ended while the validation bound was still rising steeply: "
+                                                "+2 nats from the mean of epochs 2-3 to that of epochs 4-5 (50 % ")
+    assert still_rising([5.0, 1.0, 1.0, 2.0, 3.0]) is None
