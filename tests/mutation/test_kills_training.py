@@ -28,8 +28,11 @@ def test_a_checkpoint_without_optimizer_state_is_refused_in_one_line(tmp_path):
 def test_five_epochs_are_judged_and_a_bound_that_never_beat_epoch_1_is_not():
     """The rule's edges: 5 epochs (the fewest judged; window w = 2) rising in a straight line warn, with
     the numbers of epochs 2-3 → 4-5; a bound whose best is epoch 1 (whole rise 0) never warns, even when its
-    last window rose (kills n < 5 → n <= 5 / n < 6 and total <= 0 → total < 0)."""
+    last window rose (kills n < 5 → n <= 5 / n < 6, total <= 0 → total < 0 / total <= 1, and rise < 2 % → rise <= 2 %)."""
     note = still_rising([0.0, 1.0, 2.0, 3.0, 4.0])
     assert note is not None and note.startswith("training ended while the validation bound was still rising steeply: "
                                                 "+2 nats from the mean of epochs 2-3 to that of epochs 4-5 (50 % ")
     assert still_rising([5.0, 1.0, 1.0, 2.0, 3.0]) is None
+    assert still_rising([0.0, 0.1, 0.2, 0.3, 0.4]) is not None         # a whole rise below 1 nat is judged too
+    # exactly 2 % of the whole rise (1 of 50 nats, exact in floats) is "at least 2 %": it warns
+    assert 0.02 * 50 == 1.0 and still_rising([0.0, 49.0, 49.0, 50.0, 50.0]) is not None
