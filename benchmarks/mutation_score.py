@@ -77,6 +77,45 @@ EQUIVALENT: dict[str, str] = {
 }
 
 
+# The surviving mutants of the suite as it was (c912661) that a test of tests/mutation/ kills: mutant -> test file.
+# ``verify`` runs each file against each of its mutants (and once against the unmutated source, which must pass).
+K = "tests/mutation/test_kills_"
+KILLED_BY: dict[str, str] = {
+    **{f"varinf.checkpoint.x__optimizer_join__mutmut_{i}": K + "checkpoint.py"
+       for i in (11, 12, 14, 21, 25, 26, 27, 28, 29, 30, 31, 32)},
+    **{f"varinf.likelihoods.xǁGaussianLikelihoodǁ__init____mutmut_{i}": K + "likelihoods.py" for i in (2, 4)},
+    **{f"varinf.evaluate.x__mean_and_stderr__mutmut_{i}": K + "evaluate.py" for i in (5, 10, 11)},
+    **{f"varinf.evaluate.x_batch_generator__mutmut_{i}": K + "evaluate.py" for i in (7, 11)},
+    **{f"varinf.evaluate.x__chunk__mutmut_{i}": K + "evaluate.py" for i in (5, 7, 15, 25)},
+    **{f"varinf.training.x_restore_training_state__mutmut_{i}": K + "training.py" for i in (4, 6)},
+    **{f"varinf.training.x_still_rising__mutmut_{i}": K + "training.py" for i in (3, 4, 33, 34, 35, 48, 49, 50)},
+    **{f"varinf.models.vae.x__downsamplings__mutmut_{i}": K + "models.py" for i in (11, 12)},
+    "varinf.models.vae.xǁConvDecoderǁ__init____mutmut_62": K + "models.py",
+    **{f"varinf.models.vae.xǁConvEncoderǁforward__mutmut_{i}": K + "models.py" for i in (3, 21)},
+    **{f"varinf.models.vae.xǁVAEConfigǁ__post_init____mutmut_{i}": K + "models.py" for i in (20, 32)},
+    **{f"varinf.models.linear_gaussian.xǁLinearGaussianǁrandom__mutmut_{i}": K + "models.py" for i in (10, 14, 21, 26)},
+    "varinf.models.linear_gaussian.xǁLinearGaussianǁ__init____mutmut_4": K + "models.py",
+}
+
+
+def verify(mutants: list[str]) -> int:
+    """Run each mutant's KILLED_BY test file against it (mutmut's trampolines pick the mutant from
+    MUTANT_UNDER_TEST; mutants/src first on the path): it must fail; unmutated, every file must pass."""
+    import os
+    import subprocess
+    bad = 0
+    env = {**os.environ, "PYTHONPATH": "src", "OMP_NUM_THREADS": "1"}
+    for name in ["", *mutants]:
+        files = sorted(set(KILLED_BY.values())) if not name else [KILLED_BY[name]]
+        rc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+                             *[str(REPO / f) for f in files]], cwd=REPO / "mutants",
+                            env={**env, "MUTANT_UNDER_TEST": name}, capture_output=True).returncode
+        ok = rc == 0 if not name else rc == 1
+        bad += not ok
+        print(f"{'ok ' if ok else 'BAD'} rc={rc} {name or '(unmutated)'} {' '.join(files)}")
+    return 1 if bad else 0
+
+
 def _status(code) -> str:
     from mutmut.stats import status_by_exit_code
     return status_by_exit_code[code]
@@ -120,19 +159,21 @@ def names(group: str, results: dict[str, str]) -> list[str]:
     return sorted(random.Random(SEED).sample(pool, min(SAMPLES[group], len(pool))))
 
 
-def table(results: dict[str, str], chosen: set[str], before: dict[str, str] | None) -> str:
+def table(results: dict[str, str], chosen: set[str], before: dict[str, str] | None, after_kills: bool = True) -> str:
+    """Per module: the mutants run, their outcome with the new tests (mutmut's, or killed where KILLED_BY
+    names a test that kills it), and the score before (mutmut's stored outcome, or ``before``) and after."""
     rows = defaultdict(Counter)
     generated = Counter(split(n)[0] for n in results)
     for n in chosen:
-        st = results[n]
+        st = "killed" if n in KILLED_BY and after_kills else results[n]
         m = split(n)[0]
         rows[m]["run"] += st != "not checked"
         if n in EQUIVALENT and st == "survived":
             rows[m]["equivalent/accepted"] += 1
         else:
             rows[m][st] += 1
-        if before is not None and before.get(n) is not None and before[n] != "not checked":
-            b = before[n]
+        b = before.get(n, "not checked") if before is not None else results[n]
+        if b != "not checked":
             rows[m]["b_run"] += 1
             rows[m]["b_eq"] += n in EQUIVALENT and b == "survived"
             rows[m]["b_killed"] += b in ("killed", "timeout")
@@ -172,11 +213,15 @@ def main(argv=None) -> int:
     t.add_argument("--before", type=Path, help="a results snapshot (--save) of the suite before the new tests")
     t.add_argument("--save", type=Path, help="write the results (name -> status) of the mutants run to this file")
     t.add_argument("--survivors", action="store_true", help="list the surviving mutants not in EQUIVALENT")
+    v = sub.add_parser("verify", help="run each KILLED_BY test file against its mutants (they must fail)")
+    v.add_argument("mutants", nargs="*", help="default: every mutant of KILLED_BY")
     args = ap.parse_args(argv)
     results = load_results()
     if not results:
         print("no mutmut results under mutants/: run mutmut first (see this script's docstring)", file=sys.stderr)
         return 1
+    if args.cmd == "verify":
+        return verify(args.mutants or sorted(KILLED_BY))
     if args.cmd == "names":
         print("\n".join(n for n in names(args.group, results) if not args.todo or results[n] == "not checked"))
         return 0
@@ -187,7 +232,7 @@ def main(argv=None) -> int:
     print(table(results, chosen, before))
     if args.survivors:
         for k in sorted(chosen):
-            if results[k] not in ("killed", "timeout") and k not in EQUIVALENT:
+            if results[k] not in ("killed", "timeout") and k not in EQUIVALENT and k not in KILLED_BY:
                 print(results[k], k)
     return 0
 

@@ -33,6 +33,11 @@ def test_five_epochs_are_judged_and_a_bound_that_never_beat_epoch_1_is_not():
     assert note is not None and note.startswith("training ended while the validation bound was still rising steeply: "
                                                 "+2 nats from the mean of epochs 2-3 to that of epochs 4-5 (50 % ")
     assert still_rising([5.0, 1.0, 1.0, 2.0, 3.0]) is None
+    # the message: the gain 4.5 of the last two epochs' mean is 56 % of the whole rise 8, and what to do
+    assert still_rising([0.0, 1.0, 2.0, 4.0, 8.0]) == (
+        "training ended while the validation bound was still rising steeply: +4.5 nats from the mean of epochs 2-3 "
+        "to that of epochs 4-5 (56 % of its whole rise, 8 nats); the model has probably not converged: train longer "
+        "(--resume with a larger --epochs)")
     assert still_rising([0.0, 0.1, 0.2, 0.3, 0.4]) is not None         # a whole rise below 1 nat is judged too
     # exactly 2 % of the whole rise (1 of 50 nats, exact in floats) is "at least 2 %": it warns
     assert 0.02 * 50 == 1.0 and still_rising([0.0, 49.0, 49.0, 50.0, 50.0]) is not None
