@@ -21,7 +21,9 @@ import torch
 from varinf.config import make_config
 from varinf.data import iterate_batches
 from varinf.infer import make_optimizers
-from varinf.refinement import AdaptiveImportanceSampling, MeanPassGradient, StraightThroughGradient, entropy_bound
+from varinf.contract import posterior
+from varinf.objectives import entropy_bound
+from varinf.refinement import AdaptiveImportanceSampling, MeanPassGradient, StraightThroughGradient
 from varinf.training import build_method
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,8 +57,8 @@ def main(argv=None) -> None:
     valid = dataset.split("valid")
     x = valid[torch.randperm(valid.shape[0], generator=torch.Generator().manual_seed(1))[:args.images]]
     with torch.no_grad():
-        params0 = model.encode(x)
-        base = entropy_bound(model, x, params0, model.family, args.samples, torch.Generator().manual_seed(2))
+        q0 = posterior(model, x)                                                  # the encoder's q_φ
+        base = entropy_bound(model, q0, x, args.samples, torch.Generator().manual_seed(2))
     print(f"SBN {'784-' + str(hidden[0]) + '-' if hidden else '784-'}200 after {args.updates} mean-pass updates; "
           f"encoder bound {base.mean():.2f} on {args.images} validation images; T = {args.steps}")
     print(f"{'refiner':18s} {'gamma':>7s} {'bound of q~':>12s} {'gain':>8s} {'± s.e.':>7s}")
@@ -67,9 +69,9 @@ def main(argv=None) -> None:
     }
     for name, make in refiners.items():
         for rate in args.rates:
-            refined = make(rate).refine(model, x, params0, torch.Generator().manual_seed(3))
+            refined = make(rate).refine(model, q0, x, torch.Generator().manual_seed(3))
             with torch.no_grad():
-                bound = entropy_bound(model, x, refined, model.family, args.samples, torch.Generator().manual_seed(2))
+                bound = entropy_bound(model, refined, x, args.samples, torch.Generator().manual_seed(2))
             gain = bound - base
             se = gain.std().item() / math.sqrt(gain.numel())
             print(f"{name:18s} {rate:7.3g} {bound.mean().item():12.2f} {gain.mean().item():8.2f} {se:7.2f}",

@@ -5,8 +5,8 @@ from typing import Callable
 import torch
 from torch import distributions as D
 
-from varinf.families import GAUSSIAN
-from varinf.refinement import entropy_bound
+from varinf.families import GAUSSIAN, Posterior
+from varinf.objectives import entropy_bound
 
 LogJoint = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]   # (x (B, D), h (S, B, K)) -> (S, B)
 
@@ -49,5 +49,5 @@ def gaussian_bound(log_joint: LogJoint, x: torch.Tensor, mu: torch.Tensor, log_s
     ``noise`` (N, B, K) replaces the draw of ε from ``generator`` (common random numbers).
     """
     if noise is None:
-        return entropy_bound(_LogJointModel(log_joint), x, (mu, log_std), GAUSSIAN, num_samples, generator)
+        return entropy_bound(_LogJointModel(log_joint), Posterior(GAUSSIAN, (mu, log_std)), x, num_samples, generator)
     return log_joint(x, mu + log_std.exp() * noise).mean(0) + gaussian_entropy(log_std)

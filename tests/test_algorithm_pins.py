@@ -19,7 +19,7 @@ import varinf.training
 from test_methods_exact import AmortizedLinearGaussian
 from varinf import make_config, train
 from varinf.evaluate import evaluate_model, evaluate_run
-from varinf.families import GAUSSIAN
+from varinf.families import GAUSSIAN, Posterior
 from varinf.infer import AEVB, HVI
 from varinf.models.linear_gaussian import LinearGaussian
 from varinf.objectives import log_weights
@@ -113,7 +113,8 @@ def test_refiner_step_rule_equals_torch_optim_on_the_same_gradients(rule, refine
     rate = 0.05
     refiner = refiner_cls(5, rate, rule, samples=2)
     params0 = tuple(p.detach() for p in model.encode(x))
-    got = list(refiner.iterate(model, x, params0, torch.Generator().manual_seed(3)))
+    got = [q.params for q in refiner.iterate(model, Posterior(refiner.family, params0), x,
+                                               torch.Generator().manual_seed(3))]
 
     leaves = [p.clone().requires_grad_() for p in params0]
     opt = (torch.optim.SGD(leaves, lr=rate, maximize=True) if rule == "sgd" else
@@ -122,7 +123,7 @@ def test_refiner_step_rule_equals_torch_optim_on_the_same_gradients(rule, refine
     want = [tuple(p.detach().clone() for p in leaves)]
     for _ in range(5):
         opt.zero_grad()
-        refiner.objective(model, x, tuple(leaves), g).sum().backward()
+        refiner.objective(model, Posterior(refiner.family, tuple(leaves)), x, g).sum().backward()
         opt.step()
         want.append(tuple(p.detach().clone() for p in leaves))
     assert len(got) == len(want) == 6

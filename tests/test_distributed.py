@@ -24,7 +24,8 @@ import torch
 
 from varinf.checkpoint import read_checkpoint
 from varinf.config import make_config
-from varinf.distributed import Context, GradSync, batch_shard, global_moments, shard_bounds
+from varinf.distributed import Context, GradSync, global_moments, shard_bounds
+from varinf.streams import Shard, Stream
 from varinf.evaluate import evaluate_run
 from varinf.families import BERNOULLI, GAUSSIAN
 from varinf.training import train
@@ -40,6 +41,8 @@ RUNS = {                                   # name -> settings; digits: 1197 trai
     "nvil": dict(SMALL, method="nvil", model="sbn", epochs=2),
     "avi": dict(SMALL, method="avi", model="sbn", epochs=1, refine_steps=3, refine_samples=4, samples=2),
     "wake-sleep": dict(SMALL, method="wake-sleep", model="sbn", epochs=1),
+    "hvi": dict(SMALL, method="hvi", epochs=1),                           # momentum noise drawn for the global batch
+    "disarm-deep": dict(SMALL, method="disarm", model="sbn", latent_dim=(8, 4), hidden=(), epochs=1),   # layered uniforms
 }
 EVAL = dict(nll_samples=30, batch_size=64, refine_steps=2, refine_sweep=(0, 2))   # digits' 300 test points: 5 batches
 EVAL_K = dict(nll_samples=200, batch_size=1000, refine_steps=2)     # 1 batch, 14 chunks of 15 draws: the k draws split
@@ -148,10 +151,9 @@ def test_negative_control_shard_noise_matters(shared_data_dir):
     full = GAUSSIAN.draw((mu, log_std), 2, torch.Generator().manual_seed(0))               # (2, 10, 3)
     naive = GAUSSIAN.draw((mu[5:], log_std[5:]), 2, torch.Generator().manual_seed(0))      # rank 1, own draw
     assert not torch.allclose(full[:, 5:], naive)
-    with batch_shard(5, 10, 10):
-        sharded = GAUSSIAN.draw((mu[5:], log_std[5:]), 2, torch.Generator().manual_seed(0))
-        logits = torch.randn(5, 3)
-        b_shard = BERNOULLI.draw((logits,), 4, torch.Generator().manual_seed(1))
+    sharded = GAUSSIAN.draw((mu[5:], log_std[5:]), 2, Stream(torch.Generator().manual_seed(0), Shard(5, 10, 10)))
+    logits = torch.randn(5, 3)
+    b_shard = BERNOULLI.draw((logits,), 4, Stream(torch.Generator().manual_seed(1), Shard(5, 10, 10)))
     assert torch.equal(full[:, 5:], sharded)
     b_full = BERNOULLI.draw((torch.cat([torch.randn(5, 3), logits]),), 4, torch.Generator().manual_seed(1))
     assert torch.equal(b_full[:, 5:], b_shard)
@@ -169,7 +171,7 @@ def test_shard_bounds_cover_the_batch_once():
 
 def test_one_process_hooks_are_the_identity():
     x = torch.randn(4, 5)
-    mean, var = global_moments(x)
+    mean, var = global_moments(x, None)
     assert torch.equal(mean, x.mean()) and torch.equal(var, x.var(unbiased=False))
     p = torch.nn.Parameter(torch.ones(3))
     p.grad = torch.full((3,), 2.0)

@@ -15,15 +15,15 @@ import torch
 
 from test_methods_exact import assert_unbiased, average, exact_grads, method_grads
 from varinf.enumeration import all_binary, exact_elbo, exact_encoder_elbo, exact_iwae_bound
-from varinf.families import BERNOULLI
+from varinf.families import BERNOULLI, Posterior
 from varinf.infer import ARM, VIMCO, DisARM, GumbelSoftmax, RefinedEM
 from varinf.infer.arm import arm_coefficient
 from varinf.infer.disarm import disarm_coefficient
 from varinf.infer.gumbel import relaxed_objective, relaxed_units
 from varinf.infer.vimco import leave_one_out_bounds
 from varinf.models import SBN, SBNConfig
-from varinf.refinement import (AdaptiveImportanceSampling, MeanPassGradient, StraightThroughGradient,
-                               layered_mean_pass_objective, mean_field_logits, mean_pass_objective)
+from varinf.objectives import layered_mean_pass_objective, mean_pass_objective
+from varinf.refinement import AdaptiveImportanceSampling, MeanPassGradient, StraightThroughGradient, mean_field_logits
 
 torch.set_num_threads(1)
 
@@ -188,7 +188,7 @@ def test_refined_em_on_a_deep_sbn_against_enumeration(name):
     for _ in range(500):
         refined = method.e_step(x, torch.Generator().set_state(gen.get_state()))
         got = method_grads(method, x, gen)                                               # the same stream: same q̃
-        q = BERNOULLI.log_prob(refined, states).exp()                                     # q̃(h)   (16, B)
+        q = refined.log_prob(states).exp()                                                # q̃(h)   (16, B)
         m_step = -(q * model.log_joint(x, states)).sum(0).mean()
         kl = (q * (q.log() - model.family.log_prob(model.encode(x), states))).sum(0).mean()
         want = {"generative": exact_grads(method, m_step)["generative"],
@@ -203,11 +203,13 @@ def test_refined_em_on_a_deep_sbn_against_enumeration(name):
 def test_layered_mean_pass_is_eq7_on_one_layer_and_refinement_raises_the_deep_bound():
     one, x = tiny_sbn(3)
     logits = torch.randn(3, 3, dtype=torch.float64)
-    torch.testing.assert_close(layered_mean_pass_objective(one, x, logits), mean_pass_objective(one, x, logits))
+    q = Posterior(BERNOULLI, (logits,))
+    torch.testing.assert_close(layered_mean_pass_objective(one, q, x), mean_pass_objective(one, q, x))
     model, x = tiny_sbn(WIDTHS["two-layer"], seed=2)
     z0 = mean_field_logits(model, x).detach()
     a1 = model.encode(x)[0]
     torch.testing.assert_close(z0, torch.cat([a1, model.upper_encoders[0](torch.sigmoid(a1))], -1).detach())
     for refiner in (MeanPassGradient(20, 0.5), StraightThroughGradient(20, 0.02, samples=50)):
-        refined = refiner.for_model(model).refine(model, x, (z0,), torch.Generator().manual_seed(0))[0]
+        refined = refiner.for_model(model).refine(model, Posterior(BERNOULLI, (z0,)), x,
+                                                  torch.Generator().manual_seed(0)).params[0]
         assert (exact_elbo(model, refined, x) > exact_elbo(model, z0, x)).all()

@@ -46,7 +46,7 @@ def test_gbvi_e_step_leaves_theta_unchanged_and_each_loss_reaches_only_its_group
     assert isinstance(method, RefinedEM) and isinstance(method.refiner, GaussianGradient)
     gen = torch.Generator().manual_seed(0)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    mu, log_std = method.e_step(x, gen)
+    mu, log_std = method.e_step(x, gen).params
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k
     for p in model.parameters():

@@ -15,7 +15,7 @@ from torch import nn
 
 from varinf.contract import AmortizedModel
 from varinf.enumeration import all_binary, exact_elbo, exact_log_joint, exact_posterior
-from varinf.families import BERNOULLI, GAUSSIAN
+from varinf.families import BERNOULLI, GAUSSIAN, Posterior
 from varinf.infer import AEVB, NVIL, SAVAE, MeanPass, RefinedEM, Reinforce, StraightThrough, WakeSleep
 from varinf.models import SBN, LinearGaussian, SBNConfig
 from varinf.refinement import (AdaptiveImportanceSampling, GaussianGradient, MeanPassGradient,
@@ -217,7 +217,7 @@ def check_refined_em(method, x, exact_m_step, draws):
         state = gen.get_state()
         refined = method.e_step(x, torch.Generator().set_state(state))
         grads = method_grads(method, x, gen)                    # the same stream: the same q̃
-        kl = method.family.kl(refined, method.model.encode(x)).mean()
+        kl = refined.kl(Posterior(method.family, method.model.encode(x))).mean()
         torch.testing.assert_close(grads["inference"], exact_grads(method, kl)["inference"])
         got_theta.append(grads["generative"])
         want_theta.append(exact_grads(method, exact_m_step(refined))["generative"])
@@ -231,7 +231,7 @@ def test_refined_em_on_binary_latents_against_enumeration(name):
     method = RefinedEM(model, REFINERS[name](), samples=4, name=name)
 
     def m_step(refined):                                        # −E_q̃ log p(x, h) by enumeration
-        q = BERNOULLI.log_prob(refined, all_binary(4, torch.float64)[:, None, :]).exp()          # (16, B)
+        q = refined.log_prob(all_binary(4, torch.float64)[:, None, :]).exp()                     # (16, B)
         return -(q * exact_log_joint(model, x)).sum(0).mean()
     check_refined_em(method, x, m_step, 600)
 
@@ -242,7 +242,7 @@ def test_gbvi_against_the_closed_form_on_a_linear_gaussian_model():
     model, x = linear_gaussian(seed=2)
     method = RefinedEM(model, GaussianGradient(4, 0.05, samples=3), samples=3, name="gbvi")
     # E_q̃ log p(x,h) + H(q̃) in closed form; H has no θ
-    check_refined_em(method, x, lambda refined: -model.lg.exact_elbo(x, *refined).mean(), 500)
+    check_refined_em(method, x, lambda refined: -model.lg.exact_elbo(x, *refined.params).mean(), 500)
 
 
 def test_refined_em_with_zero_steps_is_the_plain_amortised_theta_update():
@@ -293,7 +293,7 @@ def test_savae_encoder_gradient_goes_through_the_refinement_steps():
 def test_binary_gradient_refiners_raise_the_exact_bound(refiner):
     model, x = tiny_sbn(k=5, d=8, seed=2)
     logits0 = model.encode(x)[0].detach()
-    refined = refiner.refine(model, x, (logits0,), torch.Generator().manual_seed(0))[0]
+    refined = refiner.refine(model, Posterior(BERNOULLI, (logits0,)), x, torch.Generator().manual_seed(0)).params[0]
     before, after = exact_elbo(model, logits0, x), exact_elbo(model, refined, x)
     assert (after > before).all(), (before, after)
 
@@ -302,8 +302,8 @@ def test_avi_refiner_moves_q_towards_the_posterior_marginals():
     model, x = tiny_sbn(k=5, d=8, seed=2)
     logits0 = model.encode(x)[0].detach()
     marginals = exact_posterior(model, x) @ all_binary(5, torch.float64)
-    refined = AdaptiveImportanceSampling(30, samples=4000, rate=0.3).refine(model, x, (logits0,),
-                                                                            torch.Generator().manual_seed(0))[0]
+    refined = AdaptiveImportanceSampling(30, samples=4000, rate=0.3).refine(model, Posterior(BERNOULLI, (logits0,)), x,
+                                                                            torch.Generator().manual_seed(0)).params[0]
     err0 = (torch.sigmoid(logits0) - marginals).abs().mean()
     err = (torch.sigmoid(refined) - marginals).abs().max()
     assert err < 0.05 and err < err0

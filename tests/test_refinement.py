@@ -14,6 +14,7 @@ from torch import distributions as D
 
 from varinf.models import LinearGaussian
 from gaussian_helpers import diag_gaussian, gaussian_bound, gaussian_entropy, gaussian_kl
+from varinf.families import GAUSSIAN, Posterior
 from varinf.refinement import AdamStep, GaussianGradient, GradientStep
 
 
@@ -36,8 +37,8 @@ class _FixedNoiseGaussian(GaussianGradient):
         super().__init__(**kw)
         self.noise, self.t = noise, 0
 
-    def objective(self, model, x, params, generator):
-        value = gaussian_bound(model.log_joint, x, *params, noise=self.noise[self.t])
+    def objective(self, model, q, x, generator):
+        value = gaussian_bound(model.log_joint, x, *q.params, noise=self.noise[self.t])
         self.t += 1
         return value
 
@@ -54,7 +55,8 @@ def refine(log_joint, x, mu0, log_std0, *, steps, rate=1e-3, num_samples=1, gene
     if not isinstance(step_rule, str):
         refiner.step_rule = step_rule
     trace, params = [], (mu0, log_std0)
-    for t, params in enumerate(refiner.iterate(_LogJoint(log_joint), x, params, generator)):
+    for t, q_t in enumerate(refiner.iterate(_LogJoint(log_joint), Posterior(GAUSSIAN, params), x, generator)):
+        params = q_t.params
         if return_trace:
             with torch.no_grad():
                 trace.append(gaussian_bound(log_joint, x, *params, num_samples, generator,

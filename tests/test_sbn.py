@@ -16,6 +16,7 @@ from varinf.errors import ConfigError
 from varinf.infer import METHODS, make_optimizer
 from varinf.infer.wake_sleep import sleep_objective
 from varinf.models import SBN, SBNConfig
+from varinf.families import BERNOULLI, Posterior
 from varinf.objectives import elbo_and_log_marginal, log_weights
 from varinf.refinement import AdaptiveImportanceSampling
 from varinf.training import method_for, optimizers_for
@@ -117,7 +118,7 @@ def test_avi_refinement_lowers_kl_to_the_posterior():
     model, x = tiny_sbn(k=5, d=8, scale=2.0), binary_x(4, 8)
     logits = model.encode(x)[0].detach()
     probs = torch.sigmoid(AdaptiveImportanceSampling(3, samples=4000, rate=1.0).refine(
-        model, x, (logits,), torch.Generator().manual_seed(0))[0])
+        model, Posterior(BERNOULLI, (logits,)), x, torch.Generator().manual_seed(0)).params[0])
     assert probs.min() >= 1e-3 and probs.max() <= 1 - 1e-3          # the documented clamp
     before = kl_to_posterior(logits, model, x)
     after = kl_to_posterior(torch.logit(probs), model, x)
@@ -134,7 +135,8 @@ def test_damped_avi_step_is_the_interpolation_and_still_reaches_the_marginals():
 
     def avi(steps, samples, seed, rate):
         refiner = AdaptiveImportanceSampling(steps, samples=samples, rate=rate)
-        return torch.sigmoid(refiner.refine(model, x, (logits0,), torch.Generator().manual_seed(seed))[0])
+        return torch.sigmoid(refiner.refine(model, Posterior(BERNOULLI, (logits0,)), x,
+                                            torch.Generator().manual_seed(seed)).params[0])
 
     full = avi(1, 50, 1, 1.0)
     damped = avi(1, 50, 1, 0.3)

@@ -32,10 +32,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import math
 import os
 import re
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -424,3 +426,16 @@ def restore(tensors: dict[str, torch.Tensor], meta: dict, *, model: torch.nn.Mod
             opt.load_state_dict(_optimizer_join(sub, meta["optimizers"][oname]))
         except (ValueError, KeyError) as exc:
             raise CheckpointError(f"optimizer state in checkpoint does not fit this optimizer: {exc}") from exc
+
+
+def save_figure(fig, path: Path, **savefig) -> Path:
+    """Write a matplotlib figure as PNG at ``path`` atomically, never through a symbolic link (the figure's
+    name or its directory), and close it (a pyplot figure: varinf's own are plain ``Figure`` objects)."""
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format="png", **savefig)
+    finally:
+        if "matplotlib.pyplot" in sys.modules:
+            sys.modules["matplotlib.pyplot"].close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path

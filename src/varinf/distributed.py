@@ -20,10 +20,10 @@ buys is small here because the backward of these networks is a few milliseconds)
 
 **Sharded batches, noise independent of the number of processes.** Every process iterates the
 same global minibatches (the permutation comes from the shared seed) and takes its contiguous
-slice of rows ([`shard_bounds`][varinf.distributed.shard_bounds]). Every per-datapoint random draw of a training step goes
-through ``varinf.families`` (``Family.draw``), which asks [`global_rows`][varinf.distributed.global_rows] / [`local_rows`][varinf.distributed.local_rows]
-for the rows it draws: inside [`batch_shard`][varinf.distributed.batch_shard] a process draws the noise of the *whole
-global batch* from the shared generator and keeps its own rows. So datapoint i gets the
+slice of rows ([`shard_bounds`][varinf.distributed.shard_bounds]). The training loop hands the method a random
+stream that carries this slice, ``Stream(generator, Shard(start, stop, rows))`` (``varinf.streams``),
+and every per-datapoint random draw of a step (``Family.draw`` in ``varinf.families``) draws the noise
+of the *whole global batch* from the shared generator and keeps its own rows. So datapoint i gets the
 same noise whatever N is, and the generators of all processes stay in step (each consumes
 exactly what one process would). The cost is drawing B_global instead of B_local noise rows per
 process: negligible against the decoder passes at N ≤ 8; on many GPUs a counter-based
@@ -35,11 +35,9 @@ processes then equal those of one process up to floating-point summation order: 
 reduction inside each process's matmul and the all-reduce's sum are ordered differently from
 one process's single reduction (relative error ~1e-7 per step, see tests/test_distributed.py).
 
-Known limit: wake-sleep's sleep phase draws ``B_local`` dreams from the prior per process
-(``model.sample_joint``, not a per-datapoint draw), so under N > 1 its dreams are not those of
-one process (each process dreams its own B_local; with equal shards the processes' generators
-draw the same dreams). It still trains correctly in expectation; the generators are re-synchronised
-from rank 0 at every epoch end ([`sync_generator`][varinf.distributed.sync_generator]).
+Wake-sleep's sleep phase draws the dreams of the whole global batch the same way and keeps its
+rows. The generators are re-synchronised from rank 0 at every epoch end
+([`sync_generator`][varinf.distributed.sync_generator]).
 """
 
 from __future__ import annotations
@@ -47,17 +45,16 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
-from varinf.errors import ConfigError, VarinfError
+from varinf.errors import ConfigError
+from varinf.streams import Shard
 
-__all__ = ["Context", "context", "init_from_env", "shard_bounds", "batch_shard", "global_rows", "local_rows",
-           "GradSync", "all_reduce_sum", "global_moments", "sync_generator", "broadcast_error",
-           "process_device", "global_shape", "shutdown", "process_group"]
+__all__ = ["Context", "context", "init_from_env", "shard_bounds", "GradSync", "all_reduce_sum", "global_moments",
+           "sync_generator", "broadcast_error", "process_device", "shutdown", "process_group"]
 
 
 @dataclass(frozen=True)
@@ -137,62 +134,6 @@ def shard_bounds(rows: int, ctx: Context) -> tuple[int, int]:
     return start, start + base + (ctx.rank < extra)
 
 
-# The shard of the batch being computed: (start, stop, global rows), or None outside batch_shard.
-# A context variable, so that threads (and asyncio tasks) each see their own.
-_SHARD: ContextVar[tuple[int, int, int] | None] = ContextVar("varinf_batch_shard", default=None)
-
-
-@contextmanager
-def batch_shard(start: int, stop: int, rows: int) -> Iterator[None]:
-    """Within the block, per-datapoint draws produce the noise of all ``rows`` and keep rows [start, stop)."""
-    token = _SHARD.set((start, stop, rows))
-    try:
-        yield
-    finally:
-        _SHARD.reset(token)
-
-
-def global_rows(t: torch.Tensor, fill: float = 0.0) -> torch.Tensor:
-    """``t`` (B_local, ...) placed at its rows of a (B_global, ...) tensor filled with ``fill``; ``t`` itself outside a shard.
-
-    For draws whose randomness consumed per element does not depend on the values (torch.bernoulli
-    draws one uniform per element), so the other processes' rows only need a placeholder.
-    """
-    shard = _SHARD.get()
-    if shard is None:
-        return t
-    start, stop, rows = shard
-    _check_rows(t.shape[0], start, stop)
-    out = t.new_full((rows, *t.shape[1:]), fill)
-    out[start:stop] = t
-    return out
-
-
-def global_shape(shape: torch.Size | tuple[int, ...], dim: int = 0) -> tuple[int, ...]:
-    """``shape`` with its batch dimension ``dim`` grown to the global batch inside a shard."""
-    shard = _SHARD.get()
-    if shard is None:
-        return tuple(shape)
-    start, stop, rows = shard
-    _check_rows(shape[dim], start, stop)
-    return (*shape[:dim], rows, *shape[dim + 1:])
-
-
-def local_rows(t: torch.Tensor, dim: int = 0) -> torch.Tensor:
-    """This process's rows of a global draw (along ``dim``); ``t`` itself outside a shard."""
-    shard = _SHARD.get()
-    if shard is None:
-        return t
-    start, stop, _ = shard
-    return t.narrow(dim, start, stop - start)
-
-
-def _check_rows(local: int, start: int, stop: int) -> None:
-    if local != stop - start:
-        raise VarinfError(f"a per-datapoint draw of {local} rows inside a batch shard of {stop - start} rows: "
-                          "only draws over the minibatch's rows can be sharded across processes")
-
-
 class GradSync:
     """Average the gradients of one step over processes, weighted by shard size: g = Σ_r (B_r / B) g_r.
 
@@ -227,15 +168,16 @@ def all_reduce_sum(values: torch.Tensor, ctx: Context) -> torch.Tensor:
     return out
 
 
-def global_moments(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and (biased) variance of all elements of ``x`` across the processes of the current shard.
+def global_moments(x: torch.Tensor, shard: Shard | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and (biased) variance of all elements of ``x`` across the processes that share a batch.
 
-    Outside [`batch_shard`][varinf.distributed.batch_shard] or with one process: ``x.mean()``, ``x.var(unbiased=False)`` exactly. N processes: each sends
+    ``shard`` is the batch shard ``x`` was computed on (``Stream.shard``, ``varinf.streams``). Without a
+    shard or with one process: ``x.mean()``, ``x.var(unbiased=False)`` exactly. N processes: each sends
     (n_r, mean_r, M2_r) and they are combined by Chan, Golub & LeVeque's (1979) pairwise update
     M2 = Σ M2_r + Σ n_r (mean_r − mean)², which keeps the two-pass accuracy.
     """
     ctx = context()
-    if not ctx.active or _SHARD.get() is None:
+    if not ctx.active or shard is None:
         return x.mean(), x.var(unbiased=False)
     n = torch.tensor(float(x.numel()), dtype=x.dtype, device=x.device)
     mean_r = x.mean()

@@ -53,7 +53,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import io
 import math
 import os
 import time
@@ -67,8 +66,9 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
-from varinf.checkpoint import atomic_write_bytes, atomic_write_json
+from varinf.checkpoint import atomic_write_bytes, atomic_write_json, save_figure
 from varinf.config import TrainConfig
+from varinf.contract import posterior
 from varinf.data import check_data, load_dataset
 from varinf.distributed import Context, all_reduce_sum, broadcast_error, context, process_device
 from varinf.errors import CheckpointError, ConfigError, VarinfError
@@ -293,6 +293,8 @@ def evaluate_model(model, x: torch.Tensor, *, nll_samples: int = 5000, batch_siz
     device = next(model.parameters()).device
     ctx = ctx or context()
     refiner = refiner.for_model(model) if refiner is not None else None     # a deep SBN: every layer
+    if refiner is not None:
+        refiner.check(model)                    # the family-fit check of evaluation
     stream = 1 if refiner is not None else 0
     chunk_size = chunk_size or _chunk(nll_samples, batch_size, x.shape[1], device)
     sweep = tuple(sorted(set(int(t) for t in sweep)))
@@ -342,18 +344,17 @@ def evaluate_model(model, x: torch.Tensor, *, nll_samples: int = 5000, batch_siz
         rows = slice(i, i + batch_size)
         gen = batch_generator(seed, stream, b, device)
         xb = x[rows]
-        params = model.encode(xb) if refiner is None else refiner.start(model, xb)
+        q = posterior(model, xb) if refiner is None else refiner.start(model, xb)    # q_φ
         if refiner is not None:
             trace = []
-            for t, params_t in enumerate(refiner.iterate(model, xb, params, gen)):
+            for t, q_t in enumerate(refiner.iterate(model, q, xb, gen)):
                 if t in sweep:
-                    trace.append(entropy_bound(model, xb, params_t, refiner.family, SWEEP_SAMPLES, gen))
+                    trace.append(entropy_bound(model, q_t, xb, SWEEP_SAMPLES, gen))
                 if t == final:
-                    result_params = params_t
-            params = result_params
+                    q_final = q_t
+            q = q_final                                                                  # the refined q̃
             if sweep and writes:
                 out["sweep"][:, rows] = torch.stack(trace)
-        q = (model.family if refiner is None else refiner.family).dist(*params)        # q_φ, or the refined q̃
         summaries = chunk_summaries(model, q, xb, nll_samples, chunk_size, gen, share)
         if split_k:
             summaries = all_reduce_sum(summaries, ctx)                       # (C, 2, B): every chunk, once
@@ -465,21 +466,6 @@ def plot_amortization_gap(steps: list[int], bounds: torch.Tensor, path: Path, ti
     fig.legend(loc="outside lower center", fontsize=8, ncols=2)
     path.parent.mkdir(parents=True, exist_ok=True)
     return save_figure(fig, path, dpi=120)
-
-
-def save_figure(fig, path: Path, **savefig) -> Path:
-    """Write a matplotlib figure as PNG at ``path`` atomically, never through a symbolic link (the figure's
-    name or its directory), and close it (a pyplot figure: varinf's own are plain ``Figure`` objects)."""
-    import sys
-
-    buffer = io.BytesIO()
-    try:
-        fig.savefig(buffer, format="png", **savefig)
-    finally:
-        if "matplotlib.pyplot" in sys.modules:
-            sys.modules["matplotlib.pyplot"].close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
-    return path
 
 
 def _check_finite_result(result: dict, run_dir: Path, checkpoint: str) -> None:

@@ -15,8 +15,10 @@ method goes through a family, so no other module writes a Gaussian draw or a Ber
                                                    α_l = f_l(h_{l−1}) (a deep SBN's encoder, layer by layer)
     =================  ==========================  ======================================
 
-Under data parallelism (``varinf.distributed``) a draw covers the whole global minibatch and
-keeps this process's rows, so datapoint i's noise does not depend on the number of processes.
+Every draw takes a random stream ``rng`` (``varinf.streams``: a torch.Generator, None, or a
+``Stream(generator, shard)``). Under data parallelism the stream carries the batch shard, and a draw
+covers the whole global minibatch and keeps this process's rows, so datapoint i's noise does not
+depend on the number of processes.
 
 Shapes: a distribution has batch (B,) and event (K,); ``draw(params, S)`` returns (S, B, K);
 ``log_prob(params, h)`` maps h (S, B, K) to (S, B); entropies and KLs are (B,).
@@ -31,7 +33,7 @@ from typing import Callable
 import torch
 from torch import distributions as D
 
-from varinf.distributed import global_rows, global_shape, local_rows
+from varinf.streams import Rng, Stream
 
 __all__ = ["Family", "DiagonalGaussian", "FactorialBernoulli", "LayeredBernoulli", "LayeredBernoulliDistribution",
            "TorchDistribution", "GAUSSIAN", "BERNOULLI", "Posterior"]
@@ -49,7 +51,7 @@ class Family:
         raise NotImplementedError
 
     def draw(self, params: tuple[torch.Tensor, ...], num_samples: int,
-             generator: torch.Generator | None) -> torch.Tensor:
+             generator: Rng) -> torch.Tensor:
         """``num_samples`` draws (S, B, K); differentiable in ``params`` when ``reparameterizable``."""
         raise NotImplementedError
 
@@ -58,7 +60,7 @@ class Family:
         return self.dist(*params).log_prob(h)
 
     def draw_with_log_prob(self, params: tuple[torch.Tensor, ...], num_samples: int,
-                           generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+                           generator: Rng) -> tuple[torch.Tensor, torch.Tensor]:
         """``draw`` and ``log_prob`` of the draws together: h (S, B, K), log q(h|x) (S, B)."""
         h = self.draw(params, num_samples, generator)
         return h, self.log_prob(params, h)
@@ -103,8 +105,9 @@ class DiagonalGaussian(Family):
     def draw_with_noise(self, params, num_samples, generator) -> tuple[torch.Tensor, torch.Tensor]:
         """(h, ε) of ``draw``, both (S, B, K)."""
         mu, log_std = params
-        shape = global_shape((num_samples, *mu.shape), dim=1)       # all ranks' rows under data parallelism
-        eps = local_rows(torch.randn(shape, generator=generator, dtype=mu.dtype, device=mu.device), dim=1)
+        rng = Stream.of(generator)
+        shape = rng.global_shape((num_samples, *mu.shape), dim=1)   # all ranks' rows under data parallelism
+        eps = rng.local_rows(torch.randn(shape, generator=rng.generator, dtype=mu.dtype, device=mu.device), dim=1)
         return torch.addcmul(mu, log_std.exp(), eps), eps
 
     def draw_with_log_prob(self, params, num_samples, generator):
@@ -122,10 +125,23 @@ class DiagonalGaussian(Family):
         """log N(h; 0, I_K) = −½ ‖h‖² − (K/2) log 2π: (..., K) -> (...)."""
         return -0.5 * torch.linalg.vecdot(h, h) - 0.5 * h.shape[-1] * math.log(2 * math.pi)
 
+    def log_prob(self, params, h) -> torch.Tensor:
+        """log N(h; μ, diag σ²) = log N((h − μ)/σ; 0, I) − Σ_k log σ_k: (S, B, K) -> (S, B)."""
+        mu, log_std = params
+        return self.standard_log_prob((h - mu) * torch.exp(-log_std)) - log_std.sum(-1)
+
     def entropy(self, params) -> torch.Tensor:
         """H = K/2 (1 + log 2π) + Σ_k log σ_k, (B,)."""
         log_std = params[1]
         return 0.5 * log_std.shape[-1] * (1.0 + math.log(2 * math.pi)) + log_std.sum(-1)
+
+    def kl(self, p_params, q_params) -> torch.Tensor:
+        """KL(N(μ₁, σ₁²) ‖ N(μ₂, σ₂²)) = Σ_k [log σ₂ − log σ₁ + (σ₁² + (μ₁ − μ₂)²) / (2σ₂²) − ½], (B,)
+        (Kingma & Welling 2014 App. B with a standard normal N(μ₂, σ₂²) = N(0, I))."""
+        (mu1, log_std1), (mu2, log_std2) = p_params, q_params
+        ratio = torch.exp(2 * (log_std1 - log_std2))                                   # σ₁² / σ₂²
+        gap = (mu1 - mu2) * torch.exp(-log_std2)                                        # (μ₁ − μ₂) / σ₂
+        return 0.5 * (ratio + gap * gap - 1).sum(-1) - (log_std1 - log_std2).sum(-1)
 
     def mean(self, params) -> torch.Tensor:
         return params[0]
@@ -142,8 +158,9 @@ class FactorialBernoulli(Family):
 
     def draw(self, params, num_samples, generator):
         """h ~ Bernoulli(σ(logits)), (S, B, K); no gradient reaches the logits."""
-        probs = global_rows(torch.sigmoid(params[0].detach()), fill=0.5)   # all ranks' rows (varinf.distributed)
-        return local_rows(torch.bernoulli(probs.expand(num_samples, *probs.shape), generator=generator), dim=1)
+        rng = Stream.of(generator)
+        probs = rng.global_rows(torch.sigmoid(params[0].detach()), fill=0.5)   # all ranks' rows under data parallelism
+        return rng.local_rows(torch.bernoulli(probs.expand(num_samples, *probs.shape), generator=rng.generator), dim=1)
 
     def entropy(self, params) -> torch.Tensor:
         """H = Σ_k −μ_k log μ_k − (1 − μ_k) log(1 − μ_k), written with logits for stability, (B,)."""
@@ -154,10 +171,11 @@ class FactorialBernoulli(Family):
     def mean(self, params) -> torch.Tensor:
         return torch.sigmoid(params[0])
 
-    def uniforms(self, like: torch.Tensor, num_samples: int, generator: torch.Generator | None) -> list[torch.Tensor]:
+    def uniforms(self, like: torch.Tensor, num_samples: int, generator: Rng) -> list[torch.Tensor]:
         """U(0, 1) noise for the one layer, [(S, B, K)], drawn for the whole global batch (ARM, DisARM, Gumbel)."""
-        return [local_rows(torch.rand(global_shape((num_samples, *like.shape), dim=1), generator=generator,
-                                      dtype=like.dtype, device=like.device), dim=1)]
+        rng = Stream.of(generator)
+        return [rng.local_rows(torch.rand(rng.global_shape((num_samples, *like.shape), dim=1), generator=rng.generator,
+                                          dtype=like.dtype, device=like.device), dim=1)]
 
     def chain(self, params, sample_layer: Callable[[int, torch.Tensor], torch.Tensor]
               ) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -214,10 +232,12 @@ class LayeredBernoulli(Family):
         layers = self.split(h)
         return self.chain(params, lambda l, alpha: layers[l])[1]
 
-    def uniforms(self, like: torch.Tensor, num_samples: int, generator: torch.Generator | None) -> list[torch.Tensor]:
+    def uniforms(self, like: torch.Tensor, num_samples: int, generator: Rng) -> list[torch.Tensor]:
         """Independent U(0, 1) noise for every layer, [(S, B, K_l)], drawn for the whole global batch."""
-        return [local_rows(torch.rand(global_shape((num_samples, like.shape[0], k), dim=1), generator=generator,
-                                      dtype=like.dtype, device=like.device), dim=1) for k in self.widths]
+        rng = Stream.of(generator)
+        return [rng.local_rows(torch.rand(rng.global_shape((num_samples, like.shape[0], k), dim=1),
+                                          generator=rng.generator, dtype=like.dtype, device=like.device), dim=1)
+                for k in self.widths]
 
     def draw(self, params, num_samples, generator):
         """Ancestral draw h_l = 1[u_l < σ(α_l)], u_l ~ U(0, 1), layer by layer: (S, B, K); no gradient to φ."""
@@ -287,7 +307,7 @@ class TorchDistribution(Family):
         return self.q
 
     def draw(self, params, num_samples, generator):
-        if generator is not None:
+        if Stream.of(generator).generator is not None:
             raise TypeError(f"varinf cannot draw from a {type(self.q).__name__} with an explicit generator; "
                             "pass generator=None to use the global RNG")
         return self.q.rsample((num_samples,)) if self.q.has_rsample else self.q.sample((num_samples,))
@@ -351,14 +371,14 @@ class Posterior:
         """The torch.distributions object (the caller's own if this posterior was made from one)."""
         return self.torch_dist if self.torch_dist is not None else self.family.dist(*self.params)
 
-    def draw(self, num_samples: int = 1, generator: torch.Generator | None = None,
+    def draw(self, num_samples: int = 1, generator: Rng = None,
              reparameterize: bool = True) -> torch.Tensor:
         """``num_samples`` draws (S, B, K) from ``generator``; reparameterised (h = μ + σ ⊙ ε for a Gaussian,
         Hjelm et al. 2015 Eq. 5) unless ``reparameterize`` is false or the family is discrete."""
         h = self.family.draw(self.params, num_samples, generator)
         return h if reparameterize else h.detach()
 
-    def draw_with_log_prob(self, num_samples: int = 1, generator: torch.Generator | None = None
+    def draw_with_log_prob(self, num_samples: int = 1, generator: Rng = None
                            ) -> tuple[torch.Tensor, torch.Tensor]:
         """``draw`` and log q(h|x) of the draws together: (S, B, K), (S, B)."""
         return self.family.draw_with_log_prob(self.params, num_samples, generator)

@@ -49,21 +49,58 @@ def bernoulli_log_likelihood(logits: torch.Tensor, x: torch.Tensor) -> torch.Ten
 
     The same number as ``torch.distributions.Bernoulli(logits=η).log_prob(x).sum(-1)`` (the
     binary cross-entropy with logits, x_d log σ(η_d) + (1 − x_d) log σ(−η_d), rewritten with
-    log σ(η) = η − softplus(η)), to float rounding. Faster on a CPU: the data term Σ_d x_d η_d is a
-    batched matrix product against x instead of the broadcast x (one pass fewer over (S, B, D)),
-    and softplus is one fused pass (the cross-entropy takes five). It is the elementwise
+    log σ(η) = η − softplus(η)), to float rounding. Faster on a CPU: with many draws per datapoint
+    the data term Σ_d x_d η_d is a batched matrix product against x instead of the broadcast x (one
+    pass fewer over (S, B, D)); with one or two (training) it is the elementwise product, which avoids
+    the batched product's per-datapoint cost (``VECDOT_MAX_SAMPLES``); softplus is one fused pass (the
+    cross-entropy takes five). It is the elementwise
     part of every decoder pass of the k = 5000 evaluation (benchmarks/bench_eval.py).
     """
     d = x.shape[-1]
     if x.dim() >= 1 and logits.shape[logits.dim() - x.dim():] == x.shape:
         lead = logits.shape[:logits.dim() - x.dim()]
         x2 = x.reshape(-1, d)                                                     # (B, D)
-        data = torch.einsum("sbd,bd->sb", logits.reshape(-1, x2.shape[0], d), x2)  # Σ_d x_d η_d   (S, B)
+        eta = logits.reshape(-1, x2.shape[0], d)                                  # (S, B, D)
+        if eta.shape[0] <= VECDOT_MAX_SAMPLES:                                    # Σ_d x_d η_d   (S, B)
+            data = torch.linalg.vecdot(eta, x2)
+        else:
+            data = _DataTerm.apply(eta, x2)
         data = data.reshape(*lead, *x.shape[:-1])
     else:                                                                         # x broadcasts otherwise
         data = (logits * x).sum(-1)
     # softplus returns η itself above the threshold; at 40 the dropped e^-η is below float64 rounding
     return data - torch.nn.functional.softplus(logits, threshold=40.0).sum(-1)   # − Σ_d log(1 + e^η)
+
+
+# The data term Σ_d x_d η_d of S draws per datapoint: a batched product over the B datapoints pays a fixed
+# cost per datapoint that only pays off from a few draws on (docs/RESULTS.md §1.1, one thread, B = 100, D = 784,
+# µs batched / elementwise: S = 1: 251 / 17; S = 2: 148 / 36; S = 5: 180 / 206; S = 500: 21275 / 87260;
+# ``python benchmarks/bench_vae_loop.py --threads 1 --step-breakdown``).
+VECDOT_MAX_SAMPLES = 2
+
+
+class _DataTerm(torch.autograd.Function):
+    """Σ_d x_d η_d for η (S, B, D) and x (B, D) -> (S, B): forward a batched product, backward a broadcast one.
+
+    The forward is ``torch.einsum("sbd,bd->sb")`` (one pass over η, what the k = 5000 evaluation needs).
+    Autograd's own backward of that einsum is a batched matrix product over B tiny (S×1)·(1×D) blocks,
+    which on a CPU costs ≈ 0.3 ms per training step of the Table 1 network (B = 100); ∂/∂η_{sbd} = g_{sb} x_{bd}
+    is one product per element, so the broadcast product below gives the same numbers, bit for bit,
+    in one pass. The backward is itself differentiable (semi-amortised training differentiates through it).
+    """
+
+    @staticmethod
+    def forward(ctx, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(logits, x)
+        return torch.einsum("sbd,bd->sb", logits, x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        logits, x = ctx.saved_tensors
+        g = grad.unsqueeze(-1)                                                    # (S, B, 1)
+        grad_logits = g * x if ctx.needs_input_grad[0] else None                  # g_sb x_bd   (S, B, D)
+        grad_x = (g * logits).sum(0) if ctx.needs_input_grad[1] else None         # Σ_s g_sb η_sbd   (B, D)
+        return grad_logits, grad_x
 
 
 # σ²_min of the Gaussian likelihoods: a standard deviation of ~0.03, 1/32 of the [0, 1] grey-level range.

@@ -1,7 +1,11 @@
 """Variational objectives as small pure functions returning per-datapoint tensors.
 
-Every estimator takes ``(model, q, x, num_samples, generator)`` and returns a tensor of
-shape ``(B,)``: one bound (or surrogate) per datapoint. Averaging over a batch and
+Every per-datapoint bound takes ``(model, q, x, num_samples, generator)`` and returns a tensor of
+shape ``(B,)``: one bound (or surrogate) per datapoint — the ELBO estimators, IWAE, the entropy bound
+that the refiners report, the mean-pass and straight-through objectives they ascend (Hjelm et al.
+2015 Eqs. 3, 7, 8), the score-function surrogate, and the chunked log-weight summaries of the
+k-sample evaluation. ``generator`` is a random stream (``varinf.streams``: a torch.Generator, None or
+a ``Stream`` carrying a batch shard). Averaging over a batch and
 negating for a loss is the caller's business.
 
 Symbols (Goodfellow, Bengio & Courville 2016 §19.1; Hjelm et al. 2015 §2):
@@ -28,8 +32,9 @@ from torch import distributions as D
 
 from varinf.contract import log_joint as _log_joint
 from varinf.errors import ConfigError, DataError
-from varinf.families import BERNOULLI, Family, Posterior
+from varinf.families import Posterior
 from varinf.likelihoods import bernoulli_log_likelihood  # noqa: F401  (re-exported: its home is likelihoods)
+from varinf.streams import Rng
 
 __all__ = [
     "log_weights",
@@ -47,6 +52,8 @@ __all__ = [
     "entropy_bound",
     "mean_pass_objective",
     "straight_through_objective",
+    "layered_mean_pass_objective",
+    "layered_straight_through_objective",
 ]
 
 
@@ -64,7 +71,7 @@ def _in_support(model, x: torch.Tensor) -> torch.Tensor:
     training step, and training data was already checked when it was loaded.
     """
     if getattr(getattr(model, "likelihood", None), "binary_data", False) and x.device.type == "cpu" and x.numel():
-        lo, hi = x.min().item(), x.max().item()
+        lo, hi = torch.stack(torch.aminmax(x)).tolist()                  # one pass, one read
         if lo < 0 or hi > 1:
             raise DataError(f"x has values in [{lo:g}, {hi:g}] but {type(model).__name__}'s Bernoulli likelihood "
                             "needs data in [0, 1]; scale grey levels first (e.g. x / 255)")
@@ -77,7 +84,7 @@ def logmeanexp(a: torch.Tensor, dim: int = 0) -> torch.Tensor:
 
 
 def log_weights(model, q: Posterior | D.Distribution, x: torch.Tensor, num_samples: int = 1,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+                generator: Rng = None) -> torch.Tensor:
     """Log importance weights log w = log p(x, z) − log q(z|x), z ~ q: shape (S, B).
 
     The per-sample quantity that SGVB-A, the IWAE bound and the marginal-likelihood
@@ -88,7 +95,7 @@ def log_weights(model, q: Posterior | D.Distribution, x: torch.Tensor, num_sampl
 
 
 def sgvb_a(model, q: Posterior | D.Distribution, x: torch.Tensor, num_samples: int = 1,
-           generator: torch.Generator | None = None) -> torch.Tensor:
+           generator: Rng = None) -> torch.Tensor:
     """SGVB estimator A (Patlan §IV; Kingma & Welling 2014, Eq. 6): shape (B,).
 
         L̂ᴬ(x) = (1/L) Σ_l [ log p(x, z⁽ˡ⁾) − log q(z⁽ˡ⁾|x) ],   z⁽ˡ⁾ = g(ε⁽ˡ⁾, x), ε⁽ˡ⁾ ~ p(ε).
@@ -100,23 +107,26 @@ def sgvb_a(model, q: Posterior | D.Distribution, x: torch.Tensor, num_samples: i
 
 
 def kl_to_prior(q: Posterior | D.Distribution, prior: D.Distribution, num_samples: int = 1,
-                generator: torch.Generator | None = None) -> torch.Tensor:
+                generator: Rng = None) -> torch.Tensor:
     """KL(q(z|x) ‖ p(z)) per datapoint, shape (B,).
 
-    Closed form from ``torch.distributions.kl_divergence`` where a rule is registered
-    (diagonal Gaussians: −½ Σ_j (1 + log σ_j² − μ_j² − σ_j²), Kingma & Welling App. B);
+    In closed form where one exists: the family's own KL when p(z) is of q's family (diagonal
+    Gaussians: −½ Σ_j (1 + log σ_j² − μ_j² − σ_j²) for p = N(0, I), Kingma & Welling App. B;
+    factorial Bernoullis), else ``torch.distributions.kl_divergence`` where it has a rule;
     otherwise the Monte Carlo estimate (1/L) Σ_l [log q(z⁽ˡ⁾) − log p(z⁽ˡ⁾)].
     """
-    q = Posterior.of(q)
+    q, p = Posterior.of(q), Posterior.of(prior)
     try:
-        return D.kl_divergence(q.dist(), prior)                          # the edge: p(z) is a torch object
+        if p.family is q.family:
+            return q.kl(p)                                               # (B,)
+        return D.kl_divergence(q.dist(), prior)                          # the edge: p(z) is some other torch object
     except NotImplementedError:
         z = q.draw(num_samples, generator)
         return (q.log_prob(z) - prior.log_prob(z)).mean(0)
 
 
 def sgvb_b(model, q: Posterior | D.Distribution, x: torch.Tensor, num_samples: int = 1,
-           generator: torch.Generator | None = None) -> torch.Tensor:
+           generator: Rng = None) -> torch.Tensor:
     """SGVB estimator B (Patlan §IV; Kingma & Welling 2014, Eq. 7): shape (B,).
 
         L̂ᴮ(x) = (1/L) Σ_l log p(x | z⁽ˡ⁾) − KL(q(z|x) ‖ p(z)).
@@ -132,7 +142,7 @@ def sgvb_b(model, q: Posterior | D.Distribution, x: torch.Tensor, num_samples: i
 
 
 def iwae_bound(model, q: Posterior | D.Distribution, x: torch.Tensor, num_samples: int = 5,
-               generator: torch.Generator | None = None) -> torch.Tensor:
+               generator: Rng = None) -> torch.Tensor:
     """Importance-weighted bound L_k (Burda et al. 2016, Eq. 8): shape (B,).
 
         L_k(x) = E[ log (1/k) Σ_i p(x, z⁽ⁱ⁾) / q(z⁽ⁱ⁾|x) ],   z⁽ⁱ⁾ ~ q.
@@ -144,7 +154,7 @@ def iwae_bound(model, q: Posterior | D.Distribution, x: torch.Tensor, num_sample
 
 @torch.no_grad()
 def elbo_and_log_marginal(model, q: Posterior | D.Distribution, x: torch.Tensor, num_samples: int = 5000,
-                          chunk_size: int = 500, generator: torch.Generator | None = None
+                          chunk_size: int = 500, generator: Rng = None
                           ) -> tuple[torch.Tensor, torch.Tensor]:
     """ELBO and importance-sampling log p(x) from the same k draws z⁽ⁱ⁾ ~ q(z|x): two (B,) tensors.
 
@@ -160,7 +170,7 @@ def elbo_and_log_marginal(model, q: Posterior | D.Distribution, x: torch.Tensor,
 
 @torch.no_grad()
 def chunk_summaries(model, q: Posterior | D.Distribution, x: torch.Tensor, num_samples: int = 5000, chunk_size: int = 500,
-                    generator: torch.Generator | None = None, share: tuple[int, int] = (0, 1)) -> torch.Tensor:
+                    generator: Rng = None, share: tuple[int, int] = (0, 1)) -> torch.Tensor:
     """(log Σ_{i∈c} w⁽ⁱ⁾, Σ_{i∈c} log w⁽ⁱ⁾) for each chunk c of the k draws z⁽ⁱ⁾ ~ q(z|x): (C, 2, B).
 
     Chunk c holds draws c·chunk_size, ..., drawn in order from ``generator``. With ``share`` = (r, N)
@@ -191,7 +201,7 @@ def combine_chunks(summaries: torch.Tensor, num_samples: int) -> tuple[torch.Ten
 
 
 def log_marginal_estimate(model, q: Posterior | D.Distribution, x: torch.Tensor, num_samples: int = 5000,
-                          chunk_size: int = 500, generator: torch.Generator | None = None) -> torch.Tensor:
+                          chunk_size: int = 500, generator: Rng = None) -> torch.Tensor:
     """Importance-sampling estimate of log p(x) with proposal q, shape (B,).
 
         log p̂(x) = log (1/k) Σ_{i=1..k} p(x, z⁽ⁱ⁾) / q(z⁽ⁱ⁾|x),   z⁽ⁱ⁾ ~ q(z|x),
@@ -221,7 +231,7 @@ def score_function_terms(log_joint: torch.Tensor, log_q: torch.Tensor, baseline:
 
 
 def score_function_surrogate(model, q: Posterior | D.Distribution, x: torch.Tensor, num_samples: int = 1,
-                             generator: torch.Generator | None = None,
+                             generator: Rng = None,
                              baseline: torch.Tensor | float | None = None) -> torch.Tensor:
     """Score-function (REINFORCE) surrogate of the ELBO, shape (B,) (Patlan Eqs. 1–2; Ranganath et al. 2014).
 
@@ -236,9 +246,9 @@ def score_function_surrogate(model, q: Posterior | D.Distribution, x: torch.Tens
     return terms.mean(0)                                                            # (B,)
 
 
-# ---- the bounds the gradient refiners ascend (Hjelm et al. 2015 Eqs. 3, 7, 8) ------------------------
-def entropy_bound(model, x: torch.Tensor, params: tuple[torch.Tensor, ...], family: Family, num_samples: int = 1,
-                  generator: torch.Generator | None = None) -> torch.Tensor:
+# ---- the bounds the refiners ascend (Hjelm et al. 2015 Eqs. 3, 7, 8), same signature ---------------------
+def entropy_bound(model, q: Posterior | D.Distribution, x: torch.Tensor, num_samples: int = 1,
+                  generator: Rng = None) -> torch.Tensor:
     """L̂(x, z) = (1/N) Σ_n log p(x, h⁽ⁿ⁾) + H(q_z), h⁽ⁿ⁾ ~ q_z (reparameterised where possible): (B,).
 
     Hjelm et al. 2015 Eq. 3 with the closed-form entropy in place of the sampled −log q̃ (same
@@ -246,30 +256,33 @@ def entropy_bound(model, x: torch.Tensor, params: tuple[torch.Tensor, ...], fami
     with no closed-form entropy (a deep SBN's layered q) uses the sampled −(1/N) Σ_n log q(h⁽ⁿ⁾|x)
     (``Family.entropy_term``).
     """
-    h = family.draw(params, num_samples, generator)                          # (N, B, K)
-    return _log_joint(model, x, h).mean(0) + family.entropy_term(params, h)   # E_q̃[log p(x,h)] + H(q̃)
+    q = Posterior.of(q)
+    h = q.draw(_samples(num_samples), generator)                             # (N, B, K)
+    return _log_joint(model, x, h).mean(0) + q.entropy_term(h)                # E_q̃[log p(x,h)] + H(q̃)
 
 
-def _bernoulli_kl_to_prior(model, logits: torch.Tensor) -> torch.Tensor:
+def _bernoulli_kl_to_prior(model, q: Posterior) -> torch.Tensor:
     """KL(q̃ ‖ p(h)) = −E_q̃[log p(h)] − H(q̃) for a factorial Bernoulli q̃ and prior, in closed form: (B,)."""
-    return kl_to_prior(Posterior(BERNOULLI, (logits,)), model.prior().expand(logits.shape[:-1]))
+    return kl_to_prior(q, model.prior().expand(q.batch_shape))
 
 
-def mean_pass_objective(model, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-    """−L_e of Hjelm et al. 2015 Eq. 7, per datapoint (B,): the decoder sees the centres μ = σ(z).
+def mean_pass_objective(model, q: Posterior, x: torch.Tensor, num_samples: int = 1,
+                        generator: Rng = None) -> torch.Tensor:
+    """−L_e of Hjelm et al. 2015 Eq. 7, per datapoint (B,): the decoder sees the centres μ = σ(z) of q̃ = Bernoulli(σ(z)).
 
         −L_e = log p(x | μ) + E_q̃[log p(h)] + H(q̃) = log p(x | μ) − KL(q̃ ‖ p(h))
 
     The prior and entropy terms are exact (a closed-form KL for a factorial Bernoulli prior).
-    Deterministic and differentiable in z; not a bound on log p(x) (log p(x|μ) ≠ E_q̃ log p(x|h)).
+    Deterministic and differentiable in z (``num_samples`` and ``generator`` are not used); not a bound
+    on log p(x) (log p(x|μ) ≠ E_q̃ log p(x|h)).
     """
-    reconstruction = model.log_likelihood(x, torch.sigmoid(logits).unsqueeze(0))[0]   # log p(x|μ)   (B,)
-    return reconstruction - _bernoulli_kl_to_prior(model, logits)                              # − KL(q̃ ‖ p(h)) (B,)
+    reconstruction = model.log_likelihood(x, q.mean().unsqueeze(0))[0]           # log p(x|μ)    (B,)
+    return reconstruction - _bernoulli_kl_to_prior(model, q)                      # − KL(q̃ ‖ p(h)) (B,)
 
 
-def straight_through_objective(model, x: torch.Tensor, logits: torch.Tensor, num_samples: int = 1,
-                               generator: torch.Generator | None = None) -> torch.Tensor:
-    """Surrogate whose z-gradient is Hjelm et al. 2015 Eq. 8 (negated), per datapoint (B,).
+def straight_through_objective(model, q: Posterior, x: torch.Tensor, num_samples: int = 1,
+                               generator: Rng = None) -> torch.Tensor:
+    """Surrogate whose z-gradient is Hjelm et al. 2015 Eq. 8 (negated), per datapoint (B,), q̃ = Bernoulli(σ(z)).
 
         ∂(−L_e)/∂z = (1/N) Σ_n ∂/∂h log p(x | h⁽ⁿ⁾) + ∂/∂z (E_q̃[log p(h)] + H(q̃)),   h⁽ⁿ⁾ ~ Bernoulli(σ(z))
 
@@ -277,7 +290,39 @@ def straight_through_objective(model, x: torch.Tensor, logits: torch.Tensor, num
     *straight* to z (∂h/∂z taken as the identity: h_st = z + (h − z) held constant; Bengio, Léonard
     & Courville 2013). The value is the unbiased ELBO estimate (1/N) Σ_n log p(x|h⁽ⁿ⁾) − KL(q̃ ‖ p(h)).
     """
-    h = BERNOULLI.draw((logits,), num_samples, generator)                         # (N, B, K), no gradient
+    logits = q.params[0]
+    h = q.draw(_samples(num_samples), generator)                                  # (N, B, K), no gradient
     h_st = logits + (h - logits).detach()                                         # forward h, backward identity
-    reconstruction = model.log_likelihood(x, h_st).mean(0)                         # (1/N) Σ log p(x|h)   (B,)
-    return reconstruction - _bernoulli_kl_to_prior(model, logits)                            # − KL(q̃ ‖ p(h))     (B,)
+    reconstruction = model.log_likelihood(x, h_st).mean(0)                        # (1/N) Σ log p(x|h)   (B,)
+    return reconstruction - _bernoulli_kl_to_prior(model, q)                      # − KL(q̃ ‖ p(h))     (B,)
+
+
+def layered_mean_pass_objective(model, q: Posterior, x: torch.Tensor, num_samples: int = 1,
+                                generator: Rng = None) -> torch.Tensor:
+    """−L_e of Hjelm et al. 2015 Eq. 7 on every layer of a deep SBN, per datapoint (B,), μ = σ(z):
+
+        −L_e = log p(x | μ₁) + Σ_{l<L} log p(μ_l | μ_{l+1}) + log p(μ_L) + H(q̃)
+
+    each Bernoulli mass function extended linearly to μ ∈ (0, 1) (``model.log_joint`` at the means): a layer's
+    expectation over its own units is exact (the mass is linear in the child), its parent is replaced by its mean —
+    Eq. 7's "the decoder sees μ", applied to every conditional. With one layer this is Eq. 7 exactly
+    (log p(μ) = E_q̃ log p(h) for a factorial prior, so it equals [`mean_pass_objective`][varinf.objectives.mean_pass_objective]).
+    q̃ = Π Bernoulli(σ(z)) over all units of all layers; deterministic (``num_samples``, ``generator`` not used).
+    """
+    return model.log_joint(x, q.mean().unsqueeze(0))[0] + q.entropy()              # log p(x, μ) + H(q̃)
+
+
+def layered_straight_through_objective(model, q: Posterior, x: torch.Tensor, num_samples: int = 1,
+                                       generator: Rng = None) -> torch.Tensor:
+    """Surrogate of Hjelm et al. 2015 Eq. 8 on every layer of a deep SBN, per datapoint (B,):
+
+        (1/N) Σ_n log p(x, h⁽ⁿ⁾) + H(q̃),   h⁽ⁿ⁾ ~ q̃ = Π Bernoulli(σ(z)),   ∂/∂h⁽ⁿ⁾ passed straight to z
+
+    every term of log p(x, h) (the top layer's prior included) gets the straight-through gradient; H(q̃) is exact.
+    (The one-layer [`straight_through_objective`][varinf.objectives.straight_through_objective] keeps the prior term
+    exact instead.) The value is an unbiased ELBO estimate of q̃.
+    """
+    logits = q.params[0]
+    h = q.draw(_samples(num_samples), generator)                                  # (N, B, K), no gradient
+    h_st = logits + (h - logits).detach()                                         # forward h, backward identity
+    return _log_joint(model, x, h_st).mean(0) + q.entropy()

@@ -11,9 +11,9 @@ import torch
 from matplotlib.figure import Figure        # figures drawn to files only: no pyplot, no backend chosen globally
 from matplotlib.ticker import MaxNLocator
 
+from varinf.checkpoint import save_figure
 from varinf.data import load_dataset
 from varinf.errors import CheckpointError
-from varinf.evaluate import save_figure
 from varinf.runfiles import read_regular, real_dir, refuse_link
 
 FIGURES = ("manifold.png", "samples.png", "reconstructions.png", "curves.png", "latent.png")

@@ -3,9 +3,10 @@
 Start from the encoder's variational parameters z₀ = q_φ(x) and improve them for each datapoint
 with an operator applied T times; the result z_T defines q̃(h|x). A refiner is a small object
 
-    refiner.refine(model, x, params0, generator) -> params_T          (tuples of (B, K) tensors)
-    refiner.iterate(model, x, params0, generator)  -> z_0, z_1, …, z_T  (a generator; traces, sweeps)
-    refiner.check(model)                           one-line ConfigError if the model's family does not fit
+    refiner.start(model, x)                   -> q_0                   (a Posterior: the encoder's q_φ(h|x))
+    refiner.refine(model, q0, x, generator)   -> q_T                   (Posterior -> Posterior)
+    refiner.iterate(model, q0, x, generator)  -> q_0, q_1, …, q_T      (a generator; traces, sweeps)
+    refiner.check(model)                      one-line ConfigError if the model's family does not fit
 
 with four implementations, one per operator of the paper:
 
@@ -19,7 +20,7 @@ with four implementations, one per operator of the paper:
     ==========================  ========================  =====================================================
 
 Gradient refiners share one loop ([`GradientRefiner.iterate`][varinf.refinement.GradientRefiner.iterate]) and differ only in the
-objective they ascend (``objective(model, x, params, generator) -> (B,)``). The loop ascends the
+objective they ascend (``objective(model, q, x, generator) -> (B,)``, one of ``varinf.objectives``' bounds). The loop ascends the
 *sum* over the batch: datapoint i's parameters enter only its own term, so each gets exactly its
 own gradient with one forward and one backward pass per step (refining a batch equals refining
 each datapoint alone with the same noise — tested). The gradient is taken with
@@ -44,13 +45,14 @@ from typing import Iterator
 import torch
 
 from varinf.contract import log_joint as _log_joint
-# the bounds the gradient refiners ascend live with the other per-datapoint bounds (re-exported here)
-from varinf.objectives import entropy_bound, mean_pass_objective, straight_through_objective
 from varinf.errors import ConfigError
-from varinf.families import BERNOULLI, GAUSSIAN, Family
+from varinf.families import BERNOULLI, GAUSSIAN, Family, Posterior
+from varinf.objectives import (entropy_bound, layered_mean_pass_objective, layered_straight_through_objective,
+                               mean_pass_objective, straight_through_objective)
+from varinf.streams import Rng
 
 __all__ = ["LayeredMeanPassGradient", "LayeredStraightThroughGradient", "LayeredAdaptiveImportanceSampling",
-           "layered_mean_pass_objective", "layered_straight_through_objective", "mean_field_logits",
+           "mean_field_logits",
            "Refiner", "GradientRefiner", "GaussianGradient", "MeanPassGradient", "StraightThroughGradient",
            "AdaptiveImportanceSampling", "GradientStep", "AdamStep", "STEP_RULES", "make_step_rule",
            "avi_step", "AVI_CLAMP",
@@ -131,6 +133,11 @@ class Refiner:
 
     layered: type["Refiner"] | None = None     # this operator on every layer of a deep SBN (its subclass)
 
+    @classmethod
+    def families(cls) -> tuple[str, ...]:
+        """The latent families of the models this refiner works on: its own, and a deep SBN's if it has a layered twin."""
+        return (cls.family.name,) + (("layered-bernoulli",) if cls.layered is not None else ())
+
     def for_model(self, model) -> "Refiner":
         """This refiner, or its layer-wise twin (``layered``) when ``model`` is a deep SBN (layered latents)."""
         fam = getattr(getattr(model, "family", None), "name", None)
@@ -140,33 +147,33 @@ class Refiner:
             return other
         return self
 
-    def start(self, model, x: torch.Tensor) -> Params:
-        """z₀, the parameters refinement starts from: the encoder's (a layered refiner: its mean-field pass)."""
-        return model.encode(x)
+    def start(self, model, x: torch.Tensor) -> Posterior:
+        """q₀, the q refinement starts from: the encoder's q_φ(h|x) (a layered refiner: its mean-field pass)."""
+        return Posterior(self.family, model.encode(x))
 
-    def encoder_loss(self, model, refined: Params, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    def encoder_loss(self, model, refined: Posterior, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """C_q(φ) = KL(q̃(h|x) ‖ q_φ(h|x)) per datapoint (Hjelm et al. 2015 Eq. 6) in closed form, (B,); q̃ constant."""
-        return self.family.kl(tuple(p.detach() for p in refined), model.encode(x))
+        return refined.detach().kl(Posterior(self.family, model.encode(x)))
 
     def check(self, model) -> None:
-        """One-line ConfigError unless the model's latent family is the one this refiner works on."""
-        fam = getattr(model, "family", None)
-        if fam is None or fam.name != self.family.name:
-            got = getattr(fam, "name", "none declared")
-            raise ConfigError(f"refiner {self.name} ({self.equation}) works on {self.family.name} latents; "
-                              f"{type(model).__name__} has {got} latents")
+        """One-line ConfigError unless the model's latent family is one this refiner works on (``families``):
+        the check of evaluation; a training method checks its own (``Method``)."""
+        fam = getattr(getattr(model, "family", None), "name", None)
+        fits = self.families()
+        if fam not in fits:
+            raise ConfigError(f"refiner {self.name} ({self.equation}) works on {' or '.join(fits)} latents; "
+                              f"{type(model).__name__} has {fam or 'none declared'} latents")
 
-    def iterate(self, model, x: torch.Tensor, params0: Params, generator: torch.Generator | None,
-                create_graph: bool = False) -> Iterator[Params]:
+    def iterate(self, model, q0: Posterior, x: torch.Tensor, generator: Rng,
+                create_graph: bool = False) -> Iterator[Posterior]:
         raise NotImplementedError
 
-    def refine(self, model, x: torch.Tensor, params0: Params, generator: torch.Generator | None,
-               create_graph: bool = False) -> Params:
-        """z_T after ``steps`` applications of the operator; detached unless ``create_graph``."""
-        params = tuple(params0)
-        for params in self.iterate(model, x, params0, generator, create_graph):
+    def refine(self, model, q0: Posterior, x: torch.Tensor, generator: Rng, create_graph: bool = False) -> Posterior:
+        """q_T after ``steps`` applications of the operator to q0; detached unless ``create_graph``."""
+        q = q0
+        for q in self.iterate(model, q0, x, generator, create_graph):
             pass
-        return params
+        return q
 
     __call__ = refine
 
@@ -199,28 +206,33 @@ class GradientRefiner(Refiner):
         self.rule_name = step_rule
         self.step_rule = make_step_rule(step_rule, rate)
 
-    def objective(self, model, x: torch.Tensor, params: Params, generator: torch.Generator | None) -> torch.Tensor:
-        raise NotImplementedError
+    # the per-datapoint bound ascended: one of varinf.objectives' f(model, q, x, num_samples, generator) -> (B,)
+    bound = staticmethod(entropy_bound)
 
-    def iterate(self, model, x, params0, generator, create_graph=False):
-        """Yield z_0, …, z_T. Works under ``torch.no_grad()`` too (gradients are enabled inside)."""
+    def objective(self, model, q: Posterior, x: torch.Tensor, generator: Rng) -> torch.Tensor:
+        """The refiner's ``bound`` at q with N = ``samples`` draws, (B,)."""
+        return self.bound(model, q, x, self.samples, generator)
+
+    def iterate(self, model, q0, x, generator, create_graph=False):
+        """Yield q_0, …, q_T. Works under ``torch.no_grad()`` too (gradients are enabled inside)."""
+        family = q0.family
         with torch.enable_grad():
             if create_graph:
-                params = tuple(p if p.requires_grad else p.detach().requires_grad_() for p in params0)
+                params = tuple(p if p.requires_grad else p.detach().requires_grad_() for p in q0.params)
             else:
-                params = tuple(p.detach() for p in params0)
-            yield params
+                params = tuple(p.detach() for p in q0.params)
+            yield Posterior(family, params)
             state = self.step_rule.init(params)
             for t in range(self.steps):
                 if not create_graph:
                     params = tuple(p.detach().requires_grad_() for p in params)
-                value = self.objective(model, x, params, generator)                       # (B,)
+                value = self.objective(model, Posterior(family, params), x, generator)     # (B,)
                 grads = torch.autograd.grad(value.sum(), params, create_graph=create_graph)  # ∇_z Σ_i L_i
                 params, state = self.step_rule(params, grads, state, t + 1)
                 if not create_graph:
                     params = tuple(p.detach() for p in params)
                     state = tuple(tuple(s.detach() for s in pair) for pair in state)
-                yield params
+                yield Posterior(family, params)
 
     def settings(self) -> dict:
         return {**super().settings(), "rate": self.rate, "step_rule": self.rule_name, "samples": self.samples}
@@ -233,9 +245,8 @@ class GaussianGradient(GradientRefiner):
     family = GAUSSIAN
     equation = "Hjelm et al. 2015 Eqs. 3-5"
 
-    def objective(self, model, x, params, generator):
-        """L̂(x, z) = (1/N) Σ_n log p(x, μ + σ ⊙ ε⁽ⁿ⁾) + H(q̃_z), Eqs. 3 and 5 ([`entropy_bound`][varinf.refinement.entropy_bound])."""
-        return entropy_bound(model, x, params, GAUSSIAN, self.samples, generator)
+    # L̂(x, z) = (1/N) Σ_n log p(x, μ + σ ⊙ ε⁽ⁿ⁾) + H(q̃_z), Eqs. 3 and 5
+    bound = staticmethod(entropy_bound)
 
 
 class MeanPassGradient(GradientRefiner):
@@ -249,9 +260,7 @@ class MeanPassGradient(GradientRefiner):
     def __init__(self, steps: int, rate: float, step_rule: str = "sgd", samples: int = 1):
         super().__init__(steps, rate, step_rule, samples)     # deterministic: ``samples`` is not used
 
-    def objective(self, model, x, params, generator):
-        """−L_e(x, z) of Eq. 7 ([`mean_pass_objective`][varinf.refinement.mean_pass_objective])."""
-        return mean_pass_objective(model, x, params[0])
+    bound = staticmethod(mean_pass_objective)            # −L_e(x, z) of Eq. 7
 
 
 class StraightThroughGradient(GradientRefiner):
@@ -261,9 +270,7 @@ class StraightThroughGradient(GradientRefiner):
     family = BERNOULLI
     equation = "Hjelm et al. 2015 Eq. 8"
 
-    def objective(self, model, x, params, generator):
-        """Surrogate of Eq. 8 with N = ``samples`` draws ([`straight_through_objective`][varinf.refinement.straight_through_objective])."""
-        return straight_through_objective(model, x, params[0], self.samples, generator)
+    bound = staticmethod(straight_through_objective)     # the surrogate of Eq. 8, N = ``samples`` draws
 
 
 AVI_CLAMP = 1e-3
@@ -273,7 +280,7 @@ AVI_CLAMP = 1e-3
 AVI_DEFAULT_RATE = 0.1
 
 
-def avi_step(model, x: torch.Tensor, probs: torch.Tensor, num_samples: int, generator: torch.Generator | None,
+def avi_step(model, x: torch.Tensor, probs: torch.Tensor, num_samples: int, generator: Rng,
              rate: float) -> torch.Tensor:
     """One adaptive-importance-sampling step (Hjelm et al. 2015 Eq. 9), damped by γ = ``rate``: (B, K).
 
@@ -316,19 +323,19 @@ class AdaptiveImportanceSampling(Refiner):
         self.samples, self.rate, self.clamp = samples, rate, clamp
 
     @torch.no_grad()
-    def _steps(self, model, x, params0, generator):
-        probs = torch.sigmoid(params0[0].detach()).clamp(self.clamp, 1 - self.clamp)
-        yield (torch.logit(probs),)
+    def _steps(self, model, q0, x, generator):
+        probs = torch.sigmoid(q0.params[0].detach()).clamp(self.clamp, 1 - self.clamp)
+        yield Posterior(BERNOULLI, (torch.logit(probs),))
         for _ in range(self.steps):
             probs = avi_step(model, x, probs, self.samples, generator, self.rate).clamp(self.clamp, 1 - self.clamp)
-            yield (torch.logit(probs),)
+            yield Posterior(BERNOULLI, (torch.logit(probs),))
 
-    def iterate(self, model, x, params0, generator, create_graph=False):
-        """Yield z_0, …, z_T as logits of the clamped centres (the steps are not differentiable)."""
+    def iterate(self, model, q0, x, generator, create_graph=False):
+        """Yield q_0, …, q_T, factorial Bernoulli with the logits of the clamped centres (not differentiable)."""
         if create_graph:
             raise ConfigError("adaptive importance sampling (Eq. 9) is not differentiable; it cannot be "
                               "used for semi-amortised training")
-        yield from self._steps(model, x, params0, generator)
+        yield from self._steps(model, q0, x, generator)
 
     def settings(self) -> dict:
         return {**super().settings(), "samples": self.samples, "rate": self.rate, "clamp": self.clamp}
@@ -346,35 +353,6 @@ def mean_field_logits(model, x: torch.Tensor) -> torch.Tensor:
     return torch.cat(alphas, -1)
 
 
-def layered_mean_pass_objective(model, x: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-    """−L_e of Hjelm et al. 2015 Eq. 7 on every layer of a deep SBN, per datapoint (B,), μ = σ(z):
-
-        −L_e = log p(x | μ₁) + Σ_{l<L} log p(μ_l | μ_{l+1}) + log p(μ_L) + H(q̃)
-
-    each Bernoulli mass function extended linearly to μ ∈ (0, 1) (``model.log_joint`` at the means): a layer's
-    expectation over its own units is exact (the mass is linear in the child), its parent is replaced by its mean —
-    Eq. 7's "the decoder sees μ", applied to every conditional. With one layer this is Eq. 7 exactly
-    (log p(μ) = E_q̃ log p(h) for a factorial prior, so it equals [`mean_pass_objective`][varinf.refinement.mean_pass_objective]).
-    """
-    mu = torch.sigmoid(logits).unsqueeze(0)                                         # (1, B, K)
-    return model.log_joint(x, mu)[0] + BERNOULLI.entropy((logits,))                 # log p(x, μ) + H(q̃)
-
-
-def layered_straight_through_objective(model, x: torch.Tensor, logits: torch.Tensor, num_samples: int = 1,
-                                       generator: torch.Generator | None = None) -> torch.Tensor:
-    """Surrogate of Hjelm et al. 2015 Eq. 8 on every layer of a deep SBN, per datapoint (B,):
-
-        (1/N) Σ_n log p(x, h⁽ⁿ⁾) + H(q̃),   h⁽ⁿ⁾ ~ q̃ = Π Bernoulli(σ(z)),   ∂/∂h⁽ⁿ⁾ passed straight to z
-
-    every term of log p(x, h) (the top layer's prior included) gets the straight-through gradient; H(q̃) is exact.
-    (The one-layer [`straight_through_objective`][varinf.refinement.straight_through_objective] keeps the prior term exact instead.) The value is an
-    unbiased ELBO estimate of q̃.
-    """
-    h = BERNOULLI.draw((logits,), num_samples, generator)                         # (N, B, K), no gradient
-    h_st = logits + (h - logits).detach()                                         # forward h, backward identity
-    return _log_joint(model, x, h_st).mean(0) + BERNOULLI.entropy((logits,))
-
-
 class _Layered:
     """What the three refiners change on a deep SBN (mixed into their layer-wise subclasses).
 
@@ -386,32 +364,28 @@ class _Layered:
 
     family = BERNOULLI
 
-    def check(self, model) -> None:
-        fam = getattr(getattr(model, "family", None), "name", None)
-        if fam != "layered-bernoulli":
-            raise ConfigError(f"refiner {self.name} (layer-wise) works on a deep SBN's layered-bernoulli latents; "
-                              f"{type(model).__name__} has {fam or 'none declared'} latents")
+    @classmethod
+    def families(cls) -> tuple[str, ...]:
+        return ("layered-bernoulli",)                 # q̃ is factorial Bernoulli over the layers of a deep SBN
 
     def start(self, model, x):
-        return (mean_field_logits(model, x),)
+        return Posterior(BERNOULLI, (mean_field_logits(model, x),))
 
     def encoder_loss(self, model, refined, x, h):
         log_q = model.family.log_prob(model.encode(x), h.detach())                   # log q_φ(h⁽ⁿ⁾|x)   (N, B)
-        return -BERNOULLI.entropy(tuple(p.detach() for p in refined)) - log_q.mean(0)
+        return -refined.detach().entropy() - log_q.mean(0)
 
 
 class LayeredMeanPassGradient(_Layered, MeanPassGradient):
-    """MPVI's refinement on every layer of a deep SBN ([`layered_mean_pass_objective`][varinf.refinement.layered_mean_pass_objective])."""
+    """MPVI's refinement on every layer of a deep SBN ([`layered_mean_pass_objective`][varinf.objectives.layered_mean_pass_objective])."""
 
-    def objective(self, model, x, params, generator):
-        return layered_mean_pass_objective(model, x, params[0])
+    bound = staticmethod(layered_mean_pass_objective)
 
 
 class LayeredStraightThroughGradient(_Layered, StraightThroughGradient):
-    """STVI's refinement on every layer of a deep SBN ([`layered_straight_through_objective`][varinf.refinement.layered_straight_through_objective])."""
+    """STVI's refinement on every layer of a deep SBN ([`layered_straight_through_objective`][varinf.objectives.layered_straight_through_objective])."""
 
-    def objective(self, model, x, params, generator):
-        return layered_straight_through_objective(model, x, params[0], self.samples, generator)
+    bound = staticmethod(layered_straight_through_objective)
 
 
 class LayeredAdaptiveImportanceSampling(_Layered, AdaptiveImportanceSampling):

@@ -48,8 +48,8 @@ from varinf.checkpoint import (_OWNER as _OWNER_TOKEN, atomic_write_json, atomic
 from varinf.config import PATIENCE_OFF, TrainConfig, config_from_saved
 from varinf.contract import check_amortized
 from varinf.data import Dataset, check_data, iterate_batches, load_dataset
-from varinf.distributed import (Context, GradSync, all_reduce_sum, batch_shard, broadcast_error, context,
-                                process_device, shard_bounds, sync_generator)
+from varinf.distributed import (Context, GradSync, all_reduce_sum, broadcast_error, context, process_device,
+                                shard_bounds, sync_generator)
 from varinf.errors import CheckpointError, ConfigError, DataError, VarinfError
 from varinf.infer import Method, make_optimizers
 from varinf.likelihoods import needs_binary_data
@@ -57,6 +57,7 @@ from varinf.models import MODEL_KINDS, SBNConfig, VAEConfig, kind_of
 from varinf.runfiles import refuse_link, shown
 from varinf.runlock import run_lock
 # load_model, load_method, load_weights, resume_config and saved_config are re-exported (see __all__ below)
+from varinf.streams import Shard, Stream
 from varinf.runs import (NOTHING_TO_RESUME, CHECKPOINTS, CONFIG, CUSTOM, METRICS, read_json, refuse_changes,
                          _WithMethodState, load_method, load_model, load_weights, method_for, resolve_device,
                          resume_config, saved_config, trained_epochs)
@@ -194,16 +195,17 @@ def _seeded(seed: int, device: torch.device) -> torch.Generator:
 
 def sharded_batches(x: torch.Tensor, batch_size: int, generator: torch.Generator, ctx: Context, *,
                     shuffle: bool = True, dynamic_binarize: bool = False):
-    """This process's slice of every global minibatch: (rows (B_r, D), B_r / B, shard context).
+    """This process's slice of every global minibatch: (rows (B_r, D), B_r / B, the method's random stream).
 
-    Every process draws the same global batch (same generator state); the shard context makes
-    the method's per-datapoint draws those of the whole batch (``varinf.distributed``).
+    Every process draws the same global batch (same generator state). Under data parallelism the
+    stream is ``Stream(generator, Shard(start, stop, B))``, so the method's per-datapoint draws are
+    those of the whole batch (``varinf.streams``); with one process it is the generator itself.
     """
     for xg in iterate_batches(x, batch_size, generator=generator, shuffle=shuffle,
                               dynamic_binarize=dynamic_binarize):
         start, stop = shard_bounds(xg.shape[0], ctx)
-        shard = batch_shard(start, stop, xg.shape[0]) if ctx.active else contextlib.nullcontext()
-        yield xg[start:stop], (stop - start) / xg.shape[0], shard
+        rng = Stream(generator, Shard(start, stop, xg.shape[0])) if ctx.active else generator
+        yield xg[start:stop], (stop - start) / xg.shape[0], rng
 
 
 def check_shardable(n: int, batch_size: int, ctx: Context, what: str) -> None:
@@ -226,9 +228,8 @@ def validation_bound(method: Method, x: torch.Tensor, cfg: TrainConfig, epoch: i
     batch = max(cfg.batch_size, 500)
     check_shardable(x.shape[0], batch, ctx, "validation split")
     total = torch.zeros((), dtype=torch.float64, device=x.device)
-    for xb, _, shard in sharded_batches(x, batch, gen, ctx, shuffle=False, dynamic_binarize=dynamic_binarize):
-        with shard:
-            total += method.validation_bound(xb, cfg.valid_samples, gen).sum()
+    for xb, _, rng in sharded_batches(x, batch, gen, ctx, shuffle=False, dynamic_binarize=dynamic_binarize):
+        total += method.validation_bound(xb, cfg.valid_samples, rng).sum()
     return all_reduce_sum(total, ctx).item() / x.shape[0]
 
 
@@ -252,11 +253,11 @@ def train_epoch(method: Method, optimizers: dict[str, torch.optim.Optimizer], x:
     check_shardable(x.shape[0], batch_size, ctx, "training split")
     total = torch.zeros((), device=x.device)
     seen = 0
-    for i, (xb, weight, shard) in enumerate(sharded_batches(x, batch_size, generator, ctx,
-                                                            dynamic_binarize=dynamic_binarize)):
+    for i, (xb, weight, rng) in enumerate(sharded_batches(x, batch_size, generator, ctx,
+                                                          dynamic_binarize=dynamic_binarize)):
         sync = GradSync(weight, ctx) if ctx.active else None
-        with shard, precision_context(x.device, autocast):
-            bound = method.step(xb, generator, optimizers, sync)   # the method's losses, one step per group
+        with precision_context(x.device, autocast):
+            bound = method.step(xb, rng, optimizers, sync)         # the method's losses, one step per group
         total += bound.float() * xb.shape[0]
         seen += xb.shape[0]
         if bar is not None and not bar.disable:
@@ -302,8 +303,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, progre
         raise ConfigError(f"--out {run_dir} is an existing file; give a directory for the run")
     if resume and saved_config(run_dir) is None:
         raise CheckpointError(NOTHING_TO_RESUME.format(run_dir=run_dir))
-    ctx = context()
-    device = resolve_device(process_device(cfg.device, ctx))
+    ctx = context()                           # the process group: asked once per run, handed down
+    device = resolve_device(process_device(cfg.device, ctx))   # this process's device, decided once
     with _process_settings(cfg, device):
         return _train(cfg, run_dir, resume, progress, model, data, tensorboard, ctx, device)
 
@@ -330,12 +331,12 @@ def _train(cfg: TrainConfig, run_dir: Path, resume: bool, progress: bool, model,
     """``train`` after its checks, under the run's process settings."""
     if not ctx.is_main:                       # wait until rank 0 holds the lock and has cleaned the directory
         broadcast_error(None, ctx, device)
-        setup = _setup(cfg, model, data, ctx)
+        setup = _setup(cfg, model, data, device)
         return _train_loop(setup, run_dir, _start_state(setup, run_dir, resume), None, False, ctx)
     released = False
     board = None
     try:
-        setup = _setup(cfg, model, data, ctx)  # every input checked; nothing written yet
+        setup = _setup(cfg, model, data, device)   # every input checked; nothing written yet
         with run_lock(run_dir):               # one writer per run directory
             start = _start_state(setup, run_dir, resume)
             owner = _write_settings(setup, run_dir, resume, ctx)
@@ -377,8 +378,7 @@ class _Start:
     history: list = dataclasses.field(default_factory=list)
 
 
-def _setup(cfg: TrainConfig, model, data, ctx: Context) -> _Setup:
-    device = resolve_device(process_device(cfg.device, ctx))
+def _setup(cfg: TrainConfig, model, data, device: torch.device) -> _Setup:
     if model is None:
         if cfg.model == CUSTOM:
             raise ConfigError("model 'custom' trains a model object: pass model=... (and data=...) to varinf.train")

@@ -70,8 +70,7 @@ def _avi(s) -> Refiner:
 
 
 def _refined(name: str, refiner: Callable, refiner_cls: type[Refiner], summary: str, **defaults) -> MethodSpec:
-    families = (refiner_cls.family.name,) + (("layered-bernoulli",) if refiner_cls.layered else ())
-    return MethodSpec(name, summary, families,
+    return MethodSpec(name, summary, refiner_cls.families(),
                       lambda m, s, d: RefinedEM(m, refiner(s), s.samples, s.valid_refine_steps, name=name),
                       {**REFINED, **defaults}, refiner)
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from varinf.contract import check_amortized, split_parameters
+from varinf.contract import check_amortized, posterior, split_parameters
 from varinf.errors import ConfigError
 from varinf.objectives import entropy_bound
 
@@ -72,7 +72,7 @@ class Method:
     @torch.no_grad()
     def validation_bound(self, x: torch.Tensor, num_samples: int, generator: torch.Generator) -> torch.Tensor:
         """(1/S) Σ_s log p(x, h_s) + H(q_φ), h_s ~ q_φ(h|x): the encoder's bound, (B,)."""
-        return entropy_bound(self.model, x, self.model.encode(x), self.family, num_samples, generator)
+        return entropy_bound(self.model, posterior(self.model, x), x, num_samples, generator)
 
     def step(self, x: torch.Tensor, generator: torch.Generator, optimizers: dict[str, torch.optim.Optimizer],
              grad_sync: Callable[[list[nn.Parameter]], None] | None = None) -> torch.Tensor:

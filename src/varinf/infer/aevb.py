@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 
 from varinf.errors import ConfigError
+from varinf.contract import posterior
 from varinf.infer._base import Losses, Method
 from varinf.objectives import sgvb_a, sgvb_b
 
@@ -34,7 +35,7 @@ class AEVB(Method):
 
     def objective(self, x: torch.Tensor, generator: torch.Generator, num_samples: int) -> torch.Tensor:
         """The SGVB bound L̂(x⁽ⁱ⁾) of the encoder's q_φ(z|x), shape (B,)."""
-        q = self.family.dist(*self.model.encode(x))                                 # q_φ(z|x)
+        q = posterior(self.model, x)                                                 # q_φ(z|x)
         return self.estimator(self.model, q, x, num_samples, generator)
 
     def losses(self, x, generator):

@@ -9,6 +9,7 @@ reports the Monte Carlo ELBO of q_φ.
 
 from __future__ import annotations
 
+from varinf.contract import posterior
 from varinf.infer._base import Losses, Method
 from varinf.objectives import mean_pass_objective
 
@@ -22,7 +23,6 @@ class MeanPass(Method):
     families = ("bernoulli",)
 
     def losses(self, x, generator):
-        (logits,) = self.model.encode(x)
-        objective = mean_pass_objective(self.model, x, logits)                      # (B,)
+        objective = mean_pass_objective(self.model, posterior(self.model, x), x)   # (B,)
         loss = -objective.mean()
         return Losses({"generative": loss, "inference": loss}, objective.detach())

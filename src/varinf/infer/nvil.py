@@ -26,6 +26,7 @@ from varinf.contract import log_joint
 from varinf.distributed import global_moments
 from varinf.infer._base import Losses, Method, apply_losses
 from varinf.objectives import score_function_terms
+from varinf.streams import Shard, Stream
 
 __all__ = ["NVIL", "NVILState"]
 
@@ -44,15 +45,15 @@ class NVILState(nn.Module):
         return self.net(x).squeeze(-1)
 
     @torch.no_grad()
-    def updated(self, residual: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def updated(self, residual: torch.Tensor, shard: Shard | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(c, v) moved towards the batch mean and variance of l − b_ψ(x): c ← α c + (1 − α) mean, likewise v.
 
         Returns the new values and leaves the state as it is ([`set_moments`][varinf.infer.nvil.NVILState.set_moments]
-        stores them, in ``NVIL.step``). Under data parallelism the moments are those of the whole global
-        minibatch (all processes' rows, ``varinf.distributed.global_moments``), so every process keeps the
-        same (c, v) as one process would.
+        stores them, in ``NVIL.step``). Under data parallelism (``shard``, the batch shard of the step's
+        random stream) the moments are those of the whole global minibatch (all processes' rows,
+        ``varinf.distributed.global_moments``), so every process keeps the same (c, v) as one process would.
         """
-        mean, var = global_moments(residual)
+        mean, var = global_moments(residual, shard)
         return self.mean * self.alpha + (1 - self.alpha) * mean, self.var * self.alpha + (1 - self.alpha) * var
 
     @torch.no_grad()
@@ -100,7 +101,7 @@ class NVIL(Method):
         h = self.family.draw(params, self.samples, generator).detach()               # (S, B, K)
         lj, log_q = log_joint(self.model, x, h), self.family.log_prob(params, h)     # (S, B)
         signal = (lj - log_q).detach()                                               # l        (S, B)
-        mean, var = self.state.updated(signal - b.detach())                          # (c, v) after this batch
+        mean, var = self.state.updated(signal - b.detach(), Stream.of(generator).shard)   # (c, v) after this batch
         centre = mean + b.detach()                                                   # c + b_ψ(x)
         scale = var.sqrt().clamp(min=1.0)                                            # max(1, √v)
         surrogate = score_function_terms(lj, log_q, centre, scale).mean()            # θ and φ

@@ -32,10 +32,12 @@ from __future__ import annotations
 
 import torch
 
-from varinf.contract import log_joint
+from varinf.contract import log_joint, posterior
 from varinf.infer._base import Losses, Method
 from varinf.objectives import entropy_bound
+from varinf.families import Posterior
 from varinf.refinement import Refiner
+from varinf.streams import Rng
 
 __all__ = ["RefinedEM", "m_step_objective", "encoder_kl_loss"]
 
@@ -56,35 +58,33 @@ class RefinedEM(Method):
     def __init__(self, model, refiner: Refiner, samples: int = 20, valid_refine_steps: int | None = None,
                  name: str = "refined-em"):
         refiner = refiner.for_model(model)             # a deep SBN: the operator on every layer
-        refiner.check(model)
-        self.name, self.families = name, (model.family.name,)
-        super().__init__(model)
+        self.name, self.families = name, refiner.families()
+        super().__init__(model)                        # the one family-fit check of training (Method)
         self.refiner, self.samples = refiner, samples
         self.valid_refine_steps = refiner.steps if valid_refine_steps is None else valid_refine_steps
         self.validation_description = (
             f"bound of the refined q~ ({self.valid_refine_steps} {refiner.name} steps from the encoder)"
             if self.valid_refine_steps else "Monte Carlo ELBO of the amortised encoder q_phi")
 
-    def e_step(self, x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
-        """The refined parameters z_T of q̃, detached."""
+    def e_step(self, x: torch.Tensor, generator: Rng) -> Posterior:
+        """q̃ = the refined q_T, detached."""
         with torch.no_grad():
-            params0 = self.refiner.start(self.model, x)
-        return self.refiner.refine(self.model, x, params0, generator)
+            q0 = self.refiner.start(self.model, x)
+        return self.refiner.refine(self.model, q0, x, generator)
 
-    def losses(self, x: torch.Tensor, generator: torch.Generator) -> Losses:
-        refined = self.e_step(x, generator)                                         # z_T, each (B, K)
-        q_tilde = self.refiner.family                                               # q̃'s family
-        h = q_tilde.draw(refined, self.samples, generator).detach()                 # h⁽ⁿ⁾ ~ q̃   (N, B, K)
+    def losses(self, x: torch.Tensor, generator: Rng) -> Losses:
+        q_tilde = self.e_step(x, generator)                                         # q̃, params each (B, K)
+        h = q_tilde.draw(self.samples, generator).detach()                          # h⁽ⁿ⁾ ~ q̃   (N, B, K)
         expected = m_step_objective(self.model, x, h)                                # E_q̃ log p(x,h)  (B,)
-        kl = self.refiner.encoder_loss(self.model, refined, x, h)                   # Eq. 6 on φ     (B,)
-        bound = expected.detach() + q_tilde.entropy(refined)                        # q̃'s bound      (B,)
+        kl = self.refiner.encoder_loss(self.model, q_tilde, x, h)                   # Eq. 6 on φ     (B,)
+        bound = expected.detach() + q_tilde.entropy()                               # q̃'s bound      (B,)
         return Losses({"generative": -expected.mean(), "inference": kl.mean()}, bound)
 
     @torch.no_grad()
     def validation_bound(self, x: torch.Tensor, num_samples: int, generator: torch.Generator) -> torch.Tensor:
         """Bound of q̃ after ``valid_refine_steps`` steps (0: the encoder's bound), (B,)."""
         if not self.valid_refine_steps:
-            return entropy_bound(self.model, x, self.model.encode(x), self.family, num_samples, generator)
-        params = self.refiner.with_steps(self.valid_refine_steps).refine(
-            self.model, x, self.refiner.start(self.model, x), generator)
-        return entropy_bound(self.model, x, params, self.refiner.family, num_samples, generator)
+            return entropy_bound(self.model, posterior(self.model, x), x, num_samples, generator)
+        q_tilde = self.refiner.with_steps(self.valid_refine_steps).refine(
+            self.model, self.refiner.start(self.model, x), x, generator)
+        return entropy_bound(self.model, q_tilde, x, num_samples, generator)

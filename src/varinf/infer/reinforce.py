@@ -10,6 +10,7 @@ methods are compared with.
 
 from __future__ import annotations
 
+from varinf.contract import posterior
 from varinf.infer._base import Losses, Method
 from varinf.objectives import score_function_surrogate
 
@@ -27,7 +28,7 @@ class Reinforce(Method):
         self.samples = samples
 
     def losses(self, x, generator):
-        q = self.family.dist(*self.model.encode(x))
+        q = posterior(self.model, x)
         surrogate = score_function_surrogate(self.model, q, x, self.samples, generator)     # (B,)
         loss = -surrogate.mean()
         return Losses({"generative": loss, "inference": loss}, surrogate.detach())

@@ -15,23 +15,25 @@ from __future__ import annotations
 
 import torch
 
+from varinf.families import Posterior
 from varinf.infer._base import Losses
 from varinf.infer.refined_em import RefinedEM, m_step_objective
 from varinf.objectives import entropy_bound
 from varinf.refinement import GradientRefiner
+from varinf.streams import Rng
 
 __all__ = ["SAVAE", "semi_amortized_bound"]
 
 
-def semi_amortized_bound(model, x: torch.Tensor, refiner: GradientRefiner, generator: torch.Generator | None,
-                         final_samples: int | None = None) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+def semi_amortized_bound(model, x: torch.Tensor, refiner: GradientRefiner, generator: Rng,
+                         final_samples: int | None = None) -> tuple[torch.Tensor, Posterior]:
     """The bound after T refinement steps from the encoder, differentiable in φ through the steps.
 
-    Returns (bound (B,), z_T); the bound is estimated with ``final_samples`` (default the
-    refiner's N) fresh reparameterised samples at z_T.
+    Returns (bound (B,), q_T); the bound is estimated with ``final_samples`` (default the
+    refiner's N) fresh reparameterised samples of q_T.
     """
-    params = refiner.refine(model, x, model.encode(x), generator, create_graph=True)
-    return entropy_bound(model, x, params, model.family, final_samples or refiner.samples, generator), params
+    q_t = refiner.refine(model, refiner.start(model, x), x, generator, create_graph=True)
+    return entropy_bound(model, q_t, x, final_samples or refiner.samples, generator), q_t
 
 
 class SAVAE(RefinedEM):
@@ -43,11 +45,11 @@ class SAVAE(RefinedEM):
         super().__init__(model, refiner, samples, valid_refine_steps, name="savae")
 
     def losses(self, x, generator):
-        bound, refined = semi_amortized_bound(self.model, x, self.refiner, generator)   # φ through the steps
-        refined = tuple(p.detach() for p in refined)
-        h = self.family.draw(refined, self.samples, generator).detach()                  # (N, B, K)
+        bound, q_tilde = semi_amortized_bound(self.model, x, self.refiner, generator)    # φ through the steps
+        q_tilde = q_tilde.detach()
+        h = q_tilde.draw(self.samples, generator).detach()                                # (N, B, K)
         expected = m_step_objective(self.model, x, h)                                     # θ, q̃ fixed  (B,)
         encoder_loss = -bound.mean()
         # θ must not receive the encoder loss's gradient: the encoder group's loss is its own tensor.
         return Losses({"generative": -expected.mean(), "inference": encoder_loss},
-                      expected.detach() + self.family.entropy(refined))
+                      expected.detach() + q_tilde.entropy())

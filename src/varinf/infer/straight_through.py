@@ -9,6 +9,7 @@ gradient is biased.
 
 from __future__ import annotations
 
+from varinf.contract import posterior
 from varinf.infer._base import Losses, Method
 from varinf.objectives import straight_through_objective
 
@@ -26,7 +27,6 @@ class StraightThrough(Method):
         self.samples = samples
 
     def losses(self, x, generator):
-        (logits,) = self.model.encode(x)
-        objective = straight_through_objective(self.model, x, logits, self.samples, generator)   # (B,)
+        objective = straight_through_objective(self.model, posterior(self.model, x), x, self.samples, generator)   # (B,)
         loss = -objective.mean()
         return Losses({"generative": loss, "inference": loss}, objective.detach())

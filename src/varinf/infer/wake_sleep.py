@@ -13,9 +13,9 @@ from __future__ import annotations
 import torch
 
 from varinf.contract import log_joint
-from varinf.distributed import global_shape, local_rows
 from varinf.errors import ConfigError
 from varinf.infer._base import Losses, Method
+from varinf.streams import Stream
 
 __all__ = ["WakeSleep", "wake_objective", "sleep_objective"]
 
@@ -34,12 +34,13 @@ def wake_objective(model, x: torch.Tensor, num_samples: int, generator: torch.Ge
 def sleep_objective(model, num: int, generator: torch.Generator | None) -> torch.Tensor:
     """log q_φ(h|x) on ``num`` ancestral samples (h, x) ~ p_θ: (num,).
 
-    Under data parallelism (``varinf.distributed.batch_shard``) every process draws the dreams of the
-    whole global batch from the shared generator and keeps its own rows, so N processes dream exactly
-    what one process does.
+    Under data parallelism (a ``generator`` that is a ``Stream`` with a batch shard, ``varinf.streams``)
+    every process draws the dreams of the whole global batch from the shared generator and keeps its own
+    rows, so N processes dream exactly what one process does.
     """
-    h, x = model.sample_joint(global_shape((num,))[0], generator)            # (B_global, K), (B_global, D)
-    h, x = local_rows(h), local_rows(x)
+    rng = Stream.of(generator)
+    h, x = model.sample_joint(rng.global_shape((num,))[0], rng.generator)   # (B_global, K), (B_global, D)
+    h, x = rng.local_rows(h), rng.local_rows(x)
     return model.family.log_prob(model.encode(x), h)
 
 

@@ -95,7 +95,8 @@ class MLPDecoder(nn.Module):
         self.net = _mlp([cfg.latent_dim, *reversed(cfg.hidden), cfg.data_dim], cfg.activation)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z)
+        # (S, B, K) flattened to (S·B, K): each layer is then one fused matrix product plus bias (addmm)
+        return self.net(z.reshape(-1, z.shape[-1])).reshape(*z.shape[:-1], -1)
 
     @torch.no_grad()
     def shift_output(self, delta: torch.Tensor) -> None:
