@@ -62,6 +62,7 @@ EQUIVALENT: dict[str, str] = {
         "equivalent: meta.get('scalars', {}) → get('scalars'); the same",
     "varinf.likelihoods.x_needs_binary_data__mutmut_5":
         "equivalent: the likelihood built for data_dim 2 instead of 1 to read its binary_data flag",
+    "varinf.checkpoint.x_encode_rng_state__mutmut_4": "equivalent: .decode('ascii') → .decode('ASCII') (codec names)",
     # evaluate
     "varinf.evaluate.x__chunk__mutmut_1": "equivalent: default device 'cpu' → 'XXcpuXX'; every caller passes the device",
     "varinf.evaluate.x__chunk__mutmut_2": "equivalent: default device 'cpu' → 'CPU'; the same",
@@ -89,6 +90,8 @@ KILLED_BY: dict[str, str] = {
     **{f"varinf.evaluate.x__chunk__mutmut_{i}": K + "evaluate.py" for i in (5, 7, 15, 25)},
     **{f"varinf.training.x_restore_training_state__mutmut_{i}": K + "training.py" for i in (4, 6)},
     **{f"varinf.training.x_still_rising__mutmut_{i}": K + "training.py" for i in (3, 4, 33, 34, 35, 48, 49, 50)},
+    **{f"varinf.training.x__train_loop__mutmut_{i}": K + "training.py"
+       for i in (30, 49, 65, 75, 85, 105, 106, 198, 202, 204, 206, 213, 216, 222, 224, 229)},
     **{f"varinf.models.vae.x__downsamplings__mutmut_{i}": K + "models.py" for i in (11, 12)},
     "varinf.models.vae.xǁConvDecoderǁ__init____mutmut_62": K + "models.py",
     **{f"varinf.models.vae.xǁConvEncoderǁforward__mutmut_{i}": K + "models.py" for i in (3, 21)},

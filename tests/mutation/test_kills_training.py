@@ -1,12 +1,19 @@
 """Tests that kill the surviving mutants of the loop control of ``varinf.training`` (issue #20; RESULTS §17)."""
 
 import json
+import logging
+import math
+import re
 
+import numpy as np
 import pytest
+
+import varinf.training
 
 from varinf import make_config, train
 from varinf.training import still_rising
-from varinf.errors import CheckpointError
+from varinf.errors import CheckpointError, VarinfError
+from varinf.infer import AEVB
 
 TINY = dict(dataset="digits", hidden=(8,), latent_dim=2, batch_size=300, threads=1, seed=11)
 
@@ -41,3 +48,118 @@ def test_five_epochs_are_judged_and_a_bound_that_never_beat_epoch_1_is_not():
     assert still_rising([0.0, 0.1, 0.2, 0.3, 0.4]) is not None         # a whole rise below 1 nat is judged too
     # exactly 2 % of the whole rise (1 of 50 nats, exact in floats) is "at least 2 %": it warns
     assert 0.02 * 50 == 1.0 and still_rising([0.0, 49.0, 49.0, 50.0, 50.0]) is not None
+
+
+SCRIPT = [-10.0, -9.0, -9.5, -8.0, -8.0, -8.5, -7.0, -6.0]
+
+
+class Lines(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
+def test_the_loop_logs_each_epoch_marks_improvements_and_reports_the_early_stop(tmp_path, monkeypatch):
+    """The per-epoch line (epoch, both bounds, seconds, "*" on a new best) and the early-stopping line, on
+    the scripted validation bounds of test_algorithm_pins (patience 2: stops after epoch 6, best −8 at 4)."""
+    monkeypatch.setattr(varinf.training, "validation_bound", lambda method, x, cfg, epoch, *a, **k: SCRIPT[epoch])
+    logger, lines = logging.getLogger("varinf"), Lines()
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(lines)
+    try:
+        train(make_config(**TINY, epochs=8, patience=2), tmp_path / "run", progress=False)
+    finally:
+        logger.removeHandler(lines)
+        logger.setLevel(level)
+    epochs = [line for line in lines.lines if line.startswith("epoch ")]
+    assert len(epochs) == 6
+    for i, line in enumerate(epochs):
+        star = r"  \*" if i + 1 in (1, 2, 4) else ""
+        assert re.fullmatch(rf"epoch {i + 1:4d}  train ELBO +-\d+\.\d{{3}}  valid ELBO {SCRIPT[i]:9.3f}  +\d+\.\ds{star}",
+                            line), line
+    assert lines.lines[-1] == "early stopping: no validation improvement for 2 epochs (best -8.000 at epoch 4)"
+
+
+def test_a_non_finite_bound_stops_training_naming_its_epoch(tmp_path, monkeypatch):
+    """A NaN training or validation bound in epoch 2 is an error that names epoch 2 (and the intact epoch 1)."""
+    bounds = iter([-9.0, math.nan])
+    monkeypatch.setattr(varinf.training, "validation_bound", lambda *a, **k: next(bounds))
+    with pytest.raises(VarinfError, match=r"^the validation bound became nan in epoch 2; .* checkpoints of epoch 1 "):
+        train(make_config(**TINY, epochs=3), tmp_path / "valid", progress=False)
+    monkeypatch.setattr(varinf.training, "validation_bound", lambda *a, **k: -9.0)
+    real, calls = varinf.training.train_epoch, []
+
+    def nan_in_epoch_2(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs) if len(calls) == 1 else math.nan
+    monkeypatch.setattr(varinf.training, "train_epoch", nan_in_epoch_2)
+    with pytest.raises(VarinfError, match=r"^the training bound became nan in epoch 2; .* checkpoints of epoch 1 "):
+        train(make_config(**TINY, epochs=3), tmp_path / "train", progress=False)
+
+
+class Bar:
+    """tqdm's part the loop uses, recording its settings and updates."""
+    made = []
+
+    def __init__(self, **kwargs):
+        self.kwargs, self.updates, self.disable = kwargs, 0, False
+        Bar.made.append(self)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def set_postfix(self, **kwargs):
+        pass
+
+    def update(self, n):
+        self.updates += n
+
+
+class Board:
+    """EpochBoard's part the loop uses, recording each epoch's record."""
+    records = []
+
+    def __init__(self, run_dir):
+        pass
+
+    def epoch(self, record, optimizers):
+        Board.records.append(dict(record))
+
+    def close(self):
+        pass
+
+
+def test_the_progress_bar_counts_the_batches_and_tensorboard_gets_each_epochs_record(tmp_path, monkeypatch):
+    """1197 training images in batches of 300: a bar of 4 steps an epoch, updated once a step, redrawn at most
+    every 0.5 s; each epoch's metrics record goes to TensorBoard as written to metrics.jsonl."""
+    monkeypatch.setattr(varinf.training, "tqdm", Bar)
+    monkeypatch.setattr(varinf.training, "EpochBoard", Board)
+    Bar.made, Board.records = [], []
+    result = train(make_config(**TINY, epochs=2), tmp_path / "run", progress=True, tensorboard=True)
+    assert [(b.kwargs["total"], b.updates, b.kwargs["desc"]) for b in Bar.made] == [(4, 4, "epoch 1/2"),
+                                                                                      (4, 4, "epoch 2/2")]
+    assert all(b.kwargs["mininterval"] == 0.5 and b.kwargs["leave"] is False for b in Bar.made)
+    assert Board.records == result.history and len(result.history) == 2
+
+
+def test_dynamic_binarization_reaches_every_training_batch(tmp_path, monkeypatch):
+    """Grey-level data with binarize=True: every minibatch the method steps on is a fresh 0/1 draw."""
+    grey = np.random.default_rng(0).uniform(0.2, 0.8, size=(200, 16))
+    np.save(tmp_path / "grey.npy", grey)
+    seen, step = [], AEVB.step
+
+    def spy(self, x, *args, **kwargs):
+        seen.append(x.clone())
+        return step(self, x, *args, **kwargs)
+    monkeypatch.setattr(AEVB, "step", spy)
+    cfg = make_config(dataset=str(tmp_path / "grey.npy"), binarize=True, hidden=(8,), latent_dim=2, batch_size=40,
+                      threads=1, seed=3, epochs=1)
+    train(cfg, tmp_path / "run", progress=False)
+    assert len(seen) == 4 and all(set(x.unique().tolist()) <= {0.0, 1.0} for x in seen)
