@@ -115,6 +115,7 @@ KILLED_BY: dict[str, str] = {
     "varinf.infer.wake_sleep.x_wake_objective__mutmut_26": K + "families.py",
     "varinf.infer.nvil.xǁNVILStateǁ__init____mutmut_1": K + "families.py",
     "varinf.refinement.xǁRefinerǁ__init____mutmut_2": K + "families.py",
+    "varinf.families.xǁPosteriorǁof__mutmut_17": K + "families.py",
 }
 
 # Mutants of code that runs when a module is imported (the method registry): mutmut's forked runs import the
@@ -149,6 +150,17 @@ def _status(code) -> str:
     return status_by_exit_code[code]
 
 
+def generated_counts(dirs: list[Path]) -> Counter:
+    """Mutants generated per table row, counted in the tree that ran most of that row's mutants."""
+    per_dir = [load_results([d]) for d in dirs]
+    best: dict[str, tuple[int, int]] = {}
+    for i, res in enumerate(per_dir):
+        for m, n in Counter(module_of(k) for k, v in res.items() if v != "not checked").items():
+            if n >= best.get(m, (0, 0))[0]:
+                best[m] = (n, i)
+    return Counter({m: sum(module_of(k) == m for k in per_dir[i]) for m, (_, i) in best.items()})
+
+
 def load_results(dirs: list[Path]) -> dict[str, str]:
     """mutant name -> status, from mutmut's stored results in ``dirs`` (a later directory's result wins
     where it has one: a campaign run in two trees, e.g. before and after a refactor of some modules)."""
@@ -159,6 +171,15 @@ def load_results(dirs: list[Path]) -> dict[str, str]:
                 if _status(code) != "not checked" or key not in out:
                     out[key] = _status(code)
     return out
+
+
+def module_of(name: str) -> str:
+    """The table's row: the module, with the files of a package (infer/, models/) on one row."""
+    module = split(name)[0]
+    for package in ("varinf.infer", "varinf.models"):
+        if module == package or module.startswith(package + "."):
+            return package + "/*"
+    return module
 
 
 def split(name: str) -> tuple[str, str]:
@@ -190,14 +211,14 @@ def names(group: str, results: dict[str, str]) -> list[str]:
     return sorted(random.Random(SEED).sample(pool, min(SAMPLES[group], len(pool))))
 
 
-def table(results: dict[str, str], chosen: set[str], before: dict[str, str] | None, after_kills: bool = True) -> str:
+def table(results: dict[str, str], chosen: set[str], before: dict[str, str] | None, generated: Counter,
+          after_kills: bool = True) -> str:
     """Per module: the mutants run, their outcome with the new tests (mutmut's, or killed where KILLED_BY
     names a test that kills it), and the score before (mutmut's stored outcome, or ``before``) and after."""
     rows = defaultdict(Counter)
-    generated = Counter(split(n)[0] for n in results)
     for n in chosen:
         st = "killed" if (n in KILLED_BY and after_kills) or n in IMPORT_TIME else results[n]
-        m = split(n)[0]
+        m = module_of(n)
         rows[m]["run"] += st != "not checked"
         if n in EQUIVALENT and st == "survived":
             rows[m]["equivalent/accepted"] += 1
@@ -264,7 +285,7 @@ def main(argv=None) -> int:
     if args.save:
         args.save.write_text(json.dumps({k: results[k] for k in sorted(chosen)}, indent=0) + "\n")
     before = json.loads(args.before.read_text()) if args.before else None
-    print(table(results, chosen, before))
+    print(table(results, chosen, before, generated_counts(args.dir or [REPO / "mutants"])))
     if args.survivors:
         for k in sorted(chosen):
             if results[k] not in ("killed", "timeout") and k not in EQUIVALENT and k not in KILLED_BY \

@@ -3,8 +3,10 @@
 
 import pytest
 import torch
+from torch import distributions as D
 
 from varinf.errors import ConfigError
+from varinf.families import Posterior
 from varinf.infer import NVIL
 from varinf.infer.wake_sleep import sleep_objective, wake_objective
 from varinf.models import SBN, SBNConfig
@@ -78,3 +80,15 @@ def test_refine_steps_must_be_an_integer_at_least_0(steps):
     with pytest.raises(ConfigError, match=rf"^refine_steps must be an integer >= 0, got {steps!r}$"):
         GaussianGradient(steps, 0.1)
     assert GaussianGradient(0, 0.1).steps == 0
+
+
+@pytest.mark.parametrize("make", [lambda p: D.Independent(D.Bernoulli(logits=p), 1),
+                                  lambda p: D.Independent(D.Normal(p, p.exp()), 1)])
+def test_a_posterior_made_from_a_torch_distribution_keeps_the_callers_object(make):
+    """Posterior.of(q) of an (Independent) Bernoulli or Normal: its family's parameters, and ``dist()`` is the
+    caller's own object (with its own log_prob), not a rebuilt one."""
+    q = make(torch.tensor([[0.3, -1.2], [2.0, 0.1]], dtype=torch.float64))
+    post = Posterior.of(q)
+    assert post.dist() is q and post.batch_shape == (2,)
+    h = q.sample((3,))
+    torch.testing.assert_close(post.log_prob(h), q.log_prob(h), rtol=0, atol=0)
