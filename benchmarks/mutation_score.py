@@ -81,6 +81,8 @@ EQUIVALENT: dict[str, str] = {
     # families, infer (main after #19)
     "varinf.families.xǁDiagonalGaussianǁdist__mutmut_3":
         "equivalent: argument validation switched on for q's Independent; the values are the same",
+    "varinf.families.xǁFactorialBernoulliǁdist__mutmut_13":
+        "equivalent: argument validation switched on for q's Independent; the values are the same",
     "varinf.infer.arm.xǁAntitheticǁlosses__mutmut_84":
         "equivalent: the surrogate averaged over (S, B) at once instead of S then B; the loss is its mean anyway",
     "varinf.infer.nvil.xǁNVILǁ__init____mutmut_8":
