@@ -68,7 +68,7 @@ EQUIVALENT: dict[str, str] = {
     "varinf.checkpoint.x_encode_rng_state__mutmut_4": "equivalent: .decode('ascii') → .decode('ASCII') (codec names)",
     # evaluate
     "varinf.evaluate.x__chunk__mutmut_1": "equivalent: default device 'cpu' → 'XXcpuXX'; every caller passes the device",
-    "varinf.evaluate.x__chunk__mutmut_2": "equivalent: default device 'cpu' → 'CPU'; the same",
+    "varinf.evaluate.x__chunk__mutmut_2": "equivalent: default device 'cpu' → 'CPU'; every caller passes the device",
     "varinf.evaluate.x_batch_generator__mutmut_9":
         "equivalent: SeedSequence.generate_state(2)[0] = generate_state(1)[0] (the words are drawn in order)",
     "varinf.evaluate.x_batch_generator__mutmut_13":

@@ -6,10 +6,9 @@ import pytest
 import torch
 
 import varinf.evaluate
+from test_algorithm_pins import TINY
 from varinf import make_config, train
 from varinf.evaluate import evaluate_run
-
-TINY = dict(dataset="digits", hidden=(8,), latent_dim=2, batch_size=300, threads=1, seed=11)
 
 
 def test_one_test_point_has_no_standard_error_and_eval_json_says_null(tmp_path, monkeypatch):

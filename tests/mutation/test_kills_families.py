@@ -5,22 +5,13 @@ import pytest
 import torch
 from torch import distributions as D
 
+from test_deep_sbn import deep
+from varinf.contract import log_joint
 from varinf.errors import ConfigError
 from varinf.families import Posterior
 from varinf.infer import NVIL
 from varinf.infer.wake_sleep import sleep_objective, wake_objective
-from varinf.models import SBN, SBNConfig
 from varinf.refinement import GaussianGradient
-from varinf.contract import log_joint
-
-
-def deep(widths=(3, 2), d=6, seed=0):
-    torch.manual_seed(seed)
-    model = SBN(SBNConfig(data_dim=d, latent_dim=widths)).double()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.mul_(1.5)
-    return model
 
 
 X = torch.tensor([[1, 0, 1, 1, 0, 0], [0, 0, 0, 1, 1, 1], [1, 1, 1, 1, 1, 0], [0, 1, 0, 0, 1, 0]], dtype=torch.float64)

@@ -10,12 +10,11 @@ import pytest
 
 import varinf.training
 
+from test_algorithm_pins import SCRIPT, TINY
 from varinf import make_config, train
-from varinf.training import still_rising
 from varinf.errors import CheckpointError, VarinfError
 from varinf.infer import AEVB
-
-TINY = dict(dataset="digits", hidden=(8,), latent_dim=2, batch_size=300, threads=1, seed=11)
+from varinf.training import still_rising
 
 
 def test_a_checkpoint_without_optimizer_state_is_refused_in_one_line(tmp_path):
@@ -50,9 +49,6 @@ def test_five_epochs_are_judged_and_a_bound_that_never_beat_epoch_1_is_not():
     assert 0.02 * 50 == 1.0 and still_rising([0.0, 49.0, 49.0, 50.0, 50.0]) is not None
 
 
-SCRIPT = [-10.0, -9.0, -9.5, -8.0, -8.0, -8.5, -7.0, -6.0]
-
-
 class Lines(logging.Handler):
     def __init__(self):
         super().__init__(logging.INFO)
@@ -64,7 +60,7 @@ class Lines(logging.Handler):
 
 def test_the_loop_logs_each_epoch_marks_improvements_and_reports_the_early_stop(tmp_path, monkeypatch):
     """The per-epoch line (epoch, both bounds, seconds, "*" on a new best) and the early-stopping line, on
-    the scripted validation bounds of test_algorithm_pins (patience 2: stops after epoch 6, best −8 at 4)."""
+    test_algorithm_pins' scripted validation bounds SCRIPT (patience 2: stops after epoch 6, best −8 at 4)."""
     monkeypatch.setattr(varinf.training, "validation_bound", lambda method, x, cfg, epoch, *a, **k: SCRIPT[epoch])
     logger, lines = logging.getLogger("varinf"), Lines()
     level = logger.level
