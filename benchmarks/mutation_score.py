@@ -118,6 +118,10 @@ KILLED_BY: dict[str, str] = {
     "varinf.infer.nvil.xǁNVILStateǁ__init____mutmut_1": K + "families.py",
     "varinf.refinement.xǁRefinerǁ__init____mutmut_2": K + "families.py",
     "varinf.families.xǁPosteriorǁof__mutmut_17": K + "families.py",
+    # the rest of the control and models samples, run on main after #19 (tree mutants/)
+    "varinf.checkpoint.x_remove_stale_files__mutmut_27": K + "checkpoint.py",
+    "varinf.checkpoint.x_restore__mutmut_9": K + "checkpoint.py",
+    "varinf.training.x__start_state__mutmut_27": K + "training.py",
 }
 
 # Mutants of code that runs when a module is imported (the method registry): mutmut's forked runs import the

@@ -1,8 +1,10 @@
 """Tests that kill the surviving mutants of ``varinf.checkpoint`` (issue #20; docs/RESULTS.md §17)."""
 
+import pytest
 import torch
 
-from varinf.checkpoint import read_checkpoint, restore, save_checkpoint
+from varinf.checkpoint import read_checkpoint, remove_stale_files, restore, save_checkpoint
+from varinf.errors import CheckpointError
 
 OWNER = "0123456789abcdef"
 
@@ -60,3 +62,28 @@ def test_every_optimizer_state_entry_round_trips_scalars_and_dotted_keys_include
         assert got[idx]["n_steps"] == 2
         for key in ("momentum_buffer", "trace.sq"):
             assert torch.equal(got[idx][key], want[idx][key])
+
+
+def test_a_file_another_owners_record_supersedes_is_not_removed(tmp_path):
+    """remove_stale_files removes only what its owner provably wrote: a weights file that a record of
+    another run names as superseded stays (kills the owner check joined by ``or``)."""
+    other, mine = "a" * 16, "b" * 16
+    model, opts = torch.nn.Linear(2, 1), {}
+    save_checkpoint(tmp_path, "last", model=model, optimizers=opts, meta={"step": 1}, owner=other)
+    first = (tmp_path / "last-000001.safetensors").read_bytes()
+    save_checkpoint(tmp_path, "last", model=model, optimizers=opts, meta={"step": 2}, owner=other)
+    (tmp_path / "last-000001.safetensors").write_bytes(first)        # superseded, and back (e.g. from a copy)
+    assert remove_stale_files(tmp_path, owner=mine) == []
+    assert (tmp_path / "last-000001.safetensors").read_bytes() == first
+    assert remove_stale_files(tmp_path, owner=other) == [tmp_path / "last-000001.safetensors"]
+
+
+def test_weights_of_another_model_are_refused_naming_the_missing_and_unexpected_tensors(tmp_path):
+    """Restoring into a model with other parameter names is a CheckpointError that names what is missing and
+    what is unexpected (kills the two sets replaced by None: a TypeError)."""
+    save_checkpoint(tmp_path, "last", model=torch.nn.Linear(2, 1), optimizers={}, meta={"step": 1}, owner=OWNER)
+    tensors, meta = read_checkpoint(tmp_path, "last")
+    other = torch.nn.Sequential(torch.nn.Linear(2, 1))
+    with pytest.raises(CheckpointError, match=r"^checkpoint was written by a model of another configuration "
+                                              r"\(missing \['0\.bias', '0\.weight'\], unexpected \['bias', 'weight'\]\)$"):
+        restore(tensors, meta, model=other)

@@ -12,7 +12,7 @@ import varinf.training
 
 from test_algorithm_pins import SCRIPT, TINY
 from varinf import make_config, train
-from varinf.errors import CheckpointError, VarinfError
+from varinf.errors import CheckpointError, ConfigError, VarinfError
 from varinf.infer import AEVB
 from varinf.training import still_rising
 
@@ -159,3 +159,12 @@ def test_dynamic_binarization_reaches_every_training_batch(tmp_path, monkeypatch
                       threads=1, seed=3, epochs=1)
     train(cfg, tmp_path / "run", progress=False)
     assert len(seen) == 4 and all(set(x.unique().tolist()) <= {0.0, 1.0} for x in seen)
+
+
+def test_a_refused_resume_names_the_run_directory(tmp_path):
+    """Resuming with a setting that may not change names the run, the setting and both values."""
+    run = tmp_path / "run"
+    train(make_config(**TINY, epochs=1), run, progress=False)
+    with pytest.raises(ConfigError, match=rf"^cannot resume {re.escape(str(run))} with other settings \(lr: saved "
+                                          r"0\.001, given 0\.002\)"):
+        train(make_config(**TINY, epochs=2, lr=2e-3), run, resume=True, progress=False)
