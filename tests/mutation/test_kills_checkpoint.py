@@ -87,3 +87,12 @@ def test_weights_of_another_model_are_refused_naming_the_missing_and_unexpected_
     with pytest.raises(CheckpointError, match=r"^checkpoint was written by a model of another configuration "
                                               r"\(missing \['0\.bias', '0\.weight'\], unexpected \['bias', 'weight'\]\)$"):
         restore(tensors, meta, model=other)
+
+
+def test_an_optimizer_the_checkpoint_has_no_state_for_is_named():
+    """Restoring an optimizer the checkpoint did not save is a CheckpointError naming it."""
+    model = torch.nn.Linear(2, 1)
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(CheckpointError, match=r"^checkpoint holds no state for optimizer 'decoder'$"):
+        restore(tensors, {"optimizers": {"model": {}}}, model=model, optimizers={"decoder": opt})
