@@ -121,6 +121,7 @@ KILLED_BY: dict[str, str] = {
     # the rest of the control and models samples, run on main after #19 (tree mutants/)
     "varinf.checkpoint.x_remove_stale_files__mutmut_27": K + "checkpoint.py",
     **{f"varinf.checkpoint.x_restore__mutmut_{i}": K + "checkpoint.py" for i in (9, 12, 19, 36)},
+    **{f"varinf.checkpoint.x__optimizer_split__mutmut_{i}": K + "checkpoint.py" for i in (7, 8, 9)},
     "varinf.training.x__start_state__mutmut_27": K + "training.py",
 }
 
