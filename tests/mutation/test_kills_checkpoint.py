@@ -1,5 +1,9 @@
 """Tests that kill the surviving mutants of ``varinf.checkpoint`` (issue #20; docs/RESULTS.md §17)."""
 
+import hashlib
+import json
+import re
+
 import pytest
 import torch
 
@@ -96,3 +100,16 @@ def test_an_optimizer_the_checkpoint_has_no_state_for_is_named():
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     with pytest.raises(CheckpointError, match=r"^checkpoint holds no state for optimizer 'decoder'$"):
         restore(tensors, {"optimizers": {"model": {}}}, model=model, optimizers={"decoder": opt})
+
+
+def test_corrupt_weights_are_reported_with_both_digests(tmp_path):
+    """Weights whose SHA-256 is not the record's: the error names the file, the record and both digests."""
+    save_checkpoint(tmp_path, "last", model=torch.nn.Linear(2, 1), optimizers={}, meta={"step": 1}, owner=OWNER)
+    record = json.loads((tmp_path / "last.json").read_text())
+    weights = tmp_path / record["weights_file"]
+    weights.write_bytes(weights.read_bytes()[:-1] + b" ")
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    with pytest.raises(CheckpointError, match=rf"^checkpoint weights {re.escape(str(weights))} are corrupt or do not "
+                                              rf"belong to last.json \(sha256 {digest[:12]}…, expected "
+                                              rf"{record['weights_sha256'][:12]}…\)$"):
+        read_checkpoint(tmp_path, "last")
