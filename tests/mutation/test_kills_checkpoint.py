@@ -6,6 +6,7 @@ import re
 
 import pytest
 import torch
+from safetensors.torch import save as save_bytes
 
 from varinf.checkpoint import read_checkpoint, remove_stale_files, restore, save_checkpoint
 from varinf.errors import CheckpointError
@@ -112,4 +113,27 @@ def test_corrupt_weights_are_reported_with_both_digests(tmp_path):
     with pytest.raises(CheckpointError, match=rf"^checkpoint weights {re.escape(str(weights))} are corrupt or do not "
                                               rf"belong to last.json \(sha256 {digest[:12]}…, expected "
                                               rf"{record['weights_sha256'][:12]}…\)$"):
+        read_checkpoint(tmp_path, "last")
+
+
+def test_a_format_1_record_without_a_weights_name_reads_name_safetensors(tmp_path):
+    """Format 1 (before versioned weights) kept NAME.safetensors beside NAME.json, not named in the record."""
+    model = torch.nn.Linear(2, 1)
+    blob = save_bytes({f"model.{k}": v for k, v in model.state_dict().items()})
+    (tmp_path / "last.safetensors").write_bytes(blob)
+    (tmp_path / "last.json").write_text(json.dumps({"format_version": 1, "step": 3, "optimizers": {},
+                                                    "weights_sha256": hashlib.sha256(blob).hexdigest()}))
+    tensors, meta = read_checkpoint(tmp_path, "last")
+    assert meta["step"] == 3 and torch.equal(tensors["model.weight"], model.weight.detach())
+
+
+def test_weights_that_are_not_safetensors_are_named(tmp_path):
+    """A weights file whose digest matches but that safetensors cannot parse: one line naming the file."""
+    save_checkpoint(tmp_path, "last", model=torch.nn.Linear(2, 1), optimizers={}, meta={"step": 1}, owner=OWNER)
+    record = json.loads((tmp_path / "last.json").read_text())
+    weights = tmp_path / record["weights_file"]
+    weights.write_bytes(b"not a safetensors file")
+    record["weights_sha256"] = hashlib.sha256(b"not a safetensors file").hexdigest()
+    (tmp_path / "last.json").write_text(json.dumps(record))
+    with pytest.raises(CheckpointError, match=rf"^checkpoint weights {re.escape(str(weights))} cannot be read: "):
         read_checkpoint(tmp_path, "last")
