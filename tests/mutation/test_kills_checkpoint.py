@@ -137,3 +137,16 @@ def test_weights_that_are_not_safetensors_are_named(tmp_path):
     (tmp_path / "last.json").write_text(json.dumps(record))
     with pytest.raises(CheckpointError, match=rf"^checkpoint weights {re.escape(str(weights))} cannot be read: "):
         read_checkpoint(tmp_path, "last")
+
+
+@pytest.mark.parametrize("name", [5, "../last-000001.safetensors", "sub/last-000001.safetensors",
+                                  ".last-000001.safetensors", "last-000001.bin"])
+def test_a_record_may_name_only_a_plain_safetensors_file_beside_it(tmp_path, name):
+    """weights_file must be a string, a bare file name (no directory part), not hidden, ending .safetensors."""
+    save_checkpoint(tmp_path, "last", model=torch.nn.Linear(2, 1), optimizers={}, meta={"step": 1}, owner=OWNER)
+    record = json.loads((tmp_path / "last.json").read_text())
+    record["weights_file"] = name
+    (tmp_path / "last.json").write_text(json.dumps(record))
+    with pytest.raises(CheckpointError, match=rf"last\.json names the weights file .*; expected a \.safetensors file "
+                                              r"in the same directory$"):
+        read_checkpoint(tmp_path, "last")
