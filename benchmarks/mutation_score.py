@@ -123,7 +123,7 @@ KILLED_BY: dict[str, str] = {
     # the rest of the control and models samples, run on main after #19 (tree mutants/)
     "varinf.checkpoint.x_remove_stale_files__mutmut_27": K + "checkpoint.py",
     **{f"varinf.checkpoint.x_read_checkpoint__mutmut_{i}": K + "checkpoint.py" for i in (32, 38)},
-    **{f"varinf.checkpoint.x__weights_name__mutmut_{i}": K + "checkpoint.py" for i in range(1, 27) if i != 24},
+    **{f"varinf.checkpoint.x__weights_name__mutmut_{i}": K + "checkpoint.py" for i in range(1, 27)},
     **{f"varinf.checkpoint.x_restore__mutmut_{i}": K + "checkpoint.py" for i in (9, 12, 19, 36)},
     **{f"varinf.checkpoint.x__optimizer_split__mutmut_{i}": K + "checkpoint.py" for i in range(7, 19)},
     "varinf.training.x__start_state__mutmut_27": K + "training.py",

@@ -10,6 +10,7 @@ from safetensors.torch import save as save_bytes
 
 from varinf.checkpoint import read_checkpoint, remove_stale_files, restore, save_checkpoint
 from varinf.errors import CheckpointError
+from varinf.runfiles import shown
 
 OWNER = "0123456789abcdef"
 
@@ -147,6 +148,6 @@ def test_a_record_may_name_only_a_plain_safetensors_file_beside_it(tmp_path, nam
     record = json.loads((tmp_path / "last.json").read_text())
     record["weights_file"] = name
     (tmp_path / "last.json").write_text(json.dumps(record))
-    with pytest.raises(CheckpointError, match=rf"last\.json names the weights file .*; expected a \.safetensors file "
-                                              r"in the same directory$"):
+    with pytest.raises(CheckpointError, match=rf"last\.json names the weights file {re.escape(shown(name))}; expected a "
+                                              r"\.safetensors file in the same directory$"):
         read_checkpoint(tmp_path, "last")
