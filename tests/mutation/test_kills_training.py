@@ -12,6 +12,7 @@ import varinf.training
 
 from test_algorithm_pins import SCRIPT, TINY
 from varinf import make_config, train
+from varinf.checkpoint import read_checkpoint
 from varinf.errors import CheckpointError, ConfigError, VarinfError
 from varinf.infer import AEVB
 from varinf.training import still_rising
@@ -168,3 +169,21 @@ def test_a_refused_resume_names_the_run_directory(tmp_path):
     with pytest.raises(ConfigError, match=rf"^cannot resume {re.escape(str(run))} with other settings \(lr: saved "
                                           r"0\.001, given 0\.002\)"):
         train(make_config(**TINY, epochs=2, lr=2e-3), run, resume=True, progress=False)
+
+
+def test_a_checkpoint_whose_history_does_not_fit_its_epoch_is_refused(tmp_path):
+    """last.json after epoch 2 with its history renumbered, or a bound that is not a number: each refused in one
+    line saying what is wrong (the checkpoint's consistency checks)."""
+    run = tmp_path / "run"
+    train(make_config(**TINY, epochs=2), run, progress=False)
+    last = run / "checkpoints" / "last.json"
+    good = json.loads(last.read_text())
+    for change, message in [(lambda r: r["history"][1].update(epoch=3),
+                             "history holds 2 records, not the epochs 1 to 2 that epoch 1 implies"),
+                            (lambda r: r["history"][0].update(train_elbo="-90"),
+                             "history holds a bound that is not a finite number")]:
+        record = json.loads(json.dumps(good))
+        change(record)
+        last.write_text(json.dumps(record))
+        with pytest.raises(CheckpointError, match=rf"^checkpoint metadata {re.escape(str(last))}: {message}; "):
+            read_checkpoint(run / "checkpoints", "last")
