@@ -127,7 +127,7 @@ KILLED_BY: dict[str, str] = {
     **{f"varinf.checkpoint.x_restore__mutmut_{i}": K + "checkpoint.py" for i in (9, 12, 19, 36)},
     **{f"varinf.checkpoint.x__optimizer_split__mutmut_{i}": K + "checkpoint.py" for i in range(7, 19)},
     "varinf.training.x__start_state__mutmut_27": K + "training.py",
-    **{f"varinf.checkpoint.x__check_training_state__mutmut_{i}": K + "training.py" for i in (52, 69, 79)},
+    **{f"varinf.checkpoint.x__check_training_state__mutmut_{i}": K + "training.py" for i in (52, 69, 79, 123)},
 }
 
 # Mutants of code that runs when a module is imported (the method registry): mutmut's forked runs import the

@@ -172,7 +172,8 @@ def test_a_refused_resume_names_the_run_directory(tmp_path):
 
 
 def test_a_checkpoint_whose_history_does_not_fit_its_epoch_is_refused(tmp_path):
-    """last.json after epoch 2 with its history renumbered, or a bound that is not a number: each refused in one
+    """last.json after epoch 2 with its history renumbered, a bound that is not a number, or more bad epochs
+    than epochs since the best: each refused in one
     line saying what is wrong (the checkpoint's consistency checks)."""
     run = tmp_path / "run"
     train(make_config(**TINY, epochs=2), run, progress=False)
@@ -181,7 +182,9 @@ def test_a_checkpoint_whose_history_does_not_fit_its_epoch_is_refused(tmp_path):
     for change, message in [(lambda r: r["history"][1].update(epoch=3),
                              "history holds 2 records, not the epochs 1 to 2 that epoch 1 implies"),
                             (lambda r: r["history"][0].update(train_elbo="-90"),
-                             "history holds a bound that is not a finite number")]:
+                             "history holds a bound that is not a finite number"),
+                            (lambda r: r.update(bad_epochs=5),
+                             f"bad_epochs 5 exceeds the {2 - good['best_epoch']} epochs since the best one")]:
         record = json.loads(json.dumps(good))
         change(record)
         last.write_text(json.dumps(record))
