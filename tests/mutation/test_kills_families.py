@@ -83,3 +83,28 @@ def test_a_posterior_made_from_a_torch_distribution_keeps_the_callers_object(mak
     assert post.dist() is q and post.batch_shape == (2,)
     h = q.sample((3,))
     torch.testing.assert_close(post.log_prob(h), q.log_prob(h), rtol=0, atol=0)
+
+
+def test_a_layered_q_handed_in_as_a_torch_object_is_its_family_and_the_callers_object():
+    """Posterior.of of a deep SBN's q object: the layered family with the layer-1 logits, ``dist()`` the caller's
+    object, and the k-sample log weights those of the same q handed in as a Posterior (same draws)."""
+    from varinf.objectives import log_weights
+    model = deep()
+    logits = model.encode(X)[0]
+    q = model.family.dist(logits)
+    post = Posterior.of(q)
+    assert post.family is model.family and post.dist() is q and torch.equal(post.params[0], logits)
+    got = log_weights(model, q, X, 5, torch.Generator().manual_seed(4))
+    want = log_weights(model, Posterior(model.family, (logits,)), X, 5, torch.Generator().manual_seed(4))
+    assert torch.equal(got, want)
+
+
+def test_one_layer_uniforms_under_a_shard_are_the_rows_of_the_global_draw():
+    """FactorialBernoulli.uniforms (ARM, DisARM, Gumbel on one layer) with a batch shard: the shard's rows of the
+    draw for the whole batch, along the batch dimension (S, B, K)."""
+    from varinf.families import BERNOULLI
+    from varinf.streams import Shard, Stream
+    logits = torch.zeros(10, 3)
+    full = BERNOULLI.uniforms(logits, 4, torch.Generator().manual_seed(5))[0]                    # (4, 10, 3)
+    mine = BERNOULLI.uniforms(logits[6:], 4, Stream(torch.Generator().manual_seed(5), Shard(6, 10, 10)))[0]
+    assert mine.shape == (4, 4, 3) and torch.equal(mine, full[:, 6:])
