@@ -105,9 +105,7 @@ class DiagonalGaussian(Family):
     def draw_with_noise(self, params, num_samples, generator) -> tuple[torch.Tensor, torch.Tensor]:
         """(h, ε) of ``draw``, both (S, B, K)."""
         mu, log_std = params
-        rng = Stream.of(generator)
-        shape = rng.global_shape((num_samples, *mu.shape), dim=1)   # all ranks' rows under data parallelism
-        eps = rng.local_rows(torch.randn(shape, generator=rng.generator, dtype=mu.dtype, device=mu.device), dim=1)
+        eps = Stream.of(generator).draw(torch.randn, (num_samples, *mu.shape), mu, dim=1)   # the global batch's rows
         return torch.addcmul(mu, log_std.exp(), eps), eps
 
     def draw_with_log_prob(self, params, num_samples, generator):
@@ -173,9 +171,7 @@ class FactorialBernoulli(Family):
 
     def uniforms(self, like: torch.Tensor, num_samples: int, generator: Rng) -> list[torch.Tensor]:
         """U(0, 1) noise for the one layer, [(S, B, K)], drawn for the whole global batch (ARM, DisARM, Gumbel)."""
-        rng = Stream.of(generator)
-        return [rng.local_rows(torch.rand(rng.global_shape((num_samples, *like.shape), dim=1), generator=rng.generator,
-                                          dtype=like.dtype, device=like.device), dim=1)]
+        return [Stream.of(generator).draw(torch.rand, (num_samples, *like.shape), like, dim=1)]
 
     def chain(self, params, sample_layer: Callable[[int, torch.Tensor], torch.Tensor]
               ) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -235,9 +231,7 @@ class LayeredBernoulli(Family):
     def uniforms(self, like: torch.Tensor, num_samples: int, generator: Rng) -> list[torch.Tensor]:
         """Independent U(0, 1) noise for every layer, [(S, B, K_l)], drawn for the whole global batch."""
         rng = Stream.of(generator)
-        return [rng.local_rows(torch.rand(rng.global_shape((num_samples, like.shape[0], k), dim=1),
-                                          generator=rng.generator, dtype=like.dtype, device=like.device), dim=1)
-                for k in self.widths]
+        return [rng.draw(torch.rand, (num_samples, like.shape[0], k), like, dim=1) for k in self.widths]
 
     def draw(self, params, num_samples, generator):
         """Ancestral draw h_l = 1[u_l < σ(α_l)], u_l ~ U(0, 1), layer by layer: (S, B, K); no gradient to φ."""

@@ -65,6 +65,12 @@ class Stream:
             return t
         return t.narrow(dim, self.shard.start, self.shard.stop - self.shard.start)
 
+    def draw(self, sampler, shape: tuple[int, ...], like: torch.Tensor, dim: int = 0) -> torch.Tensor:
+        """``sampler(global shape, generator=, dtype=, device=)`` (``torch.randn``, ``torch.rand``) drawn for the
+        global batch along ``dim`` and cut to this process's rows: ``shape`` with ``like``'s dtype and device."""
+        return self.local_rows(sampler(self.global_shape(shape, dim), generator=self.generator, dtype=like.dtype,
+                                       device=like.device), dim)
+
     def global_rows(self, t: torch.Tensor, fill: float = 0.0) -> torch.Tensor:
         """``t`` (B_local, ...) at its rows of a (B_global, ...) tensor filled with ``fill`` (``t`` itself without a shard).
 

@@ -129,9 +129,7 @@ class HVI(Method):
         """L_HVI(x) averaged over ``num_samples`` draws of (z₀, v₀) (Salimans et al. 2015 Eq. 11, T = 1): (B,)."""
         params = self.model.encode(x)                                               # φ: (μ, log σ), (B, K)
         z0 = self.family.draw(params, num_samples, generator)                       # z₀ ~ q_φ(z|x)   (S, B, K)
-        rng = Stream.of(generator)                                                  # v₀ ~ N(0, I), the global batch's rows
-        v0 = rng.local_rows(torch.randn(rng.global_shape(z0.shape, dim=1), generator=rng.generator, dtype=z0.dtype,
-                                        device=z0.device), dim=1)
+        v0 = Stream.of(generator).draw(torch.randn, z0.shape, z0, dim=1)           # v₀ ~ N(0, I), the global batch's rows
         log_q = self.family.log_prob(params, z0) + momentum_log_prob(v0)            # log q_φ(z₀|x) + log q(v₀|x)
         z, v, log_p = self.leapfrog(x, z0, v0, create_graph)                        # log p(x, z_K)   (S, B)
         log_r = self.reverse_log_prob(x, z, v)                                      # log r_ψ(v_K|x, z_K)
