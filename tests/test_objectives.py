@@ -284,3 +284,38 @@ def test_posterior_of_a_torch_distribution_is_the_one_conversion():
     assert isinstance(other.family, TorchDistribution) and other.batch_shape == (4,)
     with pytest.raises(TypeError, match="explicit generator"):
         other.draw(2, torch.Generator())
+
+
+def test_kl_to_the_standard_normal_prior_is_the_general_closed_form_to_the_bit():
+    """The VAE's prior is a StandardNormal: the KL takes kl_to_standard, which must equal the general
+    Gaussian KL with μ₂ = 0, log σ₂ = 0 bit for bit, values and gradients (training numbers unchanged),
+    and torch's own KL to float rounding."""
+    from varinf.families import GAUSSIAN, StandardNormal
+    from varinf.models import VAE, VAEConfig
+
+    g = torch.Generator().manual_seed(0)
+    mu = (3 * torch.randn(50, 7, generator=g)).requires_grad_()
+    log_std = torch.randn(50, 7, generator=g).requires_grad_()
+    q = Posterior(GAUSSIAN, (mu, log_std))
+    prior = StandardNormal(torch.zeros(7))
+    p = Posterior.of(prior)
+    assert p.standard and p.family is GAUSSIAN and p.dist() is prior
+    fast = kl_to_prior(q, prior)                                                     # takes kl_to_standard
+    general = GAUSSIAN.kl((mu, log_std), (torch.zeros(7), torch.zeros(7)))
+    assert torch.equal(fast, general)
+    w = torch.randn(50, generator=g)
+    assert all(torch.equal(a, b) for a, b in zip(torch.autograd.grad((w * fast).sum(), (mu, log_std)),
+                                                 torch.autograd.grad((w * general).sum(), (mu, log_std))))
+    torch.testing.assert_close(fast, D.kl_divergence(GAUSSIAN.dist(mu, log_std), prior))
+    # a plain Normal(0, 1) prior is not marked standard: the general form, same numbers
+    plain = D.Independent(D.Normal(torch.zeros(7), torch.ones(7)), 1)
+    assert not Posterior.of(plain).standard and torch.equal(kl_to_prior(q, plain), general)
+    expanded = prior.expand((50,))
+    assert isinstance(expanded, StandardNormal) and expanded.batch_shape == (50,)
+    assert torch.equal(kl_to_prior(q, expanded), general)
+    # the model makes its prior once per device and dtype
+    model = VAE(VAEConfig(data_dim=12, latent_dim=3, hidden=(8,)))
+    model.float()
+    assert model.prior() is model.prior() and model.prior().mean.dtype == torch.float32
+    model.double()
+    assert model.prior().mean.dtype == torch.float64 and model.prior() is model.prior()

@@ -71,7 +71,7 @@ def _in_support(model, x: torch.Tensor) -> torch.Tensor:
     training step, and training data was already checked when it was loaded.
     """
     if getattr(getattr(model, "likelihood", None), "binary_data", False) and x.device.type == "cpu" and x.numel():
-        lo, hi = torch.stack(torch.aminmax(x)).tolist()                  # one pass, one read
+        lo, hi = (v.item() for v in torch.aminmax(x))                    # one pass over x
         if lo < 0 or hi > 1:
             raise DataError(f"x has values in [{lo:g}, {hi:g}] but {type(model).__name__}'s Bernoulli likelihood "
                             "needs data in [0, 1]; scale grey levels first (e.g. x / 255)")

@@ -22,7 +22,7 @@ from torch import nn
 
 from varinf.contract import AmortizedModel
 from varinf.errors import ConfigError
-from varinf.families import GAUSSIAN
+from varinf.families import GAUSSIAN, StandardNormal
 from varinf.likelihoods import LIKELIHOODS, make_likelihood
 
 ACTIVATIONS = {"softplus": nn.Softplus, "relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU}
@@ -200,6 +200,7 @@ class VAE(AmortizedModel):
             self.encoder, self.decoder = ConvEncoder(cfg), ConvDecoder(cfg)
         self.likelihood = make_likelihood(cfg.likelihood, cfg.data_dim)       # p(x|z); its parameters are θ
         self.register_buffer("_prior_loc", torch.zeros(cfg.latent_dim), persistent=False)
+        self._prior: StandardNormal | None = None
 
     @property
     def latent_dim(self) -> int:
@@ -227,9 +228,10 @@ class VAE(AmortizedModel):
 
     # ---- generative model p_θ(x, z) -------------------------------------------------
     def prior(self) -> D.Distribution:
-        """p(z) = N(0, I_K)."""
-        loc = self._prior_loc
-        return D.Independent(D.Normal(loc, torch.ones_like(loc), validate_args=False), 1, validate_args=False)
+        """p(z) = N(0, I_K), made once per device and dtype of the model (every training step reads it)."""
+        if self._prior is None or self._prior.base_dist.loc is not self._prior_loc:      # new after .to(...)
+            self._prior = StandardNormal(self._prior_loc)
+        return self._prior
 
     def log_joint(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """log p(x, z) = log p(x|z) + log N(z; 0, I): (S, B) (the prior's density in one pass over z)."""
