@@ -357,7 +357,8 @@ class Posterior:
     def of(q: "Posterior | D.Distribution") -> "Posterior":
         """The Posterior of ``q``: ``q`` itself, or the family and parameters of a torch.distributions object.
 
-        An (Independent) Normal gives [`DiagonalGaussian`][varinf.families.DiagonalGaussian] with (μ, log σ), an
+        An (Independent) Normal gives [`DiagonalGaussian`][varinf.families.DiagonalGaussian] with (μ, log σ) (a
+        [`StandardNormal`][varinf.families.StandardNormal] marked ``standard``), an
         (Independent) Bernoulli [`FactorialBernoulli`][varinf.families.FactorialBernoulli] with (logits,), a deep SBN's
         [`LayeredBernoulliDistribution`][varinf.families.LayeredBernoulliDistribution] its family; any other torch object
         is its own family ([`TorchDistribution`][varinf.families.TorchDistribution], global RNG). The one place varinf
