@@ -246,6 +246,25 @@ def test_resume_applies_every_allowed_change_and_refuses_every_other(s, changes,
         assert cli_train([*to_flags({other: value}), "--resume", "--out", run]) == (2, None)
 
 
+@pytest.mark.parametrize("method, model", [("vae", "mlp"), ("arm", "sbn"), ("nvil", "sbn"), ("avi", "sbn")])
+def test_a_temperature_for_a_method_without_a_relaxation_is_refused_not_ignored(method, model, tmp_path):
+    """--temperature is τ of gumbel and gumbel-st only; given to another method it would silently do nothing."""
+    message = f"temperature 0.3 is the relaxation's τ of methods gumbel, gumbel-st; method '{method}' has no relaxation"
+    with pytest.raises(ConfigError, match=message):
+        make_config(method=method, model=model, temperature=0.3)
+    (tmp_path / "t.toml").write_text(f'[train]\nmethod = "{method}"\nmodel = "{model}"\ntemperature = 0.3\n')
+    with pytest.raises(ConfigError, match=message):
+        make_config(tmp_path / "t.toml")
+    with pytest.raises(SystemExit) as exit_:                                # argparse's error: one line, status 2
+        cli_train(["--method", method, "--model", model, "--temperature", "0.3"])
+    assert exit_.value.code == 2
+    assert make_config(method=method, model=model).resolved().temperature is None
+    for relaxed in ("gumbel", "gumbel-st"):
+        assert make_config(method=relaxed, model="sbn", temperature=0.3).resolved().temperature == 0.3
+        with pytest.raises(ConfigError, match=message):                      # one rule for replace as for make
+            dataclasses.replace(make_config(method=relaxed, model="sbn", temperature=0.3), method=method, model=model)
+
+
 @pytest.mark.parametrize("setting, value", [("estimator", "b"), ("optimizer", "ADAM"), ("likelihood", "Bernoulli"),
                                             ("hidden", [8]), ("lr", 1), ("refine_optimizer", "SGD")])
 def test_resume_accepts_a_setting_given_again_in_another_spelling(tmp_path, setting, value):

@@ -125,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--leapfrog-steps", type=int,
                    help="hvi: leapfrog steps K of Hamiltonian variational inference (default 5)")
     t.add_argument("--temperature", type=float,
-                   help="gumbel/gumbel-st: temperature τ of the Gumbel-Softmax (Concrete) relaxation (default 0.5)")
+                   help="gumbel/gumbel-st: temperature τ of the Gumbel-Softmax (Concrete) relaxation (default 0.5; "
+                        "refused for other methods)")
     t.add_argument("--valid-refine-steps", type=int,
                    help="refined EM: refinement steps in the per-epoch validation bound; 0 = the encoder's own "
                         "bound (default: T for gbvi/savae, 0 for mpvi/stvi/avi)")

@@ -119,6 +119,10 @@ class TrainConfig:
                 raise ConfigError(f"latent_dim {list(self.latent_dim)} lists several stochastic layers, which only "
                                   f"--model sbn has; --model {self.model} takes one integer")
             family = "layered-bernoulli"
+        if self.temperature is not None and spec.defaults.get("temperature") is None:
+            relaxed = sorted(n for n, s in METHODS.items() if s.defaults.get("temperature") is not None)
+            raise ConfigError(f"temperature {self.temperature:g} is the relaxation's τ of methods "
+                              f"{', '.join(relaxed)}; method {self.method!r} has no relaxation (leave it out)")
         if family is not None and family not in spec.families:
             fitting = sorted(n for n, s in METHODS.items() if family in s.families)
             raise ConfigError(f"method {self.method!r} trains {' or '.join(spec.families)} latents but model "
