@@ -349,7 +349,6 @@ CLI_CASES = [
          (None, "directory")),
     # ---- train flags
     Case("flag-threads-negative", lambda ws: train(ws, "--threads", "-1"), ("threads", "-1")),
-    Case("flag-threads-zero", lambda ws: train(ws, "--threads", "0"), ("threads", "0")),
     Case("flag-seed-2**70", lambda ws: train(ws, "--seed", str(2 ** 70)), ("seed", str(2 ** 70))),
     Case("flag-seed-negative", lambda ws: train(ws, "--seed", "-1"), ("seed", "-1")),
     Case("flag-out-is-a-file", lambda ws: train(ws)[:-2] + ["--out", ws.file("f.txt", "keep me")],

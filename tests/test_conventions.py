@@ -3,8 +3,8 @@
 * ``varinf.enable_logging()`` prints the per-epoch lines of ``varinf.train`` as the CLI does;
 * ``tensorboard=True`` / ``--tensorboard`` writes the rows of ``metrics.jsonl`` and the learning
   rates as TensorBoard events, read back here with TensorBoard's own ``EventAccumulator``;
-* the default thread count is 1 (docs/RESULTS.md §3): ``varinf.train`` sets it, ``threads=None``
-  leaves torch's own.
+* the default thread count is 1 (docs/RESULTS.md §3): ``varinf.train`` sets it, ``threads=0``
+  leaves torch's own (and a run saved with ``"threads": null`` reads as 0).
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def test_missing_tensorboard_package_is_a_one_line_error(tmp_path, monkeypatch, 
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
-def test_default_thread_count_is_one_and_none_keeps_torchs(tmp_path, monkeypatch):
+def test_default_thread_count_is_one_and_zero_keeps_torchs(tmp_path, monkeypatch):
     """A run uses its thread count (1 by default, None: torch's own) and gives the caller's back when it ends."""
     import varinf.training as training
 
@@ -122,12 +122,20 @@ def test_default_thread_count_is_one_and_none_keeps_torchs(tmp_path, monkeypatch
         torch.set_num_threads(2)
         varinf.train(varinf.make_config(**TINY, epochs=1), tmp_path / "default", progress=False)
         assert seen == [1] and torch.get_num_threads() == 2              # restored after the run
-        torchs = dataclasses.replace(varinf.make_config(**TINY, epochs=1), threads=None)   # None: torch's own
+        torchs = varinf.make_config(**TINY, epochs=1, threads=0)                        # 0: torch's own
         varinf.train(torchs, tmp_path / "torch", progress=False)
         assert seen == [1, 2] and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
     assert json.loads((tmp_path / "default" / "config.json").read_text())["train"]["threads"] == 1
+    # None is "not given" to make_config (the default 1) and no thread count to TrainConfig: one meaning each
+    assert varinf.make_config(threads=None).threads == 1
+    with pytest.raises(ConfigError, match="threads must be an integer, got None"):
+        dataclasses.replace(varinf.make_config(), threads=None)
+    with pytest.raises(ConfigError, match="threads must be an integer >= 0, got -1"):
+        varinf.make_config(threads=-1)
+    from varinf.config import config_from_saved                    # a run saved when null meant torch's own
+    assert config_from_saved({**varinf.make_config().to_dict(), "threads": None}, "config.json").threads == 0
 
 
 # ---------------------------------------------------------------- evaluation: cost, refined keys, gap figure

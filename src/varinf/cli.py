@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, help="random seed (default 0)")
     t.add_argument("--device", help="cpu | cuda (default cpu)")
     t.add_argument("--threads", type=int,
-                   help="torch intra-op threads (default 1: torch's own default, one per core, made the README's "
+                   help="torch intra-op threads; 0: torch's own default, one per core (default 1: torch's made the README's "
                         "digits job 3-25x slower on shared cores, docs/RESULTS.md §3; raise it only on cores you "
                         "have to yourself)")
     t.add_argument("--tf32", action="store_true", default=None,
@@ -165,7 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N (default cpu)")
     e.add_argument("--seed", type=int, default=0, help="seed of the Monte Carlo draws and of --subset (default 0)")
     e.add_argument("--data-dir", help="data directory (default: the run's, else $VARINF_DATA_DIR)")
-    e.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
+    e.add_argument("--threads", type=int, help="torch intra-op threads; 0: torch's own default, one per core "
+                   "(default 0)")
     e.add_argument("--quiet", action="store_true", help="no progress bar (warnings and errors only)")
     e.add_argument("--verbose", action="store_true", help="also debug messages")
     e.add_argument("--refine-steps", type=int,
@@ -229,7 +230,7 @@ def _eval(args) -> int:
     from varinf.evaluate import evaluate_run
 
     RULES["seed"](args.seed)                                        # the rule `varinf train --seed` obeys
-    if RULES["threads"](args.threads) is not None:                  # the rule `varinf train --threads` obeys
+    if args.threads is not None and RULES["threads"](args.threads):  # the rule `varinf train --threads` obeys
         torch.set_num_threads(args.threads)
     with process_group(args.device) as ctx:   # under torchrun: test points sharded over the processes
         result = evaluate_run(args.run_dir, nll_samples=args.nll_samples, subset=args.subset,

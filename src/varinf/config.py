@@ -99,7 +99,7 @@ class TrainConfig:
     temperature: float | None = None      # τ of the Gumbel-Softmax / Concrete relaxation (gumbel, gumbel-st)
     seed: int = 0
     device: str = "cpu"
-    threads: int | None = 1               # torch intra-op threads; None: torch's default (one per core), which
+    threads: int = 1                      # torch intra-op threads; 0: torch's default (one per core), which
     #                                       collapses on shared cores (docs/RESULTS.md §3, "Threads")
     # reduced precision (GPU path; off by default; their effect on the bound is not yet measured)
     tf32: bool = False                    # CUDA: TF32 tensor-core matmuls (10-bit mantissa inputs)
@@ -294,7 +294,7 @@ RULES = {
     "temperature": lambda v: _float("temperature", v, 0.0, allow_none=True),
     "seed": lambda v: _int("seed", v, 0, MAX_SEED),
     "device": lambda v: _device("device", v),
-    "threads": lambda v: _int("threads", v, 1, allow_none=True),
+    "threads": lambda v: _int("threads", v, 0),
     "tf32": lambda v: _bool("tf32", v),
     "autocast": lambda v: _choice("autocast", v, AUTOCAST, allow_none=True, normalise=str.lower),
 }
@@ -359,10 +359,12 @@ def config_from_saved(settings: dict[str, Any], what: str) -> TrainConfig:
     """TrainConfig from a run's saved settings (config.json's "train", a checkpoint's "config").
 
     Runs saved before patience 0 meant "off" (varinf ≤ 0.1.0 of 2026-12-05) wrote ``"patience": null``
-    for a run without early stopping; that is read as 0.
+    for a run without early stopping; that is read as 0. Likewise ``"threads": null`` (torch's default
+    thread count, before 0 said so, 2026-12-06) is read as 0.
     """
-    if isinstance(settings, dict) and "patience" in settings and settings["patience"] is None:
-        settings = {**settings, "patience": PATIENCE_OFF}
+    if isinstance(settings, dict):
+        settings = {**settings, **{name: off for name, off in (("patience", PATIENCE_OFF), ("threads", 0))
+                                   if name in settings and settings[name] is None}}
     return config_from_dict(settings, what)
 
 

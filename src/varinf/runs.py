@@ -122,8 +122,8 @@ def resume_config(run_dir: str | Path, **changes) -> TrainConfig:
         raise ConfigError(f"unknown setting(s) {unknown}; known: {sorted(current)}")
     refuse_changes(run_dir, current, changes)
     if changes.get("threads") not in (None, saved.threads):
-        warnings.warn(f"resuming {run_dir} with {changes['threads']} threads (it ran with {saved.threads}): the "
-                      "result will not be bit-identical to an unbroken run", stacklevel=2)
+        warnings.warn(f"resuming {run_dir} with threads {changes['threads']} (it ran with {saved.threads}; 0 is "
+                      "torch's default): the result will not be bit-identical to an unbroken run", stacklevel=2)
     return config_from_dict({**current, **changes})
 
 
