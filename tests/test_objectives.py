@@ -297,7 +297,8 @@ def test_kl_to_the_standard_normal_prior_is_the_general_closed_form_to_the_bit()
     mu = (3 * torch.randn(50, 7, generator=g)).requires_grad_()
     log_std = torch.randn(50, 7, generator=g).requires_grad_()
     q = Posterior(GAUSSIAN, (mu, log_std))
-    prior = StandardNormal(torch.zeros(7))
+    prior = StandardNormal(torch.full((7,), 5.0))                   # the shape of its argument, never the values
+    assert torch.equal(prior.mean, torch.zeros(7)) and torch.equal(prior.stddev, torch.ones(7))
     p = Posterior.of(prior)
     assert p.standard and p.family is GAUSSIAN and p.dist() is prior
     fast = kl_to_prior(q, prior)                                                     # takes kl_to_standard

@@ -141,9 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, help="random seed (default 0)")
     t.add_argument("--device", help="cpu | cuda (default cpu)")
     t.add_argument("--threads", type=int,
-                   help="torch intra-op threads; 0: torch's own default, one per core (default 1: torch's made the README's "
-                        "digits job 3-25x slower on shared cores, docs/RESULTS.md §3; raise it only on cores you "
-                        "have to yourself)")
+                   help="torch intra-op threads; 0: torch's own default, one per core (default 1: torch's made "
+                        "the README's digits job 3-25x slower on shared cores, docs/RESULTS.md §3; raise it only on "
+                        "cores you have to yourself)")
     t.add_argument("--tf32", action="store_true", default=None,
                    help="CUDA: allow TF32 tensor-core matmuls (off by default; effect on the bound not measured)")
     t.add_argument("--autocast", choices=["bf16"],

@@ -159,11 +159,12 @@ class StandardNormal(D.Independent):
 
     ``Posterior.of`` reads it as the Gaussian family's standard member, so a KL against it takes
     [`DiagonalGaussian.kl_to_standard`][varinf.families.DiagonalGaussian.kl_to_standard] (the VAE's prior).
-    ``loc``: zeros (..., K), on the device and in the dtype wanted.
+    ``like`` (..., K) gives the shape, device and dtype; its values are not read, so the mean is always 0.
     """
 
-    def __init__(self, loc: torch.Tensor):
-        super().__init__(D.Normal(loc, torch.ones_like(loc), validate_args=False), 1, validate_args=False)
+    def __init__(self, like: torch.Tensor):
+        zeros = torch.zeros_like(like)
+        super().__init__(D.Normal(zeros, torch.ones_like(zeros), validate_args=False), 1, validate_args=False)
 
     def expand(self, batch_shape, _instance=None) -> "StandardNormal":
         return StandardNormal(self.base_dist.loc.expand(*batch_shape, *self.event_shape))

@@ -200,7 +200,7 @@ class VAE(AmortizedModel):
             self.encoder, self.decoder = ConvEncoder(cfg), ConvDecoder(cfg)
         self.likelihood = make_likelihood(cfg.likelihood, cfg.data_dim)       # p(x|z); its parameters are θ
         self.register_buffer("_prior_loc", torch.zeros(cfg.latent_dim), persistent=False)
-        self._prior: StandardNormal | None = None
+        self._prior: tuple[torch.Tensor, StandardNormal] | None = None      # (the buffer it was made for, p(z))
 
     @property
     def latent_dim(self) -> int:
@@ -229,9 +229,9 @@ class VAE(AmortizedModel):
     # ---- generative model p_θ(x, z) -------------------------------------------------
     def prior(self) -> D.Distribution:
         """p(z) = N(0, I_K), made once per device and dtype of the model (every training step reads it)."""
-        if self._prior is None or self._prior.base_dist.loc is not self._prior_loc:      # new after .to(...)
-            self._prior = StandardNormal(self._prior_loc)
-        return self._prior
+        if self._prior is None or self._prior[0] is not self._prior_loc:                 # new after .to(...)
+            self._prior = (self._prior_loc, StandardNormal(self._prior_loc))
+        return self._prior[1]
 
     def log_joint(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """log p(x, z) = log p(x|z) + log N(z; 0, I): (S, B) (the prior's density in one pass over z)."""
