@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from varinf import make_config
 from varinf.checkpoint import atomic_write_json
 from varinf.cli import main
-from varinf.config import AUTOCAST, MAX_SEED, RULES, TrainConfig, method_defaults
+from varinf.config import AUTOCAST, GENERIC_DEFAULTS, MAX_SEED, METHOD_SPECIFIC, RULES, TrainConfig, method_defaults
 from varinf.errors import ConfigError
 from varinf.infer import METHODS
 from varinf.likelihoods import LIKELIHOODS
@@ -117,6 +117,9 @@ def valid_settings(draw) -> dict:
     """A dict of settings as a user would give them (None: not given) that make a valid config."""
     s = {name: draw(values) for name, values in FIELD_VALUES.items()}
     s["method"] = draw(st.sampled_from(sorted(METHODS)))
+    for name in METHOD_SPECIFIC:                       # only the methods that read them take other values
+        if name in s and name not in METHODS[s["method"]].defaults:
+            s[name] = draw(maybe(st.just(GENERIC_DEFAULTS[name])))
     fitting = [m for m in BUILT_IN if MODEL_CLASSES[m].family.name in METHODS[s["method"]].families]
     s["model"] = draw(st.sampled_from(fitting))
     s["likelihood"] = "bernoulli" if s["model"] == "sbn" else draw(st.sampled_from(sorted(LIKELIHOODS)))
@@ -249,7 +252,7 @@ def test_resume_applies_every_allowed_change_and_refuses_every_other(s, changes,
 @pytest.mark.parametrize("method, model", [("vae", "mlp"), ("arm", "sbn"), ("nvil", "sbn"), ("avi", "sbn")])
 def test_a_temperature_for_a_method_without_a_relaxation_is_refused_not_ignored(method, model, tmp_path):
     """--temperature is τ of gumbel and gumbel-st only; given to another method it would silently do nothing."""
-    message = f"temperature 0.3 is the relaxation's τ of methods gumbel, gumbel-st; method '{method}' has no relaxation"
+    message = f"temperature 0.3 is read only by method gumbel and gumbel-st; method '{method}' does not use it"
     with pytest.raises(ConfigError, match=message):
         make_config(method=method, model=model, temperature=0.3)
     (tmp_path / "t.toml").write_text(f'[train]\nmethod = "{method}"\nmodel = "{model}"\ntemperature = 0.3\n')
@@ -263,6 +266,15 @@ def test_a_temperature_for_a_method_without_a_relaxation_is_refused_not_ignored(
         assert make_config(method=relaxed, model="sbn", temperature=0.3).resolved().temperature == 0.3
         with pytest.raises(ConfigError, match=message):                      # one rule for replace as for make
             dataclasses.replace(make_config(method=relaxed, model="sbn", temperature=0.3), method=method, model=model)
+
+
+@pytest.mark.parametrize("method", ["vae", "iwae", "gbvi", "savae"])
+def test_leapfrog_steps_for_a_method_other_than_hvi_is_refused_not_ignored(method):
+    with pytest.raises(ConfigError, match=f"leapfrog_steps 3 is read only by method hvi; method '{method}' does not"):
+        make_config(method=method, leapfrog_steps=3)
+    assert make_config(method=method, leapfrog_steps=0).resolved().leapfrog_steps == 0     # the generic "none"
+    assert make_config(method=method).resolved().leapfrog_steps == 0
+    assert make_config(method="hvi", leapfrog_steps=3).resolved().leapfrog_steps == 3
 
 
 @pytest.mark.parametrize("setting, value", [("estimator", "b"), ("optimizer", "ADAM"), ("likelihood", "Bernoulli"),

@@ -123,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="avi: step γ in mu <- (1-γ) mu + γ Σ w h, in (0, 1] (default 0.1, varinf's damped step, "
                         "not the paper's: Hjelm et al. 2015 Eq. 9 as printed is γ = 1)")
     t.add_argument("--leapfrog-steps", type=int,
-                   help="hvi: leapfrog steps K of Hamiltonian variational inference (default 5)")
+                   help="hvi: leapfrog steps K of Hamiltonian variational inference (default 5; refused for other "
+                        "methods)")
     t.add_argument("--temperature", type=float,
                    help="gumbel/gumbel-st: temperature τ of the Gumbel-Softmax (Concrete) relaxation (default 0.5; "
                         "refused for other methods)")

@@ -57,6 +57,9 @@ GENERIC_DEFAULTS = dict(samples=1, refine_steps=0, inference_rate=5e-3, refine_o
                         avi_rate=AVI_DEFAULT_RATE, valid_refine_steps=0, leapfrog_steps=0,
                         temperature=None)        # None: the method has no relaxation
 PATIENCE_OFF = 0
+# Settings only some methods read (those whose registry entry names a default for them): given another value than
+# the generic one to any other method they would change nothing, so that is refused, not ignored.
+METHOD_SPECIFIC = ("temperature", "leapfrog_steps")
 
 
 @dataclass
@@ -119,10 +122,12 @@ class TrainConfig:
                 raise ConfigError(f"latent_dim {list(self.latent_dim)} lists several stochastic layers, which only "
                                   f"--model sbn has; --model {self.model} takes one integer")
             family = "layered-bernoulli"
-        if self.temperature is not None and spec.defaults.get("temperature") is None:
-            relaxed = sorted(n for n, s in METHODS.items() if s.defaults.get("temperature") is not None)
-            raise ConfigError(f"temperature {self.temperature:g} is the relaxation's τ of methods "
-                              f"{', '.join(relaxed)}; method {self.method!r} has no relaxation (leave it out)")
+        for name in METHOD_SPECIFIC:                     # given to a method that never reads it: refused
+            value = getattr(self, name)
+            if value is not None and value != GENERIC_DEFAULTS[name] and name not in spec.defaults:
+                readers = sorted(n for n, s in METHODS.items() if name in s.defaults)
+                raise ConfigError(f"{name} {value:g} is read only by method {' and '.join(readers)}; method "
+                                  f"{self.method!r} does not use it (leave it out)")
         if family is not None and family not in spec.families:
             fitting = sorted(n for n, s in METHODS.items() if family in s.families)
             raise ConfigError(f"method {self.method!r} trains {' or '.join(spec.families)} latents but model "
