@@ -13,12 +13,15 @@ rate (a large float32 GEMM timed in the same run).
 
     python benchmarks/bench_vae_loop.py --data-dir ../shared/data --rounds 3
     python benchmarks/bench_vae_loop.py --data-dir ../shared/data --threads 1 --step-breakdown
+    python benchmarks/bench_vae_loop.py --data-dir ../shared/data --threads 1 --step-breakdown --fixed-cost
 
 ``--step-breakdown`` times the parts of one training step of 100 images instead (medians of 15
 repeats of 10 calls): varinf's ``method.step`` against the hand-written fused-Adam step, their
 forward passes, the optimizer updates (two fused-Adam calls for θ and φ, one call over all
 parameters, one optimizer with two parameter groups), and the Bernoulli likelihood's data term
 Σ_d x_d η_d as a batched product against the elementwise product for S draws per datapoint.
+With ``--fixed-cost`` the same parts on a 784-8-4 network and 2 images per step, where the matrix
+products cost nothing: each loop's fixed cost per step.
 """
 
 from __future__ import annotations
@@ -124,14 +127,15 @@ def _median_us(fn, reps: int = 15, calls: int = 10) -> float:
     return statistics.median(times)
 
 
-def step_breakdown(x: torch.Tensor, cfg, mcfg: VAEConfig) -> None:
+def step_breakdown(x: torch.Tensor, cfg, mcfg: VAEConfig, batch: int = 100) -> None:
     """Print the per-step parts (µs) described in the module docstring."""
     model = build_model(mcfg, 0, torch.device("cpu"))
     method = method_for(cfg, model, mcfg.data_dim)
     optimizers = optimizers_for(cfg, method)
     hand = build_model(mcfg, 0, torch.device("cpu"))
     fused = torch.optim.Adam(hand.parameters(), lr=cfg.lr, fused=True)
-    xb, gen = x[:100], torch.Generator().manual_seed(0)
+    xb, gen = x[:batch], torch.Generator().manual_seed(0)
+    params = [p for group in optimizers.values() for g in group.param_groups for p in g["params"]]
 
     def hand_forward():
         mu, log_std = hand.encoder.net(xb).chunk(2, dim=-1)
@@ -146,6 +150,16 @@ def step_breakdown(x: torch.Tensor, cfg, mcfg: VAEConfig) -> None:
         loss.backward()
         fused.step()
 
+    def hand_gradients():
+        loss = hand_forward()
+        fused.zero_grad(set_to_none=True)
+        loss.backward()
+
+    def varinf_gradients():                  # what apply_losses does before the optimizers step (one loss here)
+        loss = method.losses(xb, gen).losses["generative"]
+        for p, g in zip(params, torch.autograd.grad(loss, params, allow_unused=True)):
+            p.grad = g
+
     one = build_model(mcfg, 0, torch.device("cpu"))
     for p in one.parameters():
         p.grad = torch.randn_like(p)
@@ -158,13 +172,19 @@ def step_breakdown(x: torch.Tensor, cfg, mcfg: VAEConfig) -> None:
         "hand-written step, fused Adam": hand_step,
         "varinf forward (method.losses)": lambda: method.losses(xb, gen),
         "hand-written forward": hand_forward,
+        "varinf forward and gradients": varinf_gradients,
+        "hand-written forward and gradients": hand_gradients,
+        "varinf optimizer updates (theta, phi)": lambda: [o.step() for o in optimizers.values()],
+        "hand-written optimizer update": fused.step,
         "two fused-Adam calls (theta, phi)": lambda: [o.step() for o in two],
         "one fused-Adam call, all parameters": single.step,
         "one optimizer, two parameter groups": grouped.step,
     }
-    print("| part of one step (B = 100) | µs (median) |\n|---|---|")
+    print(f"| part of one step (B = {batch}) | µs (median) |\n|---|---|")
     for name, fn in rows.items():
         print(f"| {name} | {_median_us(fn):.0f} |")
+    if batch < 100:                          # the fixed cost per step: the data-term table is for B = 100
+        return
     print("\n| draws S per datapoint | batched product (einsum) µs | elementwise product µs |\n|---|---|---|")
     xs = xb.float()
     for num in (1, 2, 5, 20, 500):
@@ -184,7 +204,12 @@ def main() -> None:
     ap.add_argument("--no-pyro", action="store_true")
     ap.add_argument("--json", default=None, help="also write the results here")
     ap.add_argument("--step-breakdown", action="store_true", help="time the parts of one step instead")
+    ap.add_argument("--fixed-cost", action="store_true",
+                    help="with --step-breakdown: a 784-8-4 network and 2 images per step, where the matrix products "
+                         "cost nothing, so the parts are each loop's fixed cost per step")
     args = ap.parse_args()
+    if args.fixed_cost and not args.step_breakdown:
+        ap.error("--fixed-cost times the parts of one step: give it with --step-breakdown")
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -193,7 +218,10 @@ def main() -> None:
     cfg = make_config(dataset="binarized-mnist", lr=1e-3, batch_size=args.batch_size).resolved()   # Table 1 network
     mcfg = VAEConfig(data_dim=784, latent_dim=cfg.latent_dim, hidden=cfg.hidden, activation=cfg.activation)
     if args.step_breakdown:
-        step_breakdown(x, cfg, mcfg)
+        if args.fixed_cost:
+            step_breakdown(x, cfg, VAEConfig(data_dim=784, latent_dim=4, hidden=(8,), activation=cfg.activation), 2)
+        else:
+            step_breakdown(x, cfg, mcfg)
         return
 
     varinf_model = build_model(mcfg, 0, torch.device("cpu"))
