@@ -40,6 +40,7 @@ from torch.nn import functional as F
 from varinf.config import make_config
 from varinf.data import load_dataset
 from varinf.models import VAE, VAEConfig
+from varinf.infer._base import optimizer_groups
 from varinf.training import build_model, method_for, optimizers_for, train_epoch
 
 
@@ -135,7 +136,7 @@ def step_breakdown(x: torch.Tensor, cfg, mcfg: VAEConfig, batch: int = 100) -> N
     hand = build_model(mcfg, 0, torch.device("cpu"))
     fused = torch.optim.Adam(hand.parameters(), lr=cfg.lr, fused=True)
     xb, gen = x[:batch], torch.Generator().manual_seed(0)
-    params = [p for group in optimizers.values() for g in group.param_groups for p in g["params"]]
+    params = [p for group in optimizer_groups(optimizers).values() for p in group]
 
     def hand_forward():
         mu, log_std = hand.encoder.net(xb).chunk(2, dim=-1)
