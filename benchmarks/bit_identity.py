@@ -3,7 +3,8 @@
 Each run (one per method: vae, iwae, gbvi, hvi, nvil, wake-sleep, avi, mpvi, stvi, vimco, arm, gumbel, and
 two-layer disarm and avi SBNs) trains one or two epochs of a small network on the digits data, one thread,
 then is evaluated with k = 50. Per run the JSON holds a SHA-256 prefix of every tensor of the last
-checkpoint (weights and optimizer state), every ``metrics.jsonl`` value but the seconds, and the
+checkpoint (weights and optimizer state), the checkpoint's optimizer record (each group's hyperparameters
+and parameter indices), every ``metrics.jsonl`` value but the seconds, and the
 evaluation's numbers. Run it on two versions of the package (the older one from a worktree, through
 PYTHONPATH) and compare the files:
 
@@ -52,8 +53,8 @@ RUNS = {
 
 
 def digest(run_dir: Path) -> dict:
-    """The run's numbers: checkpoint tensors hashed, metrics without timings, evaluation (k = 50) values."""
-    tensors, _ = read_checkpoint(run_dir / "checkpoints", "last")
+    """The run's numbers: checkpoint tensors hashed, optimizer record, metrics without timings, evaluation (k = 50)."""
+    tensors, meta = read_checkpoint(run_dir / "checkpoints", "last")
     h = hashlib.sha256()
     for key in sorted(tensors):
         h.update(key.encode())
@@ -62,7 +63,7 @@ def digest(run_dir: Path) -> dict:
                for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     ev = evaluate_run(run_dir, nll_samples=50, write=False)
     ev = {k: v for k, v in ev.items() if isinstance(v, (int, float)) and "second" not in k}
-    return {"weights": h.hexdigest()[:16], "metrics": metrics, "eval": ev}
+    return {"weights": h.hexdigest()[:16], "optimizers": meta["optimizers"], "metrics": metrics, "eval": ev}
 
 
 def main() -> None:

@@ -58,14 +58,13 @@ def bernoulli_log_likelihood(logits: torch.Tensor, x: torch.Tensor) -> torch.Ten
     """
     d = x.shape[-1]
     if x.dim() >= 1 and logits.shape[logits.dim() - x.dim():] == x.shape:
-        lead = logits.shape[:logits.dim() - x.dim()]
-        x2 = x.reshape(-1, d)                                                     # (B, D)
-        eta = logits.reshape(-1, x2.shape[0], d)                                  # (S, B, D)
-        if eta.shape[0] <= VECDOT_MAX_SAMPLES:                                    # Σ_d x_d η_d   (S, B)
-            data = torch.linalg.vecdot(eta, x2)
+        if logits.numel() <= VECDOT_MAX_SAMPLES * x.numel():                      # Σ_d x_d η_d   (..., B)
+            data = torch.linalg.vecdot(logits, x)                                 # x broadcast over the draws
         else:
-            data = _DataTerm.apply(eta, x2)
-        data = data.reshape(*lead, *x.shape[:-1])
+            lead = logits.shape[:logits.dim() - x.dim()]
+            x2 = x.reshape(-1, d)                                                 # (B, D)
+            eta = logits.reshape(-1, x2.shape[0], d)                              # (S, B, D)
+            data = _DataTerm.apply(eta, x2).reshape(*lead, *x.shape[:-1])
     else:                                                                         # x broadcasts otherwise
         data = (logits * x).sum(-1)
     # softplus returns η itself above the threshold; at 40 the dropped e^-η is below float64 rounding

@@ -6,8 +6,8 @@ A run directory holds
     checkpoints/{last,best}.*        safetensors weights + JSON (see varinf.checkpoint)
     metrics.jsonl                    one line per epoch: epoch, train_elbo, valid_elbo, seconds, world_size
 
-The loop owns the optimizers (one per parameter group the method declares, built from the run's
-settings), the device, the checkpoints and the random stream; a method only says what its losses
+The loop owns the optimizers (one update over the parameter groups the method declares, seen as one
+optimizer per group in the checkpoints, built from the run's settings), the device, the checkpoints and the random stream; a method only says what its losses
 are (``varinf.infer._base``). The loop is a pure function of the config: parameter
 initialisation, batch order and every Monte Carlo draw come from generators seeded by
 ``cfg.seed``. The last checkpoint stores the generator state, so ``resume=True`` continues the
@@ -156,7 +156,8 @@ STILL_RISING_FRACTION = 0.02              # the 2 % of ``still_rising``
 
 
 def optimizers_for(cfg: TrainConfig, method: Method) -> dict[str, torch.optim.Optimizer]:
-    """One optimizer per parameter group of ``method``, with the run's rule, learning rate and warm-up."""
+    """The optimizer of ``method``'s parameter groups (``make_optimizers``: one update, one view per group), with
+    the run's rule, learning rate and warm-up."""
     return make_optimizers(method, cfg.optimizer, cfg.lr, cfg.warmup_steps)
 
 

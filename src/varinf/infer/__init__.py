@@ -15,7 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from varinf.infer._base import Losses, Method, add_linear_warmup, apply_losses, make_optimizer, make_optimizers
+from varinf.infer._base import (GroupOptimizer, Losses, Method, add_linear_warmup, apply_losses, make_optimizer,
+                               make_optimizers)
 from varinf.infer.aevb import AEVB
 from varinf.infer.arm import ARM
 from varinf.infer.disarm import DisARM
@@ -125,5 +126,5 @@ METHODS: dict[str, MethodSpec] = {spec.name: spec for spec in _SPECS}
 DEFAULT_REFINERS = {"gaussian": _gaussian, "bernoulli": _avi, "layered-bernoulli": _avi}
 
 __all__ = ["METHODS", "MethodSpec", "DEFAULT_REFINERS", "AVI_DEFAULT_RATE", "Method", "Losses", "apply_losses",
-           "make_optimizer", "make_optimizers", "add_linear_warmup", "AEVB", "RefinedEM", "SAVAE", "MeanPass",
+           "make_optimizer", "make_optimizers", "GroupOptimizer", "add_linear_warmup", "AEVB", "RefinedEM", "SAVAE", "MeanPass",
            "StraightThrough", "WakeSleep", "NVIL", "Reinforce", "IWAE", "HVI", "VIMCO", "ARM", "DisARM", "GumbelSoftmax"]

@@ -11,7 +11,8 @@ Every method on an amortised model has the groups "generative" (θ) and "inferen
 model declares them (``varinf.contract.split_parameters``), so the checkpoint layout is the same
 for every method; a method with parameters of its own (NVIL's baseline ψ) adds a group.
 [`apply_losses`][varinf.infer._base.apply_losses] takes the gradient of each loss with respect to its group only (one
-``autograd.grad`` per distinct loss tensor), then steps every group's optimizer.
+backward pass per distinct loss tensor, ``inputs=`` the groups it serves), then steps each optimizer once: the loop's groups share one
+(``make_optimizers``), so a step is one optimizer call whatever the number of groups.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from varinf.contract import check_amortized, posterior, split_parameters
 from varinf.errors import ConfigError
 from varinf.objectives import entropy_bound
 
-__all__ = ["Method", "Losses", "apply_losses", "make_optimizer", "add_linear_warmup", "make_optimizers",
+__all__ = ["Method", "Losses", "apply_losses", "make_optimizer", "add_linear_warmup", "make_optimizers", "GroupOptimizer",
            "OPTIMIZERS"]
 
 OPTIMIZERS = ("adam", "rmsprop")
@@ -84,23 +85,25 @@ def apply_losses(out: Losses, groups: dict[str, list[nn.Parameter]], optimizers:
                  grad_sync: Callable[[list[nn.Parameter]], None] | None = None) -> torch.Tensor:
     """Gradient of each group's loss with respect to that group only, then one step of every optimizer.
 
-    ``grad_sync`` (data parallelism, ``varinf.distributed.GradSync``) is called once with every
-    parameter that got a gradient, after all gradients and before any optimizer step: the single
-    place where gradients are averaged across processes.
+    Every group's old gradients are dropped first (a group without a loss this step is then not moved by an
+    optimizer it shares, and the new gradients reuse the old ones' memory). An optimizer that serves several
+    groups (``make_optimizers``: one update over all groups) steps once. ``grad_sync`` (data parallelism,
+    ``varinf.distributed.GradSync``) is called once with every parameter that got a gradient, after all
+    gradients and before any optimizer step: the single place where gradients are averaged across processes.
     """
+    for params in groups.values():
+        for p in params:
+            p.grad = None
     by_loss: dict[int, tuple[torch.Tensor, list[str]]] = {}
     for name, loss in out.losses.items():
         by_loss.setdefault(id(loss), (loss, []))[1].append(name)
     jobs = list(by_loss.values())
-    for i, (loss, names) in enumerate(jobs):
-        params = [p for n in names for p in groups[n]]
-        grads = torch.autograd.grad(loss, params, retain_graph=i < len(jobs) - 1, allow_unused=True)
-        for p, g in zip(params, grads):
-            p.grad = g
+    for i, (loss, names) in enumerate(jobs):                # into .grad of these groups' parameters only
+        torch.autograd.backward(loss, inputs=[p for n in names for p in groups[n]], retain_graph=i < len(jobs) - 1)
     if grad_sync is not None:
         grad_sync([p for loss, names in jobs for n in names for p in groups[n]])
-    for name in out.losses:
-        optimizers[name].step()
+    for step in dict.fromkeys(optimizers[name].step for name in out.losses):      # each optimizer once
+        step()
     return out.bound.mean().detach()
 
 
@@ -129,11 +132,64 @@ def make_optimizer(params, optimizer: str, lr: float, warmup_steps: int = 0) -> 
     return opt
 
 
-def make_optimizers(method: Method, optimizer: str, lr: float, warmup_steps: int = 0
-                    ) -> dict[str, torch.optim.Optimizer]:
-    """One optimizer per parameter group of ``method``, all with the same rule and learning rate."""
-    return {name: make_optimizer(params, optimizer, lr, warmup_steps)
-            for name, params in method.parameter_groups().items()}
+def make_optimizers(method: Method, optimizer: str, lr: float, warmup_steps: int = 0) -> dict[str, GroupOptimizer]:
+    """One optimizer over all parameter groups of ``method``, seen as one optimizer per group.
+
+    Every group has the same rule and learning rate, and Adam and RMSprop move each parameter by its own
+    gradient and state alone, so one update over all groups is the per-group updates, bit for bit, with the
+    fixed cost of one optimizer call per step instead of one per group (docs/RESULTS.md §1.3). Each group's
+    [`GroupOptimizer`][varinf.infer.GroupOptimizer] saves and loads its own parameters' state in the
+    layout of an optimizer of its own: the checkpoints' layout, one optimizer state per group.
+    """
+    groups = method.parameter_groups()
+    shared = make_optimizer([p for params in groups.values() for p in params], optimizer, lr, warmup_steps)
+    return {name: GroupOptimizer(shared, params) for name, params in groups.items()}
+
+
+class GroupOptimizer:
+    """One parameter group's view of an optimizer that updates several groups in one call.
+
+    ``step`` is the shared optimizer's own ``step`` (``apply_losses`` calls it once per training step, however
+    many groups share it); ``param_groups`` lists this group's parameters with the shared hyperparameters;
+    ``state_dict`` and ``load_state_dict`` hold this group's parameters only, in the format of a torch optimizer
+    over them alone (indices 0..n−1 in this group's order), so a checkpoint reads the same as one written with
+    an optimizer per group.
+    """
+
+    def __init__(self, shared: torch.optim.Optimizer, params: list[nn.Parameter]):
+        if len(shared.param_groups) != 1:
+            raise ConfigError(f"GroupOptimizer views an optimizer with one parameter group, got "
+                              f"{len(shared.param_groups)}")
+        self.shared, self.params = shared, list(params)
+        self.step = shared.step
+
+    @property
+    def param_groups(self) -> list[dict]:
+        return [{**self.shared.param_groups[0], "params": self.params}]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.params:
+            if set_to_none:
+                p.grad = None
+            elif p.grad is not None:
+                p.grad.zero_()
+
+    def state_dict(self) -> dict:
+        """This group's state as ``torch.optim.Optimizer.state_dict`` of an optimizer over its parameters alone."""
+        hyper = {k: v for k, v in self.shared.param_groups[0].items() if k != "params"}
+        state = self.shared.state
+        return {"state": {i: state[p] for i, p in enumerate(self.params) if p in state},
+                "param_groups": [{**hyper, "params": list(range(len(self.params)))}]}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Load a state saved by ``state_dict`` (or by a torch optimizer of the same rule over this group alone)."""
+        own = type(self.shared)(self.params, **self.shared.defaults)           # torch checks and casts the state
+        own.load_state_dict(state_dict)
+        for p in self.params:
+            self.shared.state.pop(p, None)
+            if p in own.state:
+                self.shared.state[p] = own.state[p]
+        self.shared.param_groups[0].update({k: v for k, v in own.param_groups[0].items() if k != "params"})
 
 
 def add_linear_warmup(optimizer: torch.optim.Optimizer, warmup_steps: int) -> None:
