@@ -8,13 +8,19 @@
 
 Contenders run one epoch each in turn, for ``--rounds`` rounds (the order reversed every other round),
 same batch size, same threads, same data tensor; the median seconds per epoch is reported with the
-ratios, and the hand-fused / varinf ratio round by round (median, range, rounds varinf won).
+ratios, and the hand-fused / varinf ratio round by round (median, range, rounds varinf won). With
+``--isolate`` every epoch is timed in a fresh process of its own (one contender, its warm-up, one timed
+epoch): in one process the contenders' timings move with each other's memory layout (the same hand-written
+loop was 5 % faster or slower depending on the varinf code loaded beside it), so the ratio of 1 % changes
+needs separate processes.
 The floor is the epoch's matrix-multiply FLOPs divided by the machine's measured matmul
 rate (a large float32 GEMM timed in the same run).
 
     python benchmarks/bench_vae_loop.py --data-dir ../shared/data --rounds 3
+    python benchmarks/bench_vae_loop.py --data-dir ../shared/data --rounds 10 --isolate --no-pyro
     python benchmarks/bench_vae_loop.py --data-dir ../shared/data --threads 1 --step-breakdown
     python benchmarks/bench_vae_loop.py --data-dir ../shared/data --threads 1 --step-breakdown --fixed-cost
+    python benchmarks/bench_vae_loop.py --data-dir ../shared/data --forward-parts
 
 ``--step-breakdown`` times the parts of one training step of 100 images instead (medians of 15
 repeats of 10 calls): varinf's ``method.step`` against the hand-written fused-Adam step, their
@@ -22,7 +28,9 @@ forward passes, the optimizer updates (varinf's, which is one call over θ and �
 two fused-Adam calls for θ and φ, one call over all parameters, one optimizer with two parameter groups), and the Bernoulli likelihood's data term
 Σ_d x_d η_d as a batched product against the elementwise product for S draws per datapoint.
 With ``--fixed-cost`` the same parts on a 784-8-4 network and 2 images per step, where the matrix
-products cost nothing: each loop's fixed cost per step.
+products cost nothing: each loop's fixed cost per step. ``--forward-parts`` times one forward and backward
+pass (fixed weights, no optimizer) from the hand-written loss to varinf's ``method.losses``, one change at
+a time (medians of 25 alternated repeats of 40 batches).
 """
 
 from __future__ import annotations
@@ -32,6 +40,8 @@ import datetime
 import json
 import platform
 import statistics
+import subprocess
+import sys
 import time
 
 import torch
@@ -157,10 +167,11 @@ def step_breakdown(x: torch.Tensor, cfg, mcfg: VAEConfig, batch: int = 100) -> N
         fused.zero_grad(set_to_none=True)
         loss.backward()
 
-    def varinf_gradients():                  # what apply_losses does before the optimizers step (one loss here)
+    def varinf_gradients():                  # what apply_losses does before the optimizer steps (one loss here)
         loss = method.losses(xb, gen).losses["generative"]
-        for p, g in zip(params, torch.autograd.grad(loss, params, allow_unused=True)):
-            p.grad = g
+        for p in params:
+            p.grad = None
+        torch.autograd.backward(loss, inputs=params)
 
     one = build_model(mcfg, 0, torch.device("cpu"))
     for p in one.parameters():
@@ -196,6 +207,108 @@ def step_breakdown(x: torch.Tensor, cfg, mcfg: VAEConfig, batch: int = 100) -> N
         print(f"| {num} | {batched:.0f} | {elementwise:.0f} |")
 
 
+def forward_parts(x: torch.Tensor, cfg, mcfg: VAEConfig, batch: int = 100, reps: int = 25) -> None:
+    """µs per forward and backward pass (fixed weights, no optimizer) from the hand-written loss to varinf's,
+    one change at a time: where the difference between the two loops lies (module docstring, --forward-parts)."""
+    from varinf.contract import posterior
+    from varinf.families import GAUSSIAN
+    from varinf.objectives import sgvb_b
+
+    model = build_model(mcfg, 0, torch.device("cpu"))
+    method = method_for(cfg, model, 784)
+    params = list(model.parameters())
+    gen = torch.Generator().manual_seed(0)
+    batches = [x[i * batch:(i + 1) * batch].clone() for i in range(40)]
+    enc, dec = model.encoder.net, model.decoder.net
+
+    def kl(mu, log_std):
+        return 0.5 * (mu.pow(2) + (2 * log_std).exp() - 2 * log_std - 1).sum(-1)
+
+    def bce(eta, xb):
+        return -F.binary_cross_entropy_with_logits(eta, xb, reduction="none").sum(-1)
+
+    def hand(xb):
+        mu, log_std = enc(xb).chunk(2, -1)
+        z = mu + log_std.exp() * torch.randn(mu.shape, generator=gen)
+        return (kl(mu, log_std) - bce(dec(z), xb)).mean()
+
+    def draws(xb):                            # z as (S, B, K), S = 1, as varinf draws it
+        mu, log_std = enc(xb).chunk(2, -1)
+        z = mu + log_std.exp() * torch.randn((1, *mu.shape), generator=gen)
+        return (kl(mu, log_std) - bce(dec(z.reshape(-1, z.shape[-1])), xb)).mean()
+
+    def likelihood(xb):                       # + varinf's decoder and likelihood on (S, B, ·), mean over S
+        mu, log_std = enc(xb).chunk(2, -1)
+        z = mu + log_std.exp() * torch.randn((1, *mu.shape), generator=gen)
+        return (kl(mu, log_std) - model.log_likelihood(xb, z).mean(0)).mean()
+
+    def posterior_value(xb):                  # + q as a Posterior, drawn through the random stream
+        q = posterior(model, xb)
+        mu, log_std = q.params
+        return (kl(mu, log_std) - model.log_likelihood(xb, q.draw(1, gen)).mean(0)).mean()
+
+    def varinf_kl(xb):                        # + the family's closed-form KL to N(0, I)
+        q = posterior(model, xb)
+        return (GAUSSIAN.kl_to_standard(q.params) - model.log_likelihood(xb, q.draw(1, gen)).mean(0)).mean()
+
+    def estimator(xb):                        # sgvb_b itself: + the data check and the argument checks
+        return -sgvb_b(model, posterior(model, xb), xb, 1, gen).mean()
+
+    def losses(xb):                           # the method: + Losses and the detached bound
+        return method.losses(xb, gen).losses["generative"]
+
+    variants = {"hand-written loss": hand, "and z drawn as (S, B, K), S = 1": draws,
+                "and varinf's decoder and likelihood on (S, B, ·), mean over S": likelihood,
+                "and q as a Posterior, drawn through the stream": posterior_value,
+                "and varinf's KL to N(0, I)": varinf_kl, "varinf's sgvb_b (and its data check)": estimator,
+                "varinf's method.losses": losses}
+
+    def run(loss_of):
+        for xb in batches:
+            loss = loss_of(xb)
+            for p in params:
+                p.grad = None
+            loss.backward()
+
+    for loss_of in variants.values():
+        run(loss_of)
+    times = {name: [] for name in variants}
+    for _ in range(reps):
+        for name, loss_of in variants.items():
+            t0 = time.perf_counter()
+            run(loss_of)
+            times[name].append((time.perf_counter() - t0) / len(batches) * 1e6)
+    base = statistics.median(times["hand-written loss"])
+    print(f"| forward and backward of one batch (B = {batch}), fixed weights | µs (median of {reps}) | "
+          "against the hand-written loss |\n|---|---|---|")
+    for name, t in times.items():
+        print(f"| {name} | {statistics.median(t):.0f} | {statistics.median(t) - base:+.0f} |")
+
+
+def make_contender(name: str, cfg, mcfg: VAEConfig, batch_size: int):
+    """The epoch function of one contender, with its own freshly initialised model (seed 0) and optimizer."""
+    model = build_model(mcfg, 0, torch.device("cpu"))
+    if name == "varinf":
+        method = method_for(cfg, model, 784)
+        optimizers = optimizers_for(cfg, method)
+        return lambda g, xs: train_epoch(method, optimizers, xs, batch_size, g)
+    if name == "pyro":
+        pyro_epoch = make_pyro_epoch(model, cfg.lr)
+        return lambda g, xs: pyro_epoch(xs, batch_size, g)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=name == "hand-fused")
+    return lambda g, xs: hand_written_epoch(model, opt, xs, batch_size, g)
+
+
+def isolated_epoch(name: str, r: int, args) -> tuple[float, float]:
+    """(seconds, bound) of one epoch of ``name`` timed in a fresh Python process (round ``r``'s batches and noise)."""
+    cmd = [sys.executable, __file__, "--contender", name, "--round", str(r), "--batch-size", str(args.batch_size)]
+    for flag, value in (("--data-dir", args.data_dir), ("--threads", args.threads), ("--train-size", args.train_size)):
+        if value is not None:
+            cmd += [flag, str(value)]
+    out = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+    return out["seconds"], out["bound"]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", default=None)
@@ -205,7 +318,15 @@ def main() -> None:
     ap.add_argument("--train-size", type=int, default=None, help="use the first N training images (default all)")
     ap.add_argument("--no-pyro", action="store_true")
     ap.add_argument("--json", default=None, help="also write the results here")
+    ap.add_argument("--isolate", action="store_true",
+                    help="time every epoch in a fresh process of its own (one contender per process), so that no "
+                         "contender's memory layout or allocator state shapes another's timing")
+    ap.add_argument("--contender", choices=["varinf", "hand", "hand-fused", "pyro"], help=argparse.SUPPRESS)
+    ap.add_argument("--round", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--step-breakdown", action="store_true", help="time the parts of one step instead")
+    ap.add_argument("--forward-parts", action="store_true",
+                    help="time the forward and backward pass from the hand-written loss to varinf's, one change "
+                         "at a time, instead")
     ap.add_argument("--fixed-cost", action="store_true",
                     help="with --step-breakdown: a 784-8-4 network and 2 images per step, where the matrix products "
                          "cost nothing, so the parts are each loop's fixed cost per step")
@@ -219,6 +340,9 @@ def main() -> None:
     x = data.split("train")[: args.train_size]
     cfg = make_config(dataset="binarized-mnist", lr=1e-3, batch_size=args.batch_size).resolved()   # Table 1 network
     mcfg = VAEConfig(data_dim=784, latent_dim=cfg.latent_dim, hidden=cfg.hidden, activation=cfg.activation)
+    if args.forward_parts:
+        forward_parts(x, cfg, mcfg, args.batch_size)
+        return
     if args.step_breakdown:
         if args.fixed_cost:
             step_breakdown(x, cfg, VAEConfig(data_dim=784, latent_dim=4, hidden=(8,), activation=cfg.activation), 2)
@@ -226,37 +350,33 @@ def main() -> None:
             step_breakdown(x, cfg, mcfg)
         return
 
-    varinf_model = build_model(mcfg, 0, torch.device("cpu"))
-    method = method_for(cfg, varinf_model, 784)
-    optimizers = optimizers_for(cfg, method)
-    hand_model = build_model(mcfg, 0, torch.device("cpu"))
-    hand_opt = torch.optim.Adam(hand_model.parameters(), lr=cfg.lr)
-    fused_model = build_model(mcfg, 0, torch.device("cpu"))
-    fused_opt = torch.optim.Adam(fused_model.parameters(), lr=cfg.lr, fused=True)
-    contenders = {
-        "varinf": lambda g, xs: train_epoch(method, optimizers, xs, args.batch_size, g),
-        "hand": lambda g, xs: hand_written_epoch(hand_model, hand_opt, xs, args.batch_size, g),
-        "hand-fused": lambda g, xs: hand_written_epoch(fused_model, fused_opt, xs, args.batch_size, g),
-    }
-    if not args.no_pyro:
-        pyro_epoch = make_pyro_epoch(build_model(mcfg, 0, torch.device("cpu")), cfg.lr)
-        contenders["pyro"] = lambda g, xs: pyro_epoch(xs, args.batch_size, g)
-
+    names = ["varinf", "hand", "hand-fused"] + ([] if args.no_pyro else ["pyro"])
+    if args.contender:                        # one contender's epoch in this process (a child of --isolate)
+        run = make_contender(args.contender, cfg, mcfg, args.batch_size)
+        run(torch.Generator().manual_seed(1), x[: 20 * args.batch_size])      # warm-up, not timed
+        t0 = time.perf_counter()
+        bound = run(torch.Generator().manual_seed(100 + args.round), x)
+        print(json.dumps({"seconds": time.perf_counter() - t0, "bound": bound}))
+        return
+    contenders = {} if args.isolate else {name: make_contender(name, cfg, mcfg, args.batch_size) for name in names}
     for run in contenders.values():   # warm-up: first-call allocations and dispatch, not timed
         run(torch.Generator().manual_seed(1), x[: 20 * args.batch_size])
     gflops_before = matmul_gflops()
-    times: dict[str, list[float]] = {k: [] for k in contenders}
-    bounds: dict[str, list[float]] = {k: [] for k in contenders}
+    times: dict[str, list[float]] = {k: [] for k in names}
+    bounds: dict[str, list[float]] = {k: [] for k in names}
     for r in range(args.rounds):
-        order = list(contenders) if r % 2 == 0 else list(reversed(contenders))      # no contender always first
+        order = names if r % 2 == 0 else list(reversed(names))                  # no contender always first
         for name in order:
-            run = contenders[name]
-            g = torch.Generator().manual_seed(100 + r)
-            t0 = time.perf_counter()
-            bound = run(g, x)
-            times[name].append(time.perf_counter() - t0)
+            if args.isolate:
+                seconds, bound = isolated_epoch(name, r, args)
+            else:
+                g = torch.Generator().manual_seed(100 + r)
+                t0 = time.perf_counter()
+                bound = contenders[name](g, x)
+                seconds = time.perf_counter() - t0
+            times[name].append(seconds)
             bounds[name].append(bound)
-            print(f"round {r + 1} {name:10s} {times[name][-1]:7.2f} s  train bound {bound:9.2f}", flush=True)
+            print(f"round {r + 1} {name:10s} {seconds:7.2f} s  train bound {bound:9.2f}", flush=True)
     gflops = max(gflops_before, matmul_gflops())
 
     med = {k: statistics.median(v) for k, v in times.items()}
@@ -269,7 +389,7 @@ def main() -> None:
     print()
     print("| loop | s/epoch (median) | examples/s | hand / this | hand-fused / this | floor / this |")
     print("|---|---|---|---|---|---|")
-    for name in contenders:
+    for name in names:
         print(f"| {name} | {med[name]:.2f} | {x.shape[0] / med[name]:.0f} | {med['hand'] / med[name]:.2f} | "
               f"{med['hand-fused'] / med[name]:.2f} | {floor / med[name]:.0%} |")
     paired = [f / v for f, v in zip(times["hand-fused"], times["varinf"])]
@@ -279,7 +399,7 @@ def main() -> None:
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"times": times, "bounds": bounds, "gflops": gflops, "floor_s": floor,
-                       "threads": torch.get_num_threads()}, fh, indent=2)
+                       "threads": torch.get_num_threads(), "isolate": args.isolate}, fh, indent=2)
 
 
 if __name__ == "__main__":

@@ -153,7 +153,8 @@ class GroupOptimizer:
     many groups share it); ``param_groups`` lists this group's parameters with the shared hyperparameters;
     ``state_dict`` and ``load_state_dict`` hold this group's parameters only, in the format of a torch optimizer
     over them alone (indices 0..n−1 in this group's order), so a checkpoint reads the same as one written with
-    an optimizer per group.
+    an optimizer per group. ``shared`` is the torch optimizer itself: a learning-rate scheduler or a step hook
+    goes there.
     """
 
     def __init__(self, shared: torch.optim.Optimizer, params: list[nn.Parameter]):
