@@ -232,15 +232,17 @@ def forward_parts(x: torch.Tensor, cfg, mcfg: VAEConfig, batch: int = 100, reps:
         z = mu + log_std.exp() * torch.randn(mu.shape, generator=gen)
         return (kl(mu, log_std) - bce(dec(z), xb)).mean()
 
-    def draws(xb):                            # z as (S, B, K), S = 1, as varinf draws it
+    def draw(mu, log_std):                    # z as (S, B, K), S = 1, as varinf draws it
+        return torch.addcmul(mu.unsqueeze(0), log_std.exp().unsqueeze(0), torch.randn((1, *mu.shape), generator=gen))
+
+    def draws(xb):
         mu, log_std = enc(xb).chunk(2, -1)
-        z = mu + log_std.exp() * torch.randn((1, *mu.shape), generator=gen)
+        z = draw(mu, log_std)
         return (kl(mu, log_std) - bce(dec(z.reshape(-1, z.shape[-1])), xb)).mean()
 
     def likelihood(xb):                       # + varinf's decoder and likelihood on (S, B, ·), mean over S
         mu, log_std = enc(xb).chunk(2, -1)
-        z = mu + log_std.exp() * torch.randn((1, *mu.shape), generator=gen)
-        return (kl(mu, log_std) - model.log_likelihood(xb, z).mean(0)).mean()
+        return (kl(mu, log_std) - model.log_likelihood(xb, draw(mu, log_std)).mean(0)).mean()
 
     def posterior_value(xb):                  # + q as a Posterior, drawn through the random stream
         q = posterior(model, xb)

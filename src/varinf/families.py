@@ -106,7 +106,9 @@ class DiagonalGaussian(Family):
         """(h, ε) of ``draw``, both (S, B, K)."""
         mu, log_std = params
         eps = Stream.of(generator).draw(torch.randn, (num_samples, *mu.shape), mu, dim=1)   # the global batch's rows
-        return torch.addcmul(mu, log_std.exp(), eps), eps
+        # μ and σ as (1, B, K): the backward pass sums their gradients over a draw axis only when S > 1
+        # (broadcast from (B, K), torch sums over the new leading axis even when S = 1, two reductions a step)
+        return torch.addcmul(mu.unsqueeze(0), log_std.exp().unsqueeze(0), eps), eps
 
     def draw_with_log_prob(self, params, num_samples, generator):
         """h = μ + σ ⊙ ε and, from the same ε, log q(h|x) = log N(ε; 0, I) − Σ_k log σ_k (change of variables).
