@@ -320,3 +320,22 @@ def test_kl_to_the_standard_normal_prior_is_the_general_closed_form_to_the_bit()
     assert model.prior() is model.prior() and model.prior().mean.dtype == torch.float32
     model.double()
     assert model.prior().mean.dtype == torch.float64 and model.prior() is model.prior()
+
+
+@pytest.mark.parametrize("num", [1, 3])
+def test_the_gaussian_draw_is_mu_plus_sigma_eps_to_the_bit_in_value_and_gradient(num):
+    """h = μ + σ ⊙ ε (Kingma & Welling 2014 Eq. 10, one fused addcmul) on the stream's noise: the draw takes
+    μ, σ as (1, B, K) so that the backward pass sums over draws only when S > 1; values and gradients must be
+    those of (B, K) parameters broadcast against the noise, bit for bit, for one draw and for several."""
+    from varinf.families import GAUSSIAN
+
+    g = torch.Generator().manual_seed(4)
+    mu = torch.randn(6, 5, generator=g).requires_grad_()
+    log_std = torch.randn(6, 5, generator=g).requires_grad_()
+    h, eps = GAUSSIAN.draw_with_noise((mu, log_std), num, torch.Generator().manual_seed(9))
+    assert torch.equal(eps, torch.randn(num, 6, 5, generator=torch.Generator().manual_seed(9)))  # (S, B, K)
+    plain = torch.addcmul(mu, log_std.exp(), eps)                     # (B, K) broadcast against (S, B, K)
+    assert torch.equal(h, plain)
+    w = torch.randn(num, 6, 5, generator=g)
+    assert all(torch.equal(a, b) for a, b in zip(torch.autograd.grad((w * h).sum(), (mu, log_std)),
+                                                 torch.autograd.grad((w * plain).sum(), (mu, log_std))))
