@@ -55,20 +55,31 @@ from varinf.infer._base import optimizer_groups
 from varinf.training import build_model, method_for, optimizers_for, train_epoch
 
 
+def hand_kl(mu: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+    """KL(N(μ, σ²) ‖ N(0, I)) as the textbook writes it (Kingma & Welling 2014, App. B), (B,)."""
+    return 0.5 * (mu.pow(2) + (2 * log_std).exp() - 2 * log_std - 1).sum(-1)
+
+
+def hand_reconstruction(logits: torch.Tensor, xb: torch.Tensor) -> torch.Tensor:
+    """log p(x|z) as the binary cross-entropy with logits, (B,)."""
+    return -F.binary_cross_entropy_with_logits(logits, xb, reduction="none").sum(-1)
+
+
+def hand_loss(model: VAE, xb: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """The textbook loss of one batch: encoder, reparameterise, BCE + closed-form KL, mean."""
+    mu, log_std = model.encoder.net(xb).chunk(2, dim=-1)
+    z = mu + log_std.exp() * torch.randn(mu.shape, generator=gen)
+    return (hand_kl(mu, log_std) - hand_reconstruction(model.decoder.net(z), xb)).mean()
+
+
 def hand_written_epoch(model: VAE, opt: torch.optim.Optimizer, x: torch.Tensor, batch_size: int,
                        gen: torch.Generator) -> float:
-    """The textbook loop: randperm, encoder, reparameterise, BCE + closed-form KL, step."""
+    """The textbook loop: randperm, ``hand_loss``, step."""
     total = 0.0
     perm = torch.randperm(x.shape[0], generator=gen)
     for i in range(0, x.shape[0], batch_size):
         xb = x[perm[i:i + batch_size]]
-        h = model.encoder.net(xb)
-        mu, log_std = h.chunk(2, dim=-1)
-        z = mu + log_std.exp() * torch.randn(mu.shape, generator=gen)
-        logits = model.decoder.net(z)
-        rec = -F.binary_cross_entropy_with_logits(logits, xb, reduction="none").sum(-1)
-        kl = 0.5 * (mu.pow(2) + (2 * log_std).exp() - 2 * log_std - 1).sum(-1)
-        loss = (kl - rec).mean()
+        loss = hand_loss(model, xb, gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -150,11 +161,7 @@ def step_breakdown(x: torch.Tensor, cfg, mcfg: VAEConfig, batch: int = 100) -> N
     params = [p for group in optimizer_groups(optimizers).values() for p in group]
 
     def hand_forward():
-        mu, log_std = hand.encoder.net(xb).chunk(2, dim=-1)
-        z = mu + log_std.exp() * torch.randn(mu.shape, generator=gen)
-        rec = -F.binary_cross_entropy_with_logits(hand.decoder.net(z), xb, reduction="none").sum(-1)
-        kl = 0.5 * (mu.pow(2) + (2 * log_std).exp() - 2 * log_std - 1).sum(-1)
-        return (kl - rec).mean()
+        return hand_loss(hand, xb, gen)
 
     def hand_step():
         loss = hand_forward()
@@ -221,33 +228,22 @@ def forward_parts(x: torch.Tensor, cfg, mcfg: VAEConfig, batch: int = 100, reps:
     batches = [x[i * batch:(i + 1) * batch].clone() for i in range(40)]
     enc, dec = model.encoder.net, model.decoder.net
 
-    def kl(mu, log_std):
-        return 0.5 * (mu.pow(2) + (2 * log_std).exp() - 2 * log_std - 1).sum(-1)
-
-    def bce(eta, xb):
-        return -F.binary_cross_entropy_with_logits(eta, xb, reduction="none").sum(-1)
-
     def hand(xb):
-        mu, log_std = enc(xb).chunk(2, -1)
-        z = mu + log_std.exp() * torch.randn(mu.shape, generator=gen)
-        return (kl(mu, log_std) - bce(dec(z), xb)).mean()
+        return hand_loss(model, xb, gen)
 
-    def draw(mu, log_std):                    # z as (S, B, K), S = 1, as varinf draws it
-        return torch.addcmul(mu.unsqueeze(0), log_std.exp().unsqueeze(0), torch.randn((1, *mu.shape), generator=gen))
-
-    def draws(xb):
+    def draws(xb):                            # z from the Gaussian family: (S, B, K), S = 1, through the stream
         mu, log_std = enc(xb).chunk(2, -1)
-        z = draw(mu, log_std)
-        return (kl(mu, log_std) - bce(dec(z.reshape(-1, z.shape[-1])), xb)).mean()
+        z = GAUSSIAN.draw((mu, log_std), 1, gen)
+        return (hand_kl(mu, log_std) - hand_reconstruction(dec(z.reshape(-1, z.shape[-1])), xb)).mean()
 
     def likelihood(xb):                       # + varinf's decoder and likelihood on (S, B, ·), mean over S
         mu, log_std = enc(xb).chunk(2, -1)
-        return (kl(mu, log_std) - model.log_likelihood(xb, draw(mu, log_std)).mean(0)).mean()
+        z = GAUSSIAN.draw((mu, log_std), 1, gen)
+        return (hand_kl(mu, log_std) - model.log_likelihood(xb, z).mean(0)).mean()
 
-    def posterior_value(xb):                  # + q as a Posterior, drawn through the random stream
+    def posterior_value(xb):                  # + q as a Posterior value (the model's posterior(x))
         q = posterior(model, xb)
-        mu, log_std = q.params
-        return (kl(mu, log_std) - model.log_likelihood(xb, q.draw(1, gen)).mean(0)).mean()
+        return (hand_kl(*q.params) - model.log_likelihood(xb, q.draw(1, gen)).mean(0)).mean()
 
     def varinf_kl(xb):                        # + the family's closed-form KL to N(0, I)
         q = posterior(model, xb)
@@ -259,9 +255,9 @@ def forward_parts(x: torch.Tensor, cfg, mcfg: VAEConfig, batch: int = 100, reps:
     def losses(xb):                           # the method: + Losses and the detached bound
         return method.losses(xb, gen).losses["generative"]
 
-    variants = {"hand-written loss": hand, "and z drawn as (S, B, K), S = 1": draws,
+    variants = {"hand-written loss": hand, "and z drawn by the Gaussian family as (S, B, K), S = 1": draws,
                 "and varinf's decoder and likelihood on (S, B, ·), mean over S": likelihood,
-                "and q as a Posterior, drawn through the stream": posterior_value,
+                "and q as a Posterior value": posterior_value,
                 "and varinf's KL to N(0, I)": varinf_kl, "varinf's sgvb_b (and its data check)": estimator,
                 "varinf's method.losses": losses}
 
