@@ -7,10 +7,10 @@ A run directory holds
     metrics.jsonl                    one line per epoch: epoch, train_elbo, valid_elbo, seconds, world_size
 
 The loop owns the optimizers (one update over the parameter groups the method declares, seen as one
-optimizer per group in the checkpoints, built from the run's settings), the device, the checkpoints and the random stream; a method only says what its losses
-are (``varinf.infer._base``). The loop is a pure function of the config: parameter
-initialisation, batch order and every Monte Carlo draw come from generators seeded by
-``cfg.seed``. The last checkpoint stores the generator state, so ``resume=True`` continues the
+optimizer per group in the checkpoints, built from the run's settings), the device, the checkpoints and
+the random stream; a method only says what its losses are (``varinf.infer._base``). The loop is a pure
+function of the config: parameter initialisation, batch order and every Monte Carlo draw come from
+generators seeded by ``cfg.seed``. The last checkpoint stores the generator state, so ``resume=True`` continues the
 very same random stream and ends with exactly the parameters of an uninterrupted run.
 
 Bring your own model: ``train(cfg, run_dir, model=my_model, data=my_dataset)`` trains any object

@@ -126,5 +126,6 @@ METHODS: dict[str, MethodSpec] = {spec.name: spec for spec in _SPECS}
 DEFAULT_REFINERS = {"gaussian": _gaussian, "bernoulli": _avi, "layered-bernoulli": _avi}
 
 __all__ = ["METHODS", "MethodSpec", "DEFAULT_REFINERS", "AVI_DEFAULT_RATE", "Method", "Losses", "apply_losses",
-           "make_optimizer", "make_optimizers", "GroupOptimizer", "add_linear_warmup", "AEVB", "RefinedEM", "SAVAE", "MeanPass",
-           "StraightThrough", "WakeSleep", "NVIL", "Reinforce", "IWAE", "HVI", "VIMCO", "ARM", "DisARM", "GumbelSoftmax"]
+           "make_optimizer", "make_optimizers", "GroupOptimizer", "add_linear_warmup", "AEVB", "RefinedEM", "SAVAE",
+           "MeanPass", "StraightThrough", "WakeSleep", "NVIL", "Reinforce", "IWAE", "HVI", "VIMCO", "ARM", "DisARM",
+           "GumbelSoftmax"]

@@ -10,9 +10,9 @@ A method says what its losses are; the training loop owns optimizers, checkpoint
 Every method on an amortised model has the groups "generative" (θ) and "inference" (φ), as the
 model declares them (``varinf.contract.split_parameters``), so the checkpoint layout is the same
 for every method; a method with parameters of its own (NVIL's baseline ψ) adds a group.
-[`apply_losses`][varinf.infer._base.apply_losses] takes the gradient of each loss with respect to its group only (one
-backward pass per distinct loss tensor, ``inputs=`` the groups it serves), then steps each optimizer once: the loop's groups share one
-(``make_optimizers``), so a step is one optimizer call whatever the number of groups.
+[`apply_losses`][varinf.infer._base.apply_losses] takes the gradient of each loss with respect to its group only
+(one backward pass per distinct loss tensor, ``inputs=`` the groups it serves), then steps each optimizer once:
+the loop's groups share one (``make_optimizers``), so a step is one optimizer call whatever the number of groups.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from varinf.contract import check_amortized, posterior, split_parameters
 from varinf.errors import ConfigError
 from varinf.objectives import entropy_bound
 
-__all__ = ["Method", "Losses", "apply_losses", "make_optimizer", "add_linear_warmup", "make_optimizers", "GroupOptimizer",
-           "OPTIMIZERS"]
+__all__ = ["Method", "Losses", "apply_losses", "make_optimizer", "add_linear_warmup", "make_optimizers",
+           "GroupOptimizer", "OPTIMIZERS"]
 
 OPTIMIZERS = ("adam", "rmsprop")
 
@@ -97,11 +97,11 @@ def apply_losses(out: Losses, groups: dict[str, list[nn.Parameter]], optimizers:
     by_loss: dict[int, tuple[torch.Tensor, list[str]]] = {}
     for name, loss in out.losses.items():
         by_loss.setdefault(id(loss), (loss, []))[1].append(name)
-    jobs = list(by_loss.values())
-    for i, (loss, names) in enumerate(jobs):                # into .grad of these groups' parameters only
-        torch.autograd.backward(loss, inputs=[p for n in names for p in groups[n]], retain_graph=i < len(jobs) - 1)
+    jobs = [(loss, [p for n in names for p in groups[n]]) for loss, names in by_loss.values()]
+    for i, (loss, params) in enumerate(jobs):               # into .grad of these groups' parameters only
+        torch.autograd.backward(loss, inputs=params, retain_graph=i < len(jobs) - 1)
     if grad_sync is not None:
-        grad_sync([p for loss, names in jobs for n in names for p in groups[n]])
+        grad_sync([p for _, params in jobs for p in params])
     for step in dict.fromkeys(optimizers[name].step for name in out.losses):      # each optimizer once
         step()
     return out.bound.mean().detach()
